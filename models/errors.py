@@ -1,0 +1,25 @@
+"""Exceptions raised by the model zoo.
+
+Every error the zoo raises on purpose derives from :class:`ModelsError`; the specific ones also
+derive from the matching builtin so callers can catch either.
+"""
+
+
+class ModelsError(Exception):
+    """Base class of every error the model zoo raises on purpose."""
+
+
+class ConfigError(ModelsError, ValueError):
+    """A configuration file or mapping is malformed: unknown key, wrong type, bad value."""
+
+
+class DatasetError(ModelsError, ValueError):
+    """Audio data (built-in or the user's recordings) cannot be used as given."""
+
+
+class CheckpointError(ModelsError, OSError):
+    """A checkpoint is missing, unreadable or does not match the model it should rebuild."""
+
+
+class TrainingError(ModelsError, RuntimeError):
+    """Training cannot go on (for example the loss became NaN)."""
