@@ -1,0 +1,34 @@
+"""Exceptions raised by the evaluation package.
+
+Every error the package raises on purpose derives from :class:`EvaluationError`; the specific ones
+also derive from the matching builtin, so callers (the model zoo scoring renders, for example) can
+catch either ``EvaluationError`` or ``ValueError``.
+"""
+
+
+class EvaluationError(Exception):
+    """Base class of every error the evaluation package raises on purpose."""
+
+
+class MetricInputError(EvaluationError, ValueError):
+    """Signals given to an objective metric have the wrong shape, length, values or sample rate."""
+
+
+class RatingsFormatError(EvaluationError, ValueError):
+    """A ratings file, table or frame does not have the expected columns or values."""
+
+
+class RatingsSourceError(EvaluationError, FileNotFoundError):
+    """A ratings source (file, database, table) does not exist or cannot be opened."""
+
+
+class ManifestError(EvaluationError, ValueError):
+    """A stimulus-set manifest is missing, malformed or disagrees with the ratings."""
+
+
+class DesignError(EvaluationError, ValueError):
+    """The ratings do not support the requested analysis (too few listeners, missing cells, …)."""
+
+
+class ConfigError(EvaluationError, ValueError):
+    """An option or configuration value is unknown or out of range."""
