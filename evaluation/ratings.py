@@ -1,0 +1,503 @@
+"""Ratings I/O: every supported source becomes one tidy DataFrame, one row per rating.
+
+Tidy columns (:data:`TIDY_COLUMNS`, the contract the web app's export follows too):
+
+=====================  ==========  ==========================================================
+column                 dtype       meaning
+=====================  ==========  ==========================================================
+``test``               str         test (stimulus set) name
+``participant``        str         listener id (the web app's public code, never its token)
+``trial``              str         trial id (one MUSHRA page: one item, one group of systems)
+``item``               str         audio material of the trial (``guitar``); = trial if unknown
+``condition``          str         condition id, stable across trials (``hidden_reference``)
+``role``               str         ``hidden_reference | anchor_low | anchor_mid | system``;
+                                   missing (<NA>) until roles are assigned
+``score``              float       0–100
+``trial_position``     Int64       1-based position of the trial in the listener's session
+``condition_position`` Int64       1-based position of the condition on the page
+``duration_ms``        float       time spent on the page
+``plays``              Int64       how often the condition was played
+``submitted_at``       str         ISO 8601 time the page was submitted
+=====================  ==========  ==========================================================
+
+Only ``participant``, ``trial`` (or ``item``), ``condition`` and ``score`` are required; the others
+are filled with missing values. Participant answers (questionnaire, crowd ids) are a second frame
+keyed by ``participant``.
+
+Sources: the tidy CSV, a webMUSHRA ``mushra.csv``, any long CSV with a column mapping, list-valued
+CSV files such as the Stahl et al. (2024) panel, and a results database (SQLite file or SQLAlchemy
+URL) holding either a tidy ``ratings`` table or the web app's tables.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, RatingsFormatError, RatingsSourceError
+
+log = logging.getLogger(__name__)
+
+TIDY_COLUMNS = (
+    "test",
+    "participant",
+    "trial",
+    "item",
+    "condition",
+    "role",
+    "score",
+    "trial_position",
+    "condition_position",
+    "duration_ms",
+    "plays",
+    "submitted_at",
+)
+REQUIRED_COLUMNS = ("participant", "condition", "score")
+ROLES = ("hidden_reference", "anchor_low", "anchor_mid", "system")
+_STRING_COLUMNS = ("test", "participant", "trial", "item", "condition", "role", "submitted_at")
+_INT_COLUMNS = ("trial_position", "condition_position", "plays")
+_FLOAT_COLUMNS = ("score", "duration_ms")
+
+#: webMUSHRA's default condition keys for the hidden reference and the two anchors.
+WEBMUSHRA_ROLES = {
+    "reference": "hidden_reference",
+    "anchor35": "anchor_low",
+    "anchor70": "anchor_mid",
+}
+_WEBMUSHRA_COLUMNS = ("session_uuid", "trial_id", "rating_stimulus", "rating_score")
+# webMUSHRA columns that are not questionnaire answers.
+_WEBMUSHRA_NON_ANSWERS = {
+    "session_test_id",
+    "session_uuid",
+    "trial_id",
+    "rating_stimulus",
+    "rating_score",
+    "rating_time",
+    "rating_comment",
+}
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """Ratings of one test: ``ratings`` in the tidy format, ``participants`` keyed by participant."""
+
+    ratings: pd.DataFrame
+    participants: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"participant": pd.Series([], dtype=object)})
+    )
+    source: str = ""
+
+
+def to_tidy(frame: pd.DataFrame, *, where: str = "ratings") -> pd.DataFrame:
+    """Check and normalise a frame that already uses tidy column names.
+
+    Missing optional columns are added; ``item`` defaults to ``trial`` and ``trial`` to ``item``;
+    ``test`` defaults to ``"test"``. Raises RatingsFormatError naming what is missing or malformed.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if "trial" not in frame.columns and "item" not in frame.columns:
+        missing.append("trial (or item)")
+    if missing:
+        raise RatingsFormatError(
+            f"{where}: expected columns {list(REQUIRED_COLUMNS) + ['trial']}, missing {missing}; "
+            f"found {list(frame.columns)}"
+        )
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    for column in TIDY_COLUMNS:
+        if column in frame.columns:
+            out[column] = frame[column].to_numpy()
+    if "trial" not in out:
+        out["trial"] = out["item"]
+    if "item" not in out:
+        out["item"] = out["trial"]
+    if "test" not in out:
+        out["test"] = "test"
+    for column in ("participant", "trial", "item", "condition"):
+        values = out[column]
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise RatingsFormatError(f"{where}: row {row + 1}: {column} is empty")
+    scores = pd.to_numeric(out["score"], errors="coerce")
+    bad = scores.isna() & out["score"].notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise RatingsFormatError(
+            f"{where}: row {row + 1}: score: expected a number, found {out['score'].iloc[row]!r}"
+        )
+    out["score"] = scores.astype(float)
+    if "role" in out:
+        roles = out["role"].dropna()
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise RatingsFormatError(
+                f"{where}: role: expected one of {list(ROLES)}, found {unknown}"
+            )
+    for column in TIDY_COLUMNS:
+        if column not in out:
+            out[column] = pd.NA
+    for column in _STRING_COLUMNS:
+        out[column] = out[column].map(_as_text).astype(object)
+    for column in _INT_COLUMNS:
+        out[column] = pd.to_numeric(out[column], errors="coerce").astype("Int64")
+    out["duration_ms"] = pd.to_numeric(out["duration_ms"], errors="coerce").astype(float)
+    return out[list(TIDY_COLUMNS)]
+
+
+def _as_text(value) -> object:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return pd.NA
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read_csv(path: Path | str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise RatingsSourceError(f"{path}: no such ratings file")
+    try:
+        return pd.read_csv(path, dtype=object, keep_default_na=True)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise RatingsFormatError(f"{path}: not a readable CSV file ({exc})") from exc
+
+
+def read_tidy_csv(path: Path | str, participants_path: Path | str | None = None) -> Ratings:
+    """Read the tidy CSV the web app exports (and optionally its participants CSV)."""
+    ratings = to_tidy(_read_csv(path), where=str(path))
+    participants = _participants_frame(ratings)
+    if participants_path is not None:
+        participants = _read_csv(participants_path)
+        if "participant" not in participants.columns:
+            raise RatingsFormatError(
+                f"{participants_path}: expected a 'participant' column, found "
+                f"{list(participants.columns)}"
+            )
+    return Ratings(ratings, participants, str(path))
+
+
+def read_long_csv(path: Path | str, mapping: Mapping[str, str]) -> Ratings:
+    """Read any long CSV (one row per rating) given ``mapping``: tidy column → file column.
+
+    For example ``{"participant": "listener", "item": "stimulus", "condition": "system",
+    "score": "rating"}``. Unmapped tidy columns that the file happens to have are used as they are.
+    """
+    frame = _read_csv(path)
+    unknown = sorted(set(mapping) - set(TIDY_COLUMNS))
+    if unknown:
+        raise ConfigError(
+            f"column mapping: unknown tidy column(s) {unknown}; expected {TIDY_COLUMNS}"
+        )
+    absent = {k: v for k, v in mapping.items() if v not in frame.columns}
+    if absent:
+        raise RatingsFormatError(
+            f"{path}: column mapping names file column(s) {sorted(absent.values())} that the file "
+            f"does not have; found {list(frame.columns)}"
+        )
+    renamed = frame.rename(columns={v: k for k, v in mapping.items()})
+    renamed = renamed.loc[:, ~renamed.columns.duplicated(keep="first")]
+    ratings = to_tidy(renamed, where=str(path))
+    return Ratings(ratings, _participants_frame(ratings), str(path))
+
+
+def read_webmushra_csv(path: Path | str, test: str | None = None) -> Ratings:
+    """Read webMUSHRA's ``mushra.csv`` (one row per rating).
+
+    ``session_uuid`` is the participant, ``trial_id`` the trial (and item), ``rating_stimulus`` the
+    condition and ``rating_score`` the score. The conditions ``reference``, ``anchor35`` and
+    ``anchor70`` get the roles hidden reference, low anchor and mid anchor; other conditions stay
+    without a role until :func:`assign_roles`. Columns between ``session_uuid`` and ``trial_id``
+    (questionnaire answers) go to the participants frame.
+    """
+    frame = _read_csv(path)
+    missing = [c for c in _WEBMUSHRA_COLUMNS if c not in frame.columns]
+    if missing:
+        raise RatingsFormatError(
+            f"{path}: not a webMUSHRA mushra.csv: missing {missing}; found {list(frame.columns)}"
+        )
+    tidy = pd.DataFrame(
+        {
+            "test": frame["session_test_id"] if "session_test_id" in frame else (test or "test"),
+            "participant": frame["session_uuid"],
+            "trial": frame["trial_id"],
+            "condition": frame["rating_stimulus"],
+            "role": frame["rating_stimulus"].map(WEBMUSHRA_ROLES),
+            "score": frame["rating_score"],
+        }
+    )
+    if test is not None:
+        tidy["test"] = test
+    ratings = to_tidy(tidy, where=str(path))
+    answer_columns = [c for c in frame.columns if c not in _WEBMUSHRA_NON_ANSWERS]
+    participants = (
+        frame[["session_uuid", *answer_columns]]
+        .rename(columns={"session_uuid": "participant"})
+        .drop_duplicates("participant")
+        .reset_index(drop=True)
+    )
+    participants["participant"] = participants["participant"].map(_as_text)
+    return Ratings(ratings, participants, str(path))
+
+
+def read_list_valued_csv(
+    path: Path | str,
+    *,
+    item_column: str = "signal",
+    condition_column: str = "condition",
+    scores_column: str = "ratings",
+    participants_column: str = "participant_ids",
+    test: str = "test",
+) -> Ratings:
+    """Read a file with one row per item × condition whose scores and listener ids are lists.
+
+    The default column names are those of the Stahl et al. (2024) neural-codec MUSHRA panel
+    (``signal, condition, ratings, participant_ids``). Each row becomes one tidy row per listener.
+    """
+    frame = _read_csv(path)
+    needed = [item_column, condition_column, scores_column, participants_column]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise RatingsFormatError(
+            f"{path}: expected list-valued columns {needed}, missing {missing}; "
+            f"found {list(frame.columns)}"
+        )
+    rows = []
+    for index, row in frame.iterrows():
+        where = f"{path}: line {index + 2}"
+        scores = _parse_list(row[scores_column], f"{where}, {scores_column}")
+        ids = _parse_list(row[participants_column], f"{where}, {participants_column}")
+        if len(scores) != len(ids):
+            raise RatingsFormatError(
+                f"{where}: expected as many {scores_column} as {participants_column}, found "
+                f"{len(scores)} and {len(ids)}"
+            )
+        for participant, score in zip(ids, scores, strict=True):
+            rows.append((participant, row[item_column], row[condition_column], score))
+    tidy = pd.DataFrame(rows, columns=["participant", "trial", "condition", "score"])
+    tidy["test"] = test
+    ratings = to_tidy(tidy, where=str(path))
+    return Ratings(ratings, _participants_frame(ratings), str(path))
+
+
+def _parse_list(text: object, where: str) -> list:
+    try:
+        value = ast.literal_eval(str(text))
+    except (ValueError, SyntaxError) as exc:
+        raise RatingsFormatError(
+            f"{where}: expected a list such as [1, 2], found {text!r}"
+        ) from exc
+    if not isinstance(value, (list, tuple)):
+        raise RatingsFormatError(f"{where}: expected a list such as [1, 2], found {text!r}")
+    return list(value)
+
+
+def _participants_frame(ratings: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"participant": pd.unique(ratings["participant"])})
+
+
+def read_database(source: str | Path, test: str | None = None) -> Ratings:
+    """Read ratings from a results database: a SQLite file path or an SQLAlchemy URL.
+
+    A ``ratings`` table with the tidy columns is read as it is. Otherwise the web app's tables
+    are read: ``ratings`` (``participant_id, trial, condition, score, condition_position, plays,
+    listening_ms``) joined to ``participants`` (``id, test, code``, answers) and, when present,
+    ``pages`` (``trial_position, submitted_at, duration_ms``, only ``kind = 'trial'`` pages, so
+    training grades are discarded). ``test`` keeps one test of a database that holds several.
+    """
+    import sqlalchemy as sa  # only needed for this source
+
+    url = _database_url(source)
+    try:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            if "ratings" not in tables:
+                raise RatingsSourceError(
+                    f"{source}: expected a table 'ratings', found tables {sorted(tables)}"
+                )
+            rating_columns = {c["name"] for c in sa.inspect(conn).get_columns("ratings")}
+            if set(REQUIRED_COLUMNS) <= rating_columns and "trial" in rating_columns:
+                raw = pd.read_sql_query(sa.text("SELECT * FROM ratings"), conn)
+                participants = (
+                    pd.read_sql_query(sa.text("SELECT * FROM participants"), conn)
+                    if "participants" in tables
+                    else None
+                )
+                ratings = to_tidy(raw, where=f"{source}: table ratings")
+            else:
+                ratings, participants = _read_webapp_tables(conn, tables, rating_columns, source)
+    except sa.exc.SQLAlchemyError as exc:
+        raise RatingsSourceError(f"{source}: cannot read the database ({exc})") from exc
+    finally:
+        if "engine" in locals():
+            engine.dispose()
+    if test is not None:
+        known = sorted(pd.unique(ratings["test"]))
+        ratings = ratings[ratings["test"] == test].reset_index(drop=True)
+        if ratings.empty:
+            raise RatingsFormatError(
+                f"{source}: no ratings for test {test!r}; tests found: {known}"
+            )
+    if participants is None or "participant" not in participants.columns:
+        participants = _participants_frame(ratings)
+    return Ratings(ratings, participants, str(source))
+
+
+def _database_url(source: str | Path) -> str:
+    text = str(source)
+    if "://" in text:
+        return text
+    path = Path(text)
+    if not path.is_file():
+        raise RatingsSourceError(f"{path}: no such database file (give a file or a URL)")
+    return f"sqlite:///{path.resolve()}"
+
+
+_WEBAPP_RATING_COLUMNS = {"participant_id", "trial", "condition", "score"}
+
+
+def _read_webapp_tables(conn, tables: set[str], rating_columns: set[str], source) -> tuple:
+    import sqlalchemy as sa
+
+    missing = sorted(_WEBAPP_RATING_COLUMNS - rating_columns)
+    if missing or "participants" not in tables:
+        raise RatingsFormatError(
+            f"{source}: table ratings has neither the tidy columns {list(TIDY_COLUMNS)} nor the "
+            f"web app's columns {sorted(_WEBAPP_RATING_COLUMNS)} with a participants table; "
+            f"found columns {sorted(rating_columns)} and tables {sorted(tables)}"
+        )
+    raw = pd.read_sql_query(sa.text("SELECT * FROM ratings"), conn)
+    people = pd.read_sql_query(sa.text("SELECT * FROM participants"), conn)
+    people = people.rename(columns={"id": "participant_id"})
+    if "code" not in people.columns:
+        people["code"] = people["participant_id"].astype(str)
+    merged = raw.merge(
+        people[["participant_id", "code", *(["test"] if "test" in people else [])]],
+        on="participant_id",
+        how="left",
+        validate="many_to_one",
+    )
+    if "listening_ms" in merged and "duration_ms" not in merged:
+        # Per-condition listening time is not the page duration; kept out of duration_ms.
+        merged = merged.drop(columns=["listening_ms"])
+    if "pages" in tables and "page_id" in merged:
+        pages = pd.read_sql_query(sa.text("SELECT * FROM pages"), conn)
+        keep = [
+            c for c in ("id", "kind", "trial_position", "submitted_at", "duration_ms") if c in pages
+        ]
+        pages = pages[keep].rename(columns={"id": "page_id"})
+        merged = merged.merge(pages, on="page_id", how="left", validate="many_to_one")
+        if "kind" in merged:
+            dropped = int((merged["kind"] != "trial").sum())
+            if dropped:
+                log.info("%s: dropped %d ratings from non-trial (training) pages", source, dropped)
+            merged = merged[merged["kind"] == "trial"]
+    merged = merged.rename(columns={"code": "participant"})
+    ratings = to_tidy(merged.reset_index(drop=True), where=f"{source}: table ratings")
+    people = people.rename(columns={"code": "participant"})
+    for column in people.columns:
+        if people[column].map(lambda v: isinstance(v, (dict, list))).any():
+            people[column] = people[column].map(json.dumps)
+    secret = [c for c in ("token",) if c in people.columns]
+    return ratings, people.drop(columns=secret)
+
+
+def detect_format(path: Path | str) -> str:
+    """Guess a CSV's format from its header: ``tidy``, ``webmushra`` or ``list``."""
+    path = Path(path)
+    if not path.is_file():
+        raise RatingsSourceError(f"{path}: no such ratings file")
+    header = set(pd.read_csv(path, nrows=0).columns)
+    if set(_WEBMUSHRA_COLUMNS) <= header:
+        return "webmushra"
+    if {"ratings", "participant_ids"} <= header:
+        return "list"
+    if set(REQUIRED_COLUMNS) <= header and ({"trial", "item"} & header):
+        return "tidy"
+    raise RatingsFormatError(
+        f"{path}: cannot tell the format from the header {sorted(header)}: expected the tidy "
+        f"columns {list(REQUIRED_COLUMNS) + ['trial']}, webMUSHRA's {list(_WEBMUSHRA_COLUMNS)} or "
+        f"list-valued 'ratings' and 'participant_ids'; give a column mapping for other files"
+    )
+
+
+def load_ratings(
+    source: str | Path, *, format: str = "auto", mapping: Mapping[str, str] | None = None
+) -> Ratings:
+    """Load ratings from any supported source.
+
+    ``format``: ``auto`` (database for ``.db``/``.sqlite`` files and URLs, else from the CSV
+    header), ``tidy``, ``webmushra``, ``list``, ``long`` (needs ``mapping``) or ``database``.
+    """
+    text = str(source)
+    formats = ("auto", "tidy", "webmushra", "list", "long", "database")
+    if format not in formats:
+        raise ConfigError(f"ratings format: expected one of {list(formats)}, found {format!r}")
+    if mapping is not None and format == "auto":
+        format = "long"
+    if format == "auto":
+        if "://" in text or Path(text).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+            format = "database"
+        else:
+            format = detect_format(text)
+    if format == "database":
+        return read_database(source)
+    if format == "tidy":
+        return read_tidy_csv(source)
+    if format == "webmushra":
+        return read_webmushra_csv(source)
+    if format == "list":
+        return read_list_valued_csv(source)
+    if mapping is None:
+        raise ConfigError(
+            "ratings format 'long' needs a column mapping (tidy column → file column)"
+        )
+    return read_long_csv(source, mapping)
+
+
+def assign_roles(
+    ratings: pd.DataFrame, roles: Mapping[str, str], *, default: str | None = "system"
+) -> pd.DataFrame:
+    """Return a copy with ``role`` set from ``roles`` (condition id → role).
+
+    Conditions not in ``roles`` keep a role they already have, else get ``default`` (``None``
+    leaves them missing). Unknown role names are an error.
+    """
+    unknown = {c: r for c, r in roles.items() if r not in ROLES}
+    if unknown:
+        raise ConfigError(f"roles: expected roles among {list(ROLES)}, found {unknown}")
+    out = ratings.copy()
+    mapped = out["condition"].map(dict(roles))
+    role = mapped.where(mapped.notna(), out["role"])
+    if default is not None:
+        role = role.where(role.notna(), default)
+    out["role"] = role.astype(object)
+    return out
+
+
+def parse_roles(text: str) -> dict[str, str]:
+    """Parse ``condition=role,condition=role`` (the CLI's ``--roles``)."""
+    roles = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise ConfigError(f"--roles: expected condition=role pairs, found {part!r}")
+        condition, role = (s.strip() for s in part.split("=", 1))
+        roles[condition] = role
+    return roles
+
+
+def parse_mapping(text: str) -> dict[str, str]:
+    """Parse ``tidy=file,tidy=file`` (the CLI's ``--columns``)."""
+    mapping = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise ConfigError(f"--columns: expected tidy=file pairs, found {part!r}")
+        tidy, column = (s.strip() for s in part.split("=", 1))
+        mapping[tidy] = column
+    return mapping
