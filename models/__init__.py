@@ -1,0 +1,1 @@
+"""Earshot model zoo: built-in devices, datasets, LSTM teachers and students, distillation, studies."""

@@ -1,0 +1,82 @@
+"""Saving and loading checkpoints atomically, with clear errors for missing or corrupt files.
+
+A run folder holds ``checkpoint.pt`` (best-validation weights and the network config: enough to
+rebuild the model) and ``last.pt`` (the full training state of the last finished epoch, for
+``--resume``). Both are written to a temporary file and renamed, so an interruption at any moment
+leaves the previous complete file in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import from_dict
+from .errors import CheckpointError
+from .nets import NetConfig, build_model
+
+CHECKPOINT = "checkpoint.pt"
+LAST = "last.pt"
+
+
+def save_atomic(payload: dict[str, Any], path: Path) -> None:
+    """torch.save ``payload`` to ``path`` via a temporary file in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    """Write ``data`` as indented JSON via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_payload(path: Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_atomic` (tensors and plain values only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"{path}: corrupt or unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "delete it to start the run again"
+        ) from None
+    if not isinstance(payload, dict) or "model" not in payload or "net" not in payload:
+        raise CheckpointError(f"{path}: not an Earshot checkpoint (expected keys 'model' and 'net')")
+    return payload
+
+
+def load_model(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the network stored in a checkpoint file or run folder; returns (model, payload)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    payload = load_payload(path)
+    net = from_dict(NetConfig, payload["net"], where=f"{path}: net")
+    model = build_model(net)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the stored network config ({exc})") from None
+    model.eval()
+    return model, payload

@@ -1,0 +1,261 @@
+"""``python -m models``: build datasets, train studies, render and benchmark the zoo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import ModelsError
+
+log = logging.getLogger("models")
+
+_RESOLVED_ONLY = {"run_id", "git_commit", "sample_rate", "knob_names", "latency_samples"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m models",
+        description="Earshot model zoo: built-in devices and user recordings, LSTM teachers and "
+        "students, knowledge distillation, studies, rendering and benchmarks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only, hide progress bars")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser("study", help="train every missing run of a study YAML and write runs.csv + comparison",
+                         description="Expand a study file (datasets × teachers × students × recipes × seeds), "
+                         "train only runs without metrics.json (interrupted runs resume), then write "
+                         "runs.csv, comparison.csv and comparison.png in the study folder.")
+    p.add_argument("file", type=Path, help="study YAML, e.g. models/studies/demo.yaml")
+    p.add_argument("--out", type=Path, default=None,
+                   help="study folder (default: the file's output_dir or results/zoo/<name>)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done; train nothing")
+
+    p = verbs.add_parser("train", help="train one run from a run config (or resume a run folder)",
+                         description="Train a single run. CONFIG is a YAML/JSON run config (keys: dataset, "
+                         "model, recipe, variant, teacher, teacher_run, distill, training, seed) or an "
+                         "existing run folder, whose config.json is reused.")
+    p.add_argument("config", type=Path, help="run config file, or a run folder to continue")
+    p.add_argument("--runs", type=Path, default=None,
+                   help="folder that holds run folders (default: the run folder's parent, or results/zoo/adhoc/runs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run's last.pt (the same result as an uninterrupted run)")
+
+    p = verbs.add_parser("dataset", help="build or validate a dataset and print what it holds",
+                         description="Build a dataset from a built-in device or load the user's recordings "
+                         "(NAM, Wright or conditioned layout), validate it and print its splits, knobs and "
+                         "measured latency.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--device", help="built-in device preset (see `python -m models devices`)")
+    src.add_argument("--path", type=Path, help="folder with dry/wet recordings")
+    p.add_argument("--layout", choices=["auto", "nam", "wright", "conditioned"], default="auto",
+                   help="recordings layout (default: detect)")
+    p.add_argument("--sample-rate", type=int, default=48000, help="built-in devices: sample rate in Hz")
+    p.add_argument("--duration-s", type=float, default=180.0, help="built-in devices: programme length in s")
+    p.add_argument("--seed", type=int, default=0, help="built-in devices: seed of the source material")
+    p.add_argument("--resample", action="store_true", help="recordings: resample a mismatched rate instead of refusing")
+    p.add_argument("--channel", type=int, default=None, help="recordings: channel to use from multichannel files")
+    p.add_argument("--write", type=Path, default=None, help="write each split's input/target WAVs into this folder")
+
+    verbs.add_parser("devices", help="list the built-in device presets",
+                     description="List the built-in virtual analog devices and their knobs.")
+
+    p = verbs.add_parser("render", help="process a WAV file with a trained run",
+                         description="Render INPUT through the best checkpoint of RUN (offline, chunked) "
+                         "and write OUTPUT as 24-bit WAV at the model's sample rate.")
+    p.add_argument("run", type=Path, help="run folder (holding checkpoint.pt)")
+    p.add_argument("input", type=Path, help="dry mono WAV at the model's sample rate")
+    p.add_argument("output", type=Path, help="where to write the processed WAV")
+    p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                   help="knob value for conditioned models, e.g. --knob drive=0.7 (repeatable)")
+
+    p = verbs.add_parser("bench", help="measure size, multiply-adds, training speed and rendering speed",
+                         description="Print, per preset architecture: parameters, multiply-adds per sample, "
+                         "training throughput at batch 8 × 2048 with 1 and 2 threads, offline render "
+                         "real-time factors (chunked and whole-file) and the chunked/whole-file speed-up with "
+                         "its max abs difference. Prints the CPU model.")
+    p.add_argument("--repeats", type=int, default=5, help="timed repetitions per figure; the median is shown")
+    p.add_argument("--audio-s", type=float, default=10.0, help="seconds of audio rendered per repetition")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="trained S-64-8 run folder for the chunked-vs-whole difference "
+                   "(default: the demo study's, when trained)")
+    return parser
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from .studies import expand, load_study, run_study, study_dir
+    from .runs import is_complete
+
+    study = load_study(args.file)
+    out_dir = args.out or study_dir(study)
+    runs = expand(study)
+    if args.dry_run:
+        for run in runs:
+            done = is_complete(out_dir / "runs" / run.run_id)
+            print(f"{'done ' if done else 'to do'}  {run.run_id}")
+        return 0
+    todo = sum(not is_complete(out_dir / "runs" / r.run_id) for r in runs)
+    print(f"study {study.name}: {len(runs)} runs, {todo} to train, in {out_dir}")
+
+    def on_run(run, status):
+        if status != "skip":
+            print(f"{status:>6}  {run.run_id}", flush=True)
+
+    frame = run_study(study, out_dir, progress=not args.quiet, on_run=on_run)
+    shown = ["run_id", "params", "macs_per_sample", "epochs", "test_esr", "test_esr_pre", "test_mrstft", "rtf_offline"]
+    with _pandas_display():
+        print(frame[shown].to_string(index=False))
+    table_path = out_dir / "comparison.csv"
+    import pandas as pd
+
+    table = pd.read_csv(table_path)
+    if not table.empty:
+        with _pandas_display():
+            print("\nDistilled vs non-distilled (improvement in % of the error):")
+            print(table.pivot_table(index=["dataset", "teacher", "variant", "layers"], columns="metric",
+                                    values="improvement_pct").round(1).to_string())
+    print(f"\nwrote {out_dir / 'runs.csv'}, {table_path}" + (f", {out_dir / 'comparison.png'}" if not table.empty else ""))
+    return 0
+
+
+def _pandas_display():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import from_dict, load_yaml
+    from .errors import ConfigError
+    from .runs import RunConfig, execute_run
+
+    path = args.config
+    if path.is_dir():
+        config_path = path / "config.json"
+        if not config_path.is_file():
+            raise ConfigError(f"{path}: not a run folder (no config.json)")
+        raw = json.loads(config_path.read_text())
+        runs_root = args.runs or path.parent
+    else:
+        raw = load_yaml(path)
+        runs_root = args.runs or Path("results/zoo/adhoc/runs")
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k not in _RESOLVED_ONLY}
+        if isinstance(raw.get("model"), dict):
+            raw["model"] = {k: v for k, v in raw["model"].items() if k != "n_knobs"}
+    config = from_dict(RunConfig, raw, where=str(path))
+    print(f"training {config.run_id} in {runs_root}")
+    row = execute_run(config, runs_root, resume=args.resume, progress=not args.quiet)
+    print(json.dumps(row, indent=2))
+    return 0
+
+
+def _cmd_dataset(args: argparse.Namespace) -> int:
+    from .datasets import DatasetConfig, load_dataset
+
+    if args.device:
+        config = DatasetConfig(name=args.device, device=args.device, sample_rate=args.sample_rate,
+                               duration_s=args.duration_s, seed=args.seed)
+    else:
+        config = DatasetConfig(name=args.path.name, path=str(args.path), layout=args.layout,
+                               resample=args.resample, channel=args.channel)
+    dataset = load_dataset(config)
+    print(f"dataset {dataset.name}: {dataset.description}")
+    print(f"sample rate {dataset.sample_rate} Hz, knobs {list(dataset.knob_names) or 'none'}, "
+          f"latency compensated {dataset.latency_samples} samples "
+          f"({1000 * dataset.latency_samples / dataset.sample_rate:.2f} ms)")
+    for split, segments in dataset.splits.items():
+        knobs = sorted({s.knobs for s in segments})
+        print(f"  {split:<10} {dataset.duration_s(split):8.2f} s in {len(segments)} segment(s)"
+              + (f", knob values {knobs}" if dataset.knob_names else ""))
+    if args.write:
+        import soundfile as sf
+
+        args.write.mkdir(parents=True, exist_ok=True)
+        for split, segments in dataset.splits.items():
+            for i, segment in enumerate(segments):
+                for kind, audio in (("input", segment.input), ("target", segment.target)):
+                    sf.write(args.write / f"{split}-{i}-{kind}.wav", audio, dataset.sample_rate, subtype="PCM_24")
+        print(f"wrote WAV files to {args.write}")
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from .devices import PRESETS, get_device
+
+    for name in PRESETS:
+        device = get_device(name)
+        knobs = ", ".join(device.knob_names) or "-"
+        doc = (type(device).__doc__ or "").strip().splitlines()[0] if type(device).__doc__ else ""
+        print(f"{name:<20} knobs: {knobs:<10} {doc}")
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    import numpy as np
+    import soundfile as sf
+
+    from .checkpoints import load_model
+    from .errors import ConfigError, DatasetError
+    from .rendering import render
+
+    model, payload = load_model(args.run)
+    try:
+        audio, rate = sf.read(args.input, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise DatasetError(f"{args.input}: cannot read as audio ({exc})") from None
+    if audio.shape[1] != 1:
+        raise DatasetError(f"{args.input}: expected mono audio, found {audio.shape[1]} channels")
+    if rate != payload.get("sample_rate"):
+        raise DatasetError(f"{args.input}: sample rate {rate} Hz, but the model was trained at "
+                           f"{payload.get('sample_rate')} Hz")
+    names = payload.get("knob_names", [])
+    given = {}
+    for item in args.knob:
+        name, _, value = item.partition("=")
+        try:
+            given[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--knob {item!r}: expected NAME=NUMBER") from None
+    if set(given) != set(names):
+        raise ConfigError(f"--knob: this model needs values for {names or 'no knobs'}, found {sorted(given)}")
+    y = render(model, audio[:, 0], [given[n] for n in names] if names else None)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(args.output, np.clip(y, -1.0, 1.0), rate, subtype="PCM_24")
+    print(f"wrote {args.output} ({len(y) / rate:.2f} s)")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(repeats=args.repeats, audio_s=args.audio_s, checkpoint=args.checkpoint)
+
+
+COMMANDS = {"study": _cmd_study, "train": _cmd_train, "dataset": _cmd_dataset, "devices": _cmd_devices,
+            "render": _cmd_render, "bench": _cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args)
+    try:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with logging_redirect_tqdm():
+            return COMMANDS[args.verb](args)
+    except ModelsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished epoch is saved (last.pt); run the same command again to resume",
+              file=sys.stderr)
+        return 130

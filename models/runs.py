@@ -1,0 +1,168 @@
+"""One training run: resolve its config, train, score the best checkpoint on the test split.
+
+A run folder ``<runs>/<run_id>/`` holds ``config.json`` (fully resolved, seed, git commit),
+``checkpoint.pt``, ``last.pt``, ``log.jsonl`` and, once finished, ``metrics.json``; a run with
+``metrics.json`` is complete and is never trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from evaluation.metrics import compute_all
+
+from .checkpoints import CHECKPOINT, load_model, write_json_atomic
+from .config import from_dict, to_dict
+from .datasets import AudioDataset, DatasetConfig, load_dataset
+from .distill import DistillConfig, balanced_weights, teacher_targets, window_embeddings
+from .errors import CheckpointError, ConfigError
+from .nets import NetConfig, build_model, fp32_bytes, macs_per_sample, parameter_count
+from .rendering import render, render_stream, torch_threads
+from .training import Distillation, TrainingConfig, fit
+from .windows import cut_windows
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics.json"
+STREAM_BLOCK_SAMPLES = 128
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a trained model; its hash is part of the run id."""
+
+    dataset: DatasetConfig
+    model: NetConfig
+    recipe: Literal["baseline", "kd"] = "baseline"
+    variant: str = "baseline"
+    teacher: str | None = None
+    teacher_run: str | None = None
+    distill: DistillConfig | None = None
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.recipe == "kd" and (self.teacher_run is None or self.distill is None):
+            raise ConfigError("a kd run needs teacher_run and distill settings")
+
+    @property
+    def run_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(to_dict(self), sort_keys=True).encode()).hexdigest()[:8]
+        who = self.variant if self.teacher is None else f"{self.variant}-{self.teacher}"
+        return f"{self.dataset.name}_{self.model.label}_{who}_s{self.seed}_{digest}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def is_complete(run_dir: Path) -> bool:
+    return (run_dir / METRICS).is_file()
+
+
+def _resolve_teacher(config: RunConfig, runs_root: Path) -> Path:
+    path = Path(config.teacher_run)
+    if not path.is_absolute():
+        path = runs_root / path
+    if not (path / CHECKPOINT).is_file():
+        raise CheckpointError(f"teacher run {path} has no {CHECKPOINT}: train the teacher first")
+    return path
+
+
+def evaluate(model: torch.nn.Module, dataset: AudioDataset, threads: int | None = 1) -> dict[str, float]:
+    """Test-split metrics of ``model`` plus its offline and streaming real-time factors."""
+    predictions, targets = [], []
+    rendered_s = 0.0
+    with torch_threads(threads):
+        started = time.perf_counter()
+        for segment in dataset.splits["test"]:
+            predictions.append(render(model, segment.input, segment.knobs))
+            targets.append(segment.target)
+        rendered_s = time.perf_counter() - started
+        first = dataset.splits["test"][0]
+        stream_len = min(len(first.input), 2 * dataset.sample_rate)
+        started = time.perf_counter()
+        render_stream(model, first.input[:stream_len], STREAM_BLOCK_SAMPLES, first.knobs)
+        stream_s = time.perf_counter() - started
+    prediction = np.concatenate(predictions)
+    target = np.concatenate(targets)
+    scores = compute_all(prediction, target, dataset.sample_rate)
+    audio_s = len(target) / dataset.sample_rate
+    return {
+        **{f"test_{k}": float(v) for k, v in scores.items()},
+        "rtf_offline": audio_s / rendered_s,
+        "rtf_stream": (stream_len / dataset.sample_rate) / stream_s,
+    }
+
+
+def execute_run(
+    config: RunConfig, runs_root: Path, resume: bool = True, progress: bool = False,
+    dataset: AudioDataset | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) one run and write its metrics; returns its runs.csv row."""
+    run_dir = runs_root / config.run_id
+    if is_complete(run_dir):
+        return json.loads((run_dir / METRICS).read_text())["row"]
+    dataset = dataset or load_dataset(config.dataset)
+    net = dataclasses.replace(config.model, n_knobs=len(dataset.knob_names))
+    resolved = {**to_dict(config), "model": to_dict(net), "run_id": config.run_id,
+                "git_commit": git_commit(), "sample_rate": dataset.sample_rate,
+                "knob_names": list(dataset.knob_names), "latency_samples": dataset.latency_samples}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(resolved, run_dir / "config.json")
+    training = config.training
+    with torch_threads(training.threads):
+        torch.manual_seed(config.seed)
+        model = build_model(net)
+        train = cut_windows(dataset.splits["train"], training.window_samples, training.warmup_samples,
+                            f"dataset {dataset.name!r} train split")
+        validation = cut_windows(dataset.splits["validation"], training.window_samples,
+                                 training.warmup_samples, f"dataset {dataset.name!r} validation split")
+        distillation = None
+        if config.recipe == "kd":
+            teacher_dir = _resolve_teacher(config, runs_root)
+            teacher, payload = load_model(teacher_dir)
+            if payload.get("dataset") != config.dataset.name:
+                raise ConfigError(f"teacher {teacher_dir.name} was trained on {payload.get('dataset')!r}, "
+                                  f"not on {config.dataset.name!r}")
+            targets = teacher_targets(teacher, config.distill, train)
+            weights = None
+            if config.distill.balanced_sampling:
+                weights, labels = balanced_weights(window_embeddings(targets), config.distill.clusters, config.seed)
+                log.info("balanced sampling: cluster sizes %s", np.bincount(labels).tolist())
+            distillation = Distillation(config.distill, targets, weights)
+        started = time.perf_counter()
+        state = fit(model, net, train, validation, training, run_dir, config.seed, resume=resume,
+                    distillation=distillation, progress=progress,
+                    extra_payload={"dataset": dataset.name, "sample_rate": dataset.sample_rate,
+                                   "knob_names": list(dataset.knob_names), "run_id": config.run_id})
+        train_s = time.perf_counter() - started
+    best, _ = load_model(run_dir)
+    scores = evaluate(best, dataset)
+    row = {
+        "run_id": config.run_id, "dataset": dataset.name, "arch": net.arch,
+        "layers": "-".join(map(str, net.layers)), "recipe": config.recipe, "variant": config.variant,
+        "teacher": config.teacher or "", "bits": 32, "width": 1.0,
+        "params": parameter_count(best), "bytes": fp32_bytes(best), "macs_per_sample": macs_per_sample(net),
+        "epochs": state.epoch, "best_epoch": state.best_epoch + 1, "seed": config.seed,
+        **scores, "train_seconds": round(train_s, 1),
+    }
+    write_json_atomic({"row": row, "validation_loss": state.best_validation, "history": state.history},
+                      run_dir / METRICS)
+    return row

@@ -1,0 +1,266 @@
+"""Studies: one YAML file expands into datasets × teachers × students × recipes × seeds.
+
+``run_study`` trains only what is missing (finished runs are read back, interrupted ones
+resumed), then writes ``runs.csv`` and the paper's comparison: per dataset, teacher and student
+size, distilled vs non-distilled per metric with the improvement in %.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .config import from_dict, load_yaml, to_dict  # noqa: E402
+from .datasets import DatasetConfig  # noqa: E402
+from .distill import DistillConfig  # noqa: E402
+from .errors import ConfigError  # noqa: E402
+from .nets import NetConfig  # noqa: E402
+from .runs import RunConfig, execute_run, is_complete  # noqa: E402
+from .training import TrainingConfig  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+RUNS_COLUMNS = [
+    "run_id", "dataset", "arch", "layers", "recipe", "teacher", "bits", "width", "params", "bytes",
+    "macs_per_sample", "epochs", "test_mae", "test_mse", "test_esr", "test_esr_pre", "test_mrstft",
+    "rtf_offline", "rtf_stream",
+]
+COMPARED_METRICS = ["test_mae", "test_mse", "test_esr", "test_esr_pre", "test_mrstft"]
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A teacher: trained with the baseline recipe, then distilled from. ``training`` overrides
+    keys of the study's ``teacher_training``/``training`` for this teacher only."""
+
+    name: str
+    layers: tuple[int, ...]
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    layers: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """``baseline`` (task loss only) or ``kd`` with its distillation options; ``teachers`` limits
+    a kd recipe to some of the study's teachers (default: all)."""
+
+    recipe: Literal["baseline", "kd"]
+    name: str | None = None
+    teachers: tuple[str, ...] | None = None
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.recipe
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    datasets: tuple[DatasetConfig, ...]
+    students: tuple[StudentSpec, ...]
+    teachers: tuple[TeacherSpec, ...] = ()
+    recipes: tuple[RecipeSpec, ...] = (RecipeSpec("baseline"),)
+    seeds: tuple[int, ...] = (0,)
+    conditioning: Literal["film", "concat"] = "film"
+    training: dict[str, Any] = field(default_factory=dict)
+    teacher_training: dict[str, Any] = field(default_factory=dict)
+    output_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"study {self.name!r}: dataset names must be unique, found {names}")
+        teacher_names = {t.name for t in self.teachers}
+        for recipe in self.recipes:
+            if recipe.recipe == "kd" and not self.teachers:
+                raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} is kd but the study has no teachers")
+            unknown = set(recipe.teachers or ()) - teacher_names
+            if unknown:
+                raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} names unknown teacher(s) "
+                                  f"{sorted(unknown)} (known: {sorted(teacher_names)})")
+        labels = [r.label for r in self.recipes]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"study {self.name!r}: recipe names must be unique, found {labels}")
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    study = from_dict(StudyConfig, load_yaml(path), where=str(path))
+    # Validate the training dictionaries now, not when the first run reaches them.
+    _training(study.training, {}, f"{path}: training")
+    _training(study.training, study.teacher_training, f"{path}: teacher_training")
+    for teacher in study.teachers:
+        _training(study.training, {**study.teacher_training, **teacher.training}, f"{path}: teacher {teacher.name}")
+    return study
+
+
+def _training(base: dict[str, Any], override: dict[str, Any], where: str) -> TrainingConfig:
+    return from_dict(TrainingConfig, {**base, **override}, where=where)
+
+
+def study_dir(study: StudyConfig, root: Path = Path("results/zoo")) -> Path:
+    return Path(study.output_dir) if study.output_dir else root / study.name
+
+
+def expand(study: StudyConfig) -> list[RunConfig]:
+    """All runs of the study in an order where every teacher precedes its students; no duplicates
+    (a small teacher equal to a baseline student is one run)."""
+    runs: dict[str, RunConfig] = {}
+    student_training = _training(study.training, {}, "training")
+    for dataset in study.datasets:
+        for seed in study.seeds:
+            teacher_runs: dict[str, RunConfig] = {}
+            for teacher in study.teachers:
+                training = _training(study.training, {**study.teacher_training, **teacher.training}, "teacher")
+                run = RunConfig(dataset=dataset, model=NetConfig(layers=teacher.layers, conditioning=study.conditioning),
+                                training=training, seed=seed)
+                teacher_runs[teacher.name] = run
+                runs.setdefault(run.run_id, run)
+            for student in study.students:
+                net = NetConfig(layers=student.layers, conditioning=study.conditioning)
+                for recipe in study.recipes:
+                    if recipe.recipe == "baseline":
+                        run = RunConfig(dataset=dataset, model=net, training=student_training, seed=seed,
+                                        variant=recipe.label)
+                        runs.setdefault(run.run_id, run)
+                        continue
+                    for name, teacher_run in teacher_runs.items():
+                        if recipe.teachers is not None and name not in recipe.teachers:
+                            continue
+                        if teacher_run.model.layers == student.layers:
+                            continue  # a model does not distil into itself
+                        run = RunConfig(dataset=dataset, model=net, recipe="kd", variant=recipe.label,
+                                        teacher=name, teacher_run=teacher_run.run_id, distill=recipe.distill,
+                                        training=student_training, seed=seed)
+                        runs.setdefault(run.run_id, run)
+    return list(runs.values())
+
+
+def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def comparison(runs: pd.DataFrame) -> pd.DataFrame:
+    """Distilled vs non-distilled per dataset, teacher, variant and student, averaged over seeds.
+
+    improvement_pct = 100 · (baseline − distilled) / baseline: positive means distillation
+    lowered the error.
+    """
+    columns = ["dataset", "teacher", "variant", "layers", "student_units", "metric", "baseline",
+               "distilled", "improvement_pct", "seeds"]
+    kd = runs[runs["recipe"] == "kd"]
+    base = runs[runs["recipe"] == "baseline"]
+    if kd.empty or base.empty:
+        return pd.DataFrame(columns=columns)
+    base_mean = base.groupby(["dataset", "layers"])[COMPARED_METRICS].mean()
+    rows = []
+    for (dataset, teacher, variant, layers), group in kd.groupby(["dataset", "teacher", "variant", "layers"]):
+        if (dataset, layers) not in base_mean.index:
+            continue
+        for metric in COMPARED_METRICS:
+            b = float(base_mean.loc[(dataset, layers), metric])
+            d = float(group[metric].mean())
+            rows.append({"dataset": dataset, "teacher": teacher, "variant": variant, "layers": layers,
+                         "student_units": int(str(layers).split("-")[0]), "metric": metric,
+                         "baseline": b, "distilled": d, "improvement_pct": 100.0 * (b - d) / b if b else float("nan"),
+                         "seeds": int(group["seed"].nunique())})
+    return pd.DataFrame(rows, columns=columns).sort_values(["dataset", "teacher", "variant", "metric", "student_units"])
+
+
+def comparison_figure(table: pd.DataFrame, path: Path) -> None:
+    """Improvement of distilled over non-distilled vs student size: a row per dataset, a column per
+    metric, a line per teacher (and kd variant)."""
+    datasets = sorted(table["dataset"].unique())
+    metrics = [m for m in COMPARED_METRICS if m in set(table["metric"])]
+    fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(3.2 * len(metrics), 2.8 * len(datasets)),
+                             squeeze=False, sharex=True)
+    for i, dataset in enumerate(datasets):
+        for j, metric in enumerate(metrics):
+            ax = axes[i][j]
+            sub = table[(table["dataset"] == dataset) & (table["metric"] == metric)]
+            for (teacher, variant), line in sub.groupby(["teacher", "variant"]):
+                line = line.sort_values("student_units")
+                label = teacher if variant == "kd" else f"{teacher} ({variant})"
+                ax.plot(line["student_units"], line["improvement_pct"], marker="o", label=label)
+            ax.axhline(0.0, color="0.5", linewidth=0.8)
+            ax.set_xscale("log", base=2)
+            units = sorted(table["student_units"].unique())
+            ax.set_xticks(units, [str(u) for u in units])
+            ax.set_title(f"{dataset}: {metric.removeprefix('test_')}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel("improvement by KD (%)")
+            if i == len(datasets) - 1:
+                ax.set_xlabel("student units U (S-U-8)")
+    axes[0][0].legend(fontsize=7, title="teacher", title_fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    ordered = RUNS_COLUMNS + [c for c in frame.columns if c not in RUNS_COLUMNS]
+    frame = frame.reindex(columns=ordered)
+    _write_csv_atomic(frame, out_dir / "runs.csv")
+    table = comparison(frame)
+    _write_csv_atomic(table, out_dir / "comparison.csv")
+    if not table.empty:
+        comparison_figure(table, out_dir / "comparison.png")
+    return frame
+
+
+def run_study(
+    study: StudyConfig,
+    out_dir: Path | None = None,
+    progress: bool = False,
+    on_run: Callable[[RunConfig, str], None] | None = None,
+) -> pd.DataFrame:
+    """Train every missing run of ``study`` in order and write runs.csv / comparison.csv / .png.
+
+    ``on_run(run, status)`` is told ``skip`` (already complete), ``resume`` or ``train`` before each.
+    """
+    out_dir = out_dir or study_dir(study)
+    runs_root = out_dir / "runs"
+    runs_root.mkdir(parents=True, exist_ok=True)
+    (out_dir / "study.yaml").write_text(_yaml_dump(to_dict(study)), encoding="utf-8")
+    rows = []
+    datasets: dict[str, Any] = {}
+    for run in expand(study):
+        run_dir = runs_root / run.run_id
+        status = "skip" if is_complete(run_dir) else ("resume" if (run_dir / "last.pt").exists() else "train")
+        if on_run:
+            on_run(run, status)
+        dataset = None
+        if status != "skip":
+            key = repr(to_dict(run.dataset))
+            if key not in datasets:
+                from .datasets import load_dataset
+                datasets = {key: load_dataset(run.dataset)}  # one dataset in memory at a time
+            dataset = datasets[key]
+        rows.append(execute_run(run, runs_root, resume=True, progress=progress, dataset=dataset))
+    return write_outputs(rows, out_dir)
+
+
+def _yaml_dump(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+

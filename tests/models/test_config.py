@@ -1,0 +1,51 @@
+"""Config loading: unknown keys, types and YAML errors are reported with where they were found."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from models.config import from_dict, load_yaml, to_dict
+from models.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Inner:
+    rate_hz: float = 1.0
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str
+    inner: Inner = field(default_factory=Inner)
+    items: tuple[Inner, ...] = ()
+    size: int | None = None
+
+
+def test_nested_conversion_and_round_trip():
+    cfg = from_dict(Outer, {"name": "x", "inner": {"rate_hz": 2, "names": ["a", "b"]}, "items": [{}], "size": 3})
+    assert cfg == Outer("x", Inner(2.0, ("a", "b")), (Inner(),), 3)
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"name": "x", "colour": 1}, r"config: unknown key 'colour'"),
+    ({"name": "x", "inner": {"rate": 1}}, r"config\.inner: unknown key 'rate'"),
+    ({"name": "x", "items": [{}, {"names": "ab"}]}, r"config\.items\[1\]\.names: expected a list"),
+    ({"name": "x", "size": "3"}, r"config\.size"),
+    ({"name": "x", "size": True}, r"config\.size"),
+    ({}, r"missing required key 'name'"),
+    ([1, 2], r"expected a mapping"),
+])
+def test_errors_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(Outer, data)
+
+
+def test_yaml_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\n  inner: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml line \d+: not valid YAML"):
+        load_yaml(bad)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_yaml(tmp_path / "missing.yaml")
