@@ -185,14 +185,14 @@ def fit(
                     loss = loss + distillation.config.response_alpha * loss_fn(y[:, warm:], t_out)
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"{run_dir.name}: the loss became {float(loss)} at epoch {epoch + 1}, batch {step + 1}; "
+                    f"{run_dir.name}: the loss became {loss.item()} at epoch {epoch + 1}, batch {step + 1}; "
                     f"the last good state is in {run_dir / LAST} — lower the learning rate "
                     f"(now {state.learning_rate:g}) or check the data for extreme values"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += float(loss)
+            running += loss.item()
         train_loss = running / max(len(batches), 1)
         val = validation_loss(model, validation, loss_fn, config.validation_batch_size)
         if not math.isfinite(val):
