@@ -1,0 +1,132 @@
+"""The application factory: ``create_app(settings)`` builds the Flask app serving every stimulus set."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .catalogue import Translator
+from .errors import ConfigError
+from .manifest import StimulusSet, load_stimulus_set
+from .security import LoginLimiter, add_security_headers
+from .settings import Settings, load_settings, resolve_admin_password_hash, resolve_secret_key
+from .storage import Storage, database_url_for
+from .typed_config import from_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TestRuntime:
+    """A served test: its stimulus set and its database."""
+
+    stim: StimulusSet
+    storage: Storage
+
+    __test__ = False  # not a pytest test class
+
+
+class Earshot:
+    """What the views need, stored in ``app.extensions["earshot"]``."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.tests: dict[str, TestRuntime] = {}
+        self._storages: dict[str, Storage] = {}
+        for folder in settings.stimulus_sets:
+            stim = load_stimulus_set(folder)
+            if stim.name in self.tests:
+                raise ConfigError(f"two stimulus sets are named {stim.name!r} ({folder} and {self.tests[stim.name].stim.folder})")
+            url = database_url_for(stim.name, settings.results_dir, settings.database_url)
+            if url not in self._storages:
+                storage = Storage(url)
+                storage.initialise()
+                self._storages[url] = storage
+            self.tests[stim.name] = TestRuntime(stim, self._storages[url])
+        self.limiter = LoginLimiter(settings.login_attempts_per_window, settings.login_window_s)
+
+    @property
+    def admin_password_hash(self) -> str | None:
+        # Read on every login so `python -m webapp set-password` works without a restart.
+        return resolve_admin_password_hash(self.settings)
+
+    def dispose(self) -> None:
+        for storage in self._storages.values():
+            storage.dispose()
+
+
+def create_app(config: Settings | dict | None = None) -> Flask:
+    """Build the app. ``config``: a :class:`Settings`, a mapping of its fields, or None to read
+    the ``EARSHOT_*`` environment (and the file named by ``EARSHOT_SETTINGS``)."""
+    if config is None:
+        settings = load_settings()
+    elif isinstance(config, Settings):
+        settings = config
+    else:
+        settings = from_dict(Settings, dict(config), where="create_app config")
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=resolve_secret_key(settings),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        SESSION_COOKIE_NAME="earshot_session",
+        # A participant may take an hour on one page; the token lives as long as the session.
+        WTF_CSRF_TIME_LIMIT=None,
+        JSON_SORT_KEYS=False,
+        TEMPLATES_AUTO_RELOAD=settings.development,
+    )
+    if settings.proxy_count:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count, x_host=settings.proxy_count
+        )
+    app.extensions["earshot"] = Earshot(settings)
+    CSRFProtect(app)
+    add_security_headers(app)
+
+    from .admin_views import bp as admin_bp
+    from .participant_views import bp as participant_bp
+
+    app.register_blueprint(participant_bp)
+    app.register_blueprint(admin_bp)
+
+    def wants_json() -> bool:
+        return "/api/" in request.path or request.is_json or request.accept_mimetypes.best == "application/json"
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError):
+        if wants_json():
+            return jsonify(error="csrf", message=f"CSRF check failed: {exc.description}"), 400
+        return render_template("error.html", t=Translator("en"), status=400, message=exc.description), 400
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        if wants_json():
+            name = (exc.name or "error").lower().replace(" ", "_")
+            return jsonify(error=name, message=exc.description), exc.code
+        return render_template("error.html", t=Translator("en"), status=exc.code, message=exc.description), exc.code
+
+    @app.get("/favicon.ico")
+    def _favicon():
+        return "", 204
+
+    @app.get("/healthz")
+    def _health():
+        return {"ok": True, "tests": sorted(app.extensions["earshot"].tests)}
+
+    return app
+
+
+def runtime_for(app: Flask, test: str) -> TestRuntime | None:
+    return app.extensions["earshot"].tests.get(test)
+
+
+__all__ = ["create_app", "Earshot", "TestRuntime", "Path"]

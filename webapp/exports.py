@@ -1,0 +1,180 @@
+"""Exports of a test's results: tidy ratings CSV, participants CSV, webMUSHRA ``mushra.csv``, JSON.
+
+Ratings of training pages are never exported (BS.1534-3 §5.2 discards them). Participants excluded
+by the experimenter are left out of the rating exports unless ``include_excluded`` is set; the
+participants export always lists everyone with an ``excluded`` column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from .manifest import StimulusSet
+from .storage import Page, Participant, ParticipantEvent, Rating, Storage, utc_iso
+
+RATING_COLUMNS = (
+    "test",
+    "participant",
+    "trial",
+    "item",
+    "condition",
+    "role",
+    "score",
+    "trial_position",
+    "condition_position",
+    "duration_ms",
+    "plays",
+    "submitted_at",
+)
+"""The tidy ratings format of DESIGN.md; ``duration_ms`` is the time spent listening to that condition."""
+
+FORMATS = ("ratings", "participants", "mushra", "json")
+
+WEBMUSHRA_STIMULUS = {"hidden_reference": "reference", "anchor_low": "anchor35", "anchor_mid": "anchor70"}
+
+
+def rating_rows(storage: Storage, stim: StimulusSet, include_excluded: bool = False) -> list[dict[str, Any]]:
+    """One dict per stored rating of a rated (non-training) trial, keys :data:`RATING_COLUMNS`
+    plus ``page_duration_ms`` and ``excluded``; ordered by participant, trial position, condition position."""
+    roles = {(t.id, c.id): c.role for t in stim.trials for c in t.conditions}
+    items = {t.id: t.item for t in stim.trials}
+    query = (
+        select(Rating, Page, Participant)
+        .join(Page, Page.id == Rating.page_id)
+        .join(Participant, Participant.id == Rating.participant_id)
+        .where(Participant.test == stim.name, Page.kind == "trial", Page.submitted_at.is_not(None))
+        .order_by(Participant.id, Page.trial_position, Rating.condition_position)
+    )
+    if not include_excluded:
+        query = query.where(Participant.excluded.is_(False))
+    rows = []
+    with storage.reading() as s:
+        for rating, page, participant in s.execute(query):
+            rows.append(
+                {
+                    "test": stim.name,
+                    "participant": participant.code,
+                    "trial": rating.trial,
+                    "item": items.get(rating.trial, ""),
+                    "condition": rating.condition,
+                    "role": roles.get((rating.trial, rating.condition), ""),
+                    "score": rating.score,
+                    "trial_position": page.trial_position,
+                    "condition_position": rating.condition_position,
+                    "duration_ms": rating.listening_ms,
+                    "plays": rating.plays,
+                    "submitted_at": utc_iso(page.submitted_at),
+                    "page_duration_ms": page.duration_ms,
+                    "loop_used": page.loop_used,
+                    "excluded": participant.excluded,
+                }
+            )
+    return rows
+
+
+def participant_rows(storage: Storage, stim: StimulusSet) -> list[dict[str, Any]]:
+    cfg = stim.settings
+    rows = []
+    with storage.reading() as s:
+        participants = s.scalars(
+            select(Participant).where(Participant.test == stim.name).order_by(Participant.id)
+        ).all()
+        pages = s.execute(
+            select(Page.participant_id, Page.submitted_at)
+            .join(Participant, Participant.id == Page.participant_id)
+            .where(Participant.test == stim.name)
+        ).all()
+        events = s.scalars(
+            select(ParticipantEvent)
+            .join(Participant, Participant.id == ParticipantEvent.participant_id)
+            .where(Participant.test == stim.name)
+            .order_by(ParticipantEvent.id)
+        ).all()
+    total: dict[int, int] = {}
+    done: dict[int, int] = {}
+    for pid, submitted in pages:
+        total[pid] = total.get(pid, 0) + 1
+        done[pid] = done.get(pid, 0) + (submitted is not None)
+    last_reason = {e.participant_id: e.reason for e in events}
+    for p in participants:
+        row = {
+            "test": stim.name,
+            "participant": p.code,
+            "created_at": utc_iso(p.created_at),
+            "finished_at": utc_iso(p.finished_at),
+            "pages_submitted": done.get(p.id, 0),
+            "pages_total": total.get(p.id, 0),
+            "language": p.language,
+            "excluded": p.excluded,
+            "exclusion_reason": last_reason.get(p.id, "") if p.excluded else "",
+            "stopped": p.stopped,
+            "headphone_correct": p.headphone_correct,
+            "headphone_passed": p.headphone_passed,
+            "volume_gain_db": p.volume_gain_db,
+            "user_agent": p.user_agent,
+        }
+        for key in cfg.crowd_parameters:
+            row[key] = (p.crowd or {}).get(key, "")
+        for q in cfg.questionnaire:
+            row[f"q_{q.name}"] = (p.answers or {}).get(q.name, "")
+        rows.append(row)
+    return rows
+
+
+def _csv(columns: list[str] | tuple[str, ...], rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
+    return buf.getvalue()
+
+
+def _score(value: float | None) -> Any:
+    # Scores are whole numbers from the slider; keep "57", not "57.0", in the CSV.
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else value
+
+
+def export(storage: Storage, stim: StimulusSet, fmt: str, include_excluded: bool = False) -> str:
+    """The export ``fmt`` (one of :data:`FORMATS`) as text."""
+    if fmt == "ratings":
+        rows = rating_rows(storage, stim, include_excluded)
+        for r in rows:
+            r["score"] = _score(r["score"])
+        return _csv(RATING_COLUMNS, rows)
+    if fmt == "participants":
+        rows = participant_rows(storage, stim)
+        return _csv(list(rows[0]) if rows else ["test", "participant"], rows)
+    if fmt == "mushra":
+        rows = rating_rows(storage, stim, include_excluded)
+        out = [
+            {
+                "session_test_id": r["test"],
+                "participant": r["participant"],
+                "trial_id": r["trial"],
+                "rating_stimulus": WEBMUSHRA_STIMULUS.get(r["role"], r["condition"]),
+                "rating_score": _score(r["score"]),
+                "rating_time": r["page_duration_ms"],
+                "rating_comment": "",
+            }
+            for r in rows
+        ]
+        columns = ("session_test_id", "participant", "trial_id", "rating_stimulus", "rating_score", "rating_time", "rating_comment")
+        return _csv(columns, out)
+    if fmt == "json":
+        return json.dumps(
+            {
+                "test": stim.name,
+                "ratings": rating_rows(storage, stim, include_excluded),
+                "participants": participant_rows(storage, stim),
+            },
+            indent=1,
+        )
+    raise ValueError(f"export format: expected one of {list(FORMATS)}, found {fmt!r}")

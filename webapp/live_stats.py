@@ -1,0 +1,97 @@
+"""Figures the admin dashboard shows while a test is running (the full analysis is ``evaluation``'s).
+
+Works on the tidy rows of :func:`webapp.exports.rating_rows`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+HIDDEN_REFERENCE_LIMIT = 90.0
+HIDDEN_REFERENCE_MAX_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class ConditionSummary:
+    """Mean ± t-based 95 % CI over listeners (each listener's mean over items), and a boxplot of
+    all ratings (Tukey hinges, whiskers to the furthest rating within 1.5 IQR)."""
+
+    condition: str
+    role: str
+    n_listeners: int
+    n_ratings: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    q1: float
+    median: float
+    q3: float
+    whisker_low: float
+    whisker_high: float
+
+
+def tukey_hinges(values: np.ndarray) -> tuple[float, float, float]:
+    """(lower hinge, median, upper hinge): medians of the lower/upper halves, the median included
+    in both halves when n is odd (BS1534.md, post-screening step 4)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    n = len(v)
+    half = (n + 1) // 2
+    return float(np.median(v[:half])), float(np.median(v)), float(np.median(v[n - half :]))
+
+
+def condition_summaries(rows: list[dict]) -> list[ConditionSummary]:
+    per_listener: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    roles: dict[str, str] = {}
+    for r in rows:
+        if r["score"] is None:
+            continue
+        per_listener[r["condition"]][r["participant"]].append(float(r["score"]))
+        roles[r["condition"]] = r["role"]
+    out = []
+    for condition in sorted(per_listener, key=lambda c: (_role_rank(roles[c]), c)):
+        listeners = per_listener[condition]
+        means = np.array([np.mean(v) for v in listeners.values()])
+        all_scores = np.array([s for v in listeners.values() for s in v])
+        n = len(means)
+        mean = float(means.mean())
+        if n > 1:
+            half = float(stats.t.ppf(0.975, n - 1) * means.std(ddof=1) / math.sqrt(n))
+        else:
+            half = float("nan")
+        q1, med, q3 = tukey_hinges(all_scores)
+        iqr = q3 - q1
+        inside = all_scores[(all_scores >= q1 - 1.5 * iqr) & (all_scores <= q3 + 1.5 * iqr)]
+        out.append(
+            ConditionSummary(
+                condition, roles[condition], n, len(all_scores), mean, mean - half, mean + half,
+                q1, med, q3, float(inside.min()), float(inside.max()),
+            )
+        )
+    return out
+
+
+def _role_rank(role: str) -> int:
+    return {"hidden_reference": 0, "system": 1, "anchor_mid": 2, "anchor_low": 3}.get(role, 4)
+
+
+def hidden_reference_failures(rows: list[dict]) -> list[dict]:
+    """Listeners who rated the hidden reference below 90 for more than 15 % of their rated items
+    (BS.1534-3 §4.1.2; exactly 15 % stays)."""
+    below: dict[str, int] = defaultdict(int)
+    items: dict[str, int] = defaultdict(int)
+    for r in rows:
+        if r["role"] != "hidden_reference" or r["score"] is None:
+            continue
+        items[r["participant"]] += 1
+        below[r["participant"]] += float(r["score"]) < HIDDEN_REFERENCE_LIMIT
+    out = []
+    for participant, n in items.items():
+        fraction = below[participant] / n
+        if fraction > HIDDEN_REFERENCE_MAX_FRACTION:
+            out.append({"participant": participant, "below_90": below[participant], "items": n, "fraction": fraction})
+    return sorted(out, key=lambda d: d["participant"])

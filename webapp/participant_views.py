@@ -1,0 +1,249 @@
+"""What participants see: welcome and consent, the test pages, the JSON save API and the audio."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from . import headphones
+from .app import TestRuntime
+from .catalogue import Translator, languages
+from .errors import SubmissionError
+from .planning import start_participant
+from .storage import AudioToken, Page, Participant
+from .submissions import submit
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("participant", __name__)
+
+COOKIE = "earshot_participant"
+COOKIE_MAX_AGE_S = 60 * 24 * 3600
+MAX_CROWD_VALUE = 200
+
+
+def _runtime(test: str) -> TestRuntime:
+    rt = current_app.extensions["earshot"].tests.get(test)
+    if rt is None:
+        abort(404)
+    return rt
+
+
+def _participant(session, rt: TestRuntime) -> Participant | None:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    return session.scalar(
+        select(Participant).where(Participant.token == token, Participant.test == rt.stim.name)
+    )
+
+
+def _language(rt: TestRuntime, requested: str | None) -> str:
+    return requested if requested in languages() else rt.stim.settings.language
+
+
+@bp.get("/t/<test>/")
+def welcome(test: str):
+    rt = _runtime(test)
+    with rt.storage.reading() as s:
+        if _participant(s, rt) is not None:
+            return redirect(url_for(".page", test=test))
+    cfg = rt.stim.settings
+    crowd = {k: request.args[k][:MAX_CROWD_VALUE] for k in cfg.crowd_parameters if k in request.args}
+    lang = _language(rt, request.args.get("lang"))
+    return render_template("welcome.html", t=Translator(lang), cfg=cfg, test=test, crowd=crowd, lang=lang, error=None)
+
+
+@bp.post("/t/<test>/start")
+def start(test: str):
+    rt = _runtime(test)
+    cfg = rt.stim.settings
+    crowd = {k: request.form[k][:MAX_CROWD_VALUE] for k in cfg.crowd_parameters if request.form.get(k)}
+    lang = _language(rt, request.form.get("lang"))
+    if request.form.get("consent") != "yes":
+        t = Translator(lang)
+        return render_template(
+            "welcome.html", t=t, cfg=cfg, test=test, crowd=crowd, lang=lang, error=t("consent_required")
+        ), 400
+    with rt.storage.writing() as s:
+        existing = _participant(s, rt)
+        if existing is not None:
+            return redirect(url_for(".page", test=test))
+        participant = start_participant(s, rt.stim, crowd, lang, request.headers.get("User-Agent", ""))
+        token = participant.token
+    response = redirect(url_for(".page", test=test))
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=COOKIE_MAX_AGE_S,
+        path=f"/t/{test}/",
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
+    return response
+
+
+def _mushra_context(rt: TestRuntime, s, participant: Participant, page: Page) -> dict:
+    tokens = {
+        t.slot: t.token for t in s.scalars(select(AudioToken).where(AudioToken.page_id == page.id))
+    }
+    n = len(page.condition_order)
+    sounds = [
+        {"label": chr(ord("A") + i), "stimulus": tokens[i], "url": url_for(".audio", test=rt.stim.name, token=tokens[i])}
+        for i in range(n)
+    ]
+    return {
+        "sounds": sounds,
+        "reference_url": url_for(".audio", test=rt.stim.name, token=tokens[-1]),
+    }
+
+
+def _counts(s, participant: Participant, kind: str) -> int:
+    return len(s.scalars(select(Page.id).where(Page.participant_id == participant.id, Page.kind == kind)).all())
+
+
+@bp.get("/t/<test>/page")
+def page(test: str):
+    rt = _runtime(test)
+    cfg = rt.stim.settings
+    with rt.storage.reading() as s:
+        participant = _participant(s, rt)
+        if participant is None:
+            return redirect(url_for(".welcome", test=test))
+        t = Translator(participant.language)
+        if participant.stopped:
+            return render_template("stopped.html", t=t, cfg=cfg, lang=participant.language)
+        current = s.scalar(
+            select(Page)
+            .where(Page.participant_id == participant.id, Page.submitted_at.is_(None))
+            .order_by(Page.position)
+            .limit(1)
+        )
+        if current is None:
+            code = cfg.completion_code
+            link = cfg.completion_redirect.replace("{code}", code or "") if cfg.completion_redirect else None
+            return render_template("thanks.html", t=t, cfg=cfg, lang=participant.language, code=code, link=link)
+        data = {
+            "kind": current.kind,
+            "position": current.position,
+            "submit_url": url_for(".submit_page", test=test),
+            "next_url": url_for(".page", test=test),
+            "messages": t.messages,
+        }
+        ctx = {"t": t, "cfg": cfg, "lang": participant.language, "page": current, "data": data}
+        if current.kind in ("training", "trial"):
+            ctx.update(_mushra_context(rt, s, participant, current))
+            data.update(
+                reference=ctx["reference_url"],
+                sounds=ctx["sounds"],
+                gain_db=participant.volume_gain_db or 0.0,
+                enforce={
+                    "all_played": cfg.enforce.all_played,
+                    "all_rated": cfg.enforce.all_rated,
+                    "one_at_100": cfg.enforce.one_at_100,
+                },
+            )
+            if current.kind == "training":
+                ctx["n"] = sum(
+                    1 for p in s.scalars(select(Page.position).where(Page.participant_id == participant.id, Page.kind == "training"))
+                    if p <= current.position
+                )
+                ctx["total"] = _counts(s, participant, "training")
+            else:
+                ctx["n"] = current.trial_position
+                ctx["total"] = _counts(s, participant, "trial")
+            return render_template("mushra.html", **ctx)
+        if current.kind == "headphones":
+            tokens = s.scalars(
+                select(AudioToken).where(AudioToken.page_id == current.id).order_by(AudioToken.slot)
+            ).all()
+            data["rounds"] = [url_for(".audio", test=test, token=tok.token) for tok in tokens]
+            data["on_failure"] = cfg.headphone_check.on_failure
+            return render_template("headphones.html", rounds=data["rounds"], **ctx)
+        if current.kind == "volume":
+            tok = s.scalar(select(AudioToken.token).where(AudioToken.page_id == current.id))
+            data["sound"] = url_for(".audio", test=test, token=tok)
+            return render_template("volume.html", **ctx)
+        return render_template("questionnaire.html", fields=cfg.questionnaire, **ctx)
+
+
+def _json_error(status: int, code: str, message: str):
+    return jsonify(error=code, message=message), status
+
+
+@bp.post("/t/<test>/api/page")
+def submit_page(test: str):
+    rt = _runtime(test)
+    body = request.get_json(silent=True)
+    if body is None:
+        return _json_error(400, "malformed_json", "expected a JSON object in the request body (Content-Type: application/json)")
+    token = request.cookies.get(COOKIE)
+    for attempt in range(2):
+        try:
+            with rt.storage.writing() as s:
+                result = submit(s, rt.stim, token, body)
+            break
+        except SubmissionError as exc:
+            return _json_error(exc.status, exc.code, exc.message)
+        except IntegrityError:
+            # A concurrent retry of the same page won the race; the second pass answers it as a replay.
+            if attempt == 1:
+                return _json_error(409, "conflict", "the page was submitted concurrently; reload the page")
+    result["next_url"] = url_for(".page", test=test)
+    return jsonify(result)
+
+
+@bp.get("/t/<test>/audio/<token>")
+def audio(test: str, token: str):
+    rt = _runtime(test)
+    with rt.storage.reading() as s:
+        participant = _participant(s, rt)
+        if participant is None:
+            abort(404)
+        tok = s.scalar(
+            select(AudioToken).where(AudioToken.token == token, AudioToken.participant_id == participant.id)
+        )
+        if tok is None:
+            abort(404)
+        page = s.get(Page, tok.page_id)
+    max_age = current_app.extensions["earshot"].settings.audio_max_age_s
+    etag = hashlib.sha256(f"{current_app.secret_key}:{token}".encode()).hexdigest()[:32]
+    if page.kind == "headphones":
+        rounds = page.setup["rounds"]
+        if not 0 <= tok.slot < len(rounds):
+            abort(404)
+        hc = rt.stim.settings.headphone_check
+        body = headphones.round_wav(rounds[tok.slot], tone_hz=hc.tone_hz)
+        response = make_response(body)
+        response.headers["Content-Type"] = "audio/wav"
+        response.set_etag(etag)
+        response.headers["Cache-Control"] = f"private, max-age={max_age}"
+        return response.make_conditional(request)
+    trial = rt.stim.trial(page.trial)
+    path = trial.reference if tok.slot == -1 else trial.condition(page.condition_order[tok.slot]).path
+    response: Response = send_file(
+        path, mimetype="audio/wav", conditional=True, etag=etag, max_age=max_age, last_modified=None
+    )
+    # Per-participant URLs: shared caches must not keep them.
+    response.headers["Cache-Control"] = f"private, max-age={max_age}"
+    response.headers.pop("Last-Modified", None)
+    # send_file names the file in Content-Disposition; that would reveal the condition.
+    response.headers.pop("Content-Disposition", None)
+    return response

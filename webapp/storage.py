@@ -1,0 +1,260 @@
+"""The results database: SQLAlchemy 2 tables, engines (SQLite WAL or PostgreSQL) and the schema version.
+
+Nothing is ever deleted: excluding a participant sets a flag and writes an event. The schema
+version is stored in the database (``schema_info``); :data:`MIGRATIONS` maps a version to the step
+that upgrades a database to the next one, so a later release can open an existing results file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from .errors import StorageError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+"""``MIGRATIONS[v](conn)`` upgrades a version-``v`` database to ``v + 1`` inside one transaction."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, list: JSON}
+
+
+class SchemaInfo(Base):
+    __tablename__ = "schema_info"
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    test: Mapped[str] = mapped_column(String(128), index=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    code: Mapped[str] = mapped_column(String(16))
+    """Short public id shown in exports (``P`` + 8 hex digits); the token stays secret."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    language: Mapped[str] = mapped_column(String(8))
+    crowd: Mapped[dict] = mapped_column(default=dict)
+    answers: Mapped[dict | None] = mapped_column()
+    headphone_correct: Mapped[int | None] = mapped_column(Integer)
+    headphone_passed: Mapped[bool | None] = mapped_column(Boolean)
+    volume_gain_db: Mapped[float | None] = mapped_column(Float)
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True when the headphone check failed and the test is set to stop."""
+
+
+class ParticipantEvent(Base):
+    __tablename__ = "participant_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Page(Base):
+    __tablename__ = "pages"
+    __table_args__ = (UniqueConstraint("participant_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    """``headphones | volume | training | trial | questionnaire``."""
+    trial: Mapped[str | None] = mapped_column(String(128))
+    trial_position: Mapped[int | None] = mapped_column(Integer)
+    """1-based position among the participant's rated trials (None for other pages)."""
+    condition_order: Mapped[list | None] = mapped_column()
+    """Condition ids in the order shown on the page (MUSHRA pages)."""
+    setup: Mapped[dict | None] = mapped_column()
+    """Server-side facts of the page the browser never sees (headphone-check answers)."""
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    loop_used: Mapped[bool | None] = mapped_column(Boolean)
+    answers: Mapped[dict | None] = mapped_column()
+
+
+class Rating(Base):
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("page_id", "condition"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    trial: Mapped[str] = mapped_column(String(128))
+    condition: Mapped[str] = mapped_column(String(128))
+    score: Mapped[float | None] = mapped_column(Float)
+    condition_position: Mapped[int] = mapped_column(Integer)
+    plays: Mapped[int] = mapped_column(Integer)
+    listening_ms: Mapped[int] = mapped_column(Integer)
+
+
+class AudioToken(Base):
+    __tablename__ = "audio_tokens"
+    token: Mapped[str] = mapped_column(String(48), primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"))
+    slot: Mapped[int] = mapped_column(Integer)
+    """-1: the page's reference; n >= 0: the n-th shown condition (or headphone-check trial)."""
+
+
+def _sqlite_engine(path: Path) -> Engine:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Let SQLAlchemy's "begin" event, not pysqlite, open transactions so writers can take the
+        # lock up front (BEGIN IMMEDIATE) instead of failing on a lock upgrade under load.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed (acknowledged) page survives a power cut, not only a killed process.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Storage:
+    """One database: an engine plus session factories for reading and for writing."""
+
+    def __init__(self, url: str):
+        self.url = url
+        if url.startswith("sqlite:///"):
+            self.engine = _sqlite_engine(Path(url[len("sqlite:///") :]))
+            write_engine = self.engine.execution_options(sqlite_immediate=True)
+        else:
+            self.engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+            write_engine = self.engine
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(write_engine, expire_on_commit=False)
+
+    @contextmanager
+    def reading(self):
+        with self._read() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def writing(self):
+        """A session whose transaction commits on leaving the block (rolls back on error)."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def initialise(self) -> None:
+        """Create or upgrade the tables; several workers may call this at the same time."""
+        for attempt in range(5):
+            try:
+                self._initialise_once()
+                return
+            except (OperationalError, IntegrityError) as exc:
+                if attempt == 4:
+                    raise StorageError(f"cannot initialise the database {self.engine.url!r}: {exc}") from exc
+                log.info("schema initialisation raced another worker, retrying: %s", exc)
+                self.engine.dispose()
+
+    def _initialise_once(self) -> None:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                Base.metadata.create_all(conn)
+                row = conn.execute(
+                    select(SchemaInfo.value).where(SchemaInfo.key == "schema_version")
+                ).scalar()
+                if row is None:
+                    conn.execute(SchemaInfo.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                    return
+                version = int(row)
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"database {self.engine.url!r} has schema version {version}, newer than this "
+                    f"software's {SCHEMA_VERSION}; upgrade earshot"
+                )
+            while version < SCHEMA_VERSION:
+                with conn.begin():
+                    MIGRATIONS[version](conn)
+                    version += 1
+                    conn.execute(
+                        SchemaInfo.__table__.update()
+                        .where(SchemaInfo.key == "schema_version")
+                        .values(value=str(version))
+                    )
+                log.info("migrated %s to schema version %d", self.engine.url, version)
+
+    def schema_version(self) -> int:
+        with self.reading() as s:
+            return int(s.scalar(select(SchemaInfo.value).where(SchemaInfo.key == "schema_version")))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def database_url_for(test: str, results_dir: Path, database_url: str | None) -> str:
+    """The database of ``test``: the shared URL, else SQLite at ``<results_dir>/<test>.db``."""
+    if database_url:
+        if database_url.startswith("postgresql://"):
+            # SQLAlchemy's default PostgreSQL driver is psycopg2; the project ships psycopg 3.
+            database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+        return database_url
+    return f"sqlite:///{(Path(results_dir) / f'{test}.db').resolve()}"
+
+
+def utc_iso(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC.
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+__all__ = [
+    "AudioToken",
+    "Base",
+    "Page",
+    "Participant",
+    "ParticipantEvent",
+    "Rating",
+    "SCHEMA_VERSION",
+    "Storage",
+    "Session",
+    "database_url_for",
+    "utc_iso",
+    "utcnow",
+]
