@@ -1,0 +1,282 @@
+"""Paired dry/wet audio for training: built-in device datasets and the user's recordings.
+
+A dataset is an :class:`AudioDataset` with three contiguous splits (``train``, ``validation``,
+``test``) of :class:`Segment` objects, each a dry ``input`` and wet ``target`` of the same length
+plus the knob values it was recorded at. :func:`load_dataset` builds one from a
+:class:`DatasetConfig` (one entry of a study's ``datasets:`` list): a built-in device renders
+the synthesised programme of :mod:`models.signals`; a ``path`` loads recordings through
+:mod:`models.recordings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from . import signals
+from .config import from_dict
+from .devices import get_device
+from .errors import ConfigError, DatasetError
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """One contiguous stretch of paired audio.
+
+    ``input`` and ``target``: ``(time,)`` float32 of equal length; ``knobs``: the conditioning
+    values in the order of :attr:`AudioDataset.knob_names` (``()`` for a fixed device).
+    """
+
+    input: np.ndarray
+    target: np.ndarray
+    knobs: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.input.ndim != 1 or self.target.ndim != 1:
+            raise DatasetError(
+                f"segment: expected (time,) input and target, found shapes {self.input.shape} and {self.target.shape}"
+            )
+        if self.input.shape != self.target.shape:
+            raise DatasetError(
+                f"segment: input has {self.input.size} samples but target has {self.target.size}; expected equal lengths"
+            )
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.input.size)
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioDataset:
+    """Train / validation / test segments of one device or recording set at one sample rate."""
+
+    name: str
+    sample_rate: int
+    knob_names: tuple[str, ...]
+    splits: Mapping[str, tuple[Segment, ...]]
+    latency_samples: int
+    description: str
+
+    def __post_init__(self) -> None:
+        if tuple(sorted(self.splits)) != tuple(sorted(SPLITS)):
+            raise DatasetError(
+                f"dataset {self.name!r}: expected splits {list(SPLITS)}, found {sorted(self.splits)}"
+            )
+        for split, segments in self.splits.items():
+            if not segments:
+                raise DatasetError(f"dataset {self.name!r}: split {split!r} holds no segment")
+            for segment in segments:
+                if len(segment.knobs) != len(self.knob_names):
+                    raise DatasetError(
+                        f"dataset {self.name!r}: split {split!r} has a segment with {len(segment.knobs)} "
+                        f"knob values; expected {len(self.knob_names)} ({', '.join(self.knob_names) or 'none'})"
+                    )
+
+    def duration_s(self, split: str) -> float:
+        """Total length of ``split`` in seconds (all its segments)."""
+        if split not in self.splits:
+            raise DatasetError(
+                f"dataset {self.name!r}: unknown split {split!r}; expected one of {list(SPLITS)}"
+            )
+        return sum(segment.num_samples for segment in self.splits[split]) / self.sample_rate
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    """One dataset of a study: a built-in ``device`` preset or a ``path`` to the user's recordings.
+
+    ``sample_rate`` and ``duration_s`` (the whole programme, split over the knob values of a
+    conditioned device) apply to built-in devices; for recordings ``sample_rate`` is the rate
+    files are resampled to when ``resample`` is true. ``split_fractions`` are contiguous
+    train / validation / test fractions. ``channel`` picks one channel of multichannel files
+    (``None`` refuses them). Latency up to ``max_latency_ms`` is estimated and, if
+    ``compensate_latency``, removed.
+    """
+
+    name: str
+    device: str | None = None
+    path: str | None = None
+    layout: Literal["auto", "nam", "wright", "conditioned"] = "auto"
+    sample_rate: int = 48000
+    duration_s: float = 180.0
+    # tuple[float, ...] with the length checked below (an error that names the count found).
+    split_fractions: tuple[float, ...] = (0.7, 0.15, 0.15)
+    knob_values: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    seed: int = 0
+    resample: bool = False
+    channel: int | None = None
+    max_latency_ms: float = 50.0
+    compensate_latency: bool = True
+
+    def __post_init__(self) -> None:
+        where = f"dataset {self.name!r}"
+        if not self.name:
+            raise ConfigError("dataset: name must be a non-empty string")
+        if (self.device is None) == (self.path is None):
+            raise ConfigError(
+                f"{where}: expected exactly one of 'device' (a built-in preset) or 'path' (a folder of "
+                f"recordings), found {'both' if self.device is not None else 'neither'}"
+            )
+        if self.device is not None and self.layout != "auto":
+            raise ConfigError(
+                f"{where}: 'layout' applies to recordings only, found layout {self.layout!r} with a device"
+            )
+        if self.sample_rate <= 0:
+            raise ConfigError(
+                f"{where}: sample_rate must be a positive integer, found {self.sample_rate}"
+            )
+        if not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise ConfigError(
+                f"{where}: duration_s must be a positive number, found {self.duration_s}"
+            )
+        fractions = self.split_fractions
+        if len(fractions) != 3 or any(not (math.isfinite(f) and f > 0) for f in fractions):
+            raise ConfigError(
+                f"{where}: split_fractions must be three positive numbers, found {list(fractions)}"
+            )
+        if abs(sum(fractions) - 1.0) > 1e-6:
+            raise ConfigError(
+                f"{where}: split_fractions must sum to 1, found {list(fractions)} (sum {sum(fractions):g})"
+            )
+        if not self.knob_values:
+            raise ConfigError(f"{where}: knob_values must hold at least one value")
+        for value in self.knob_values:
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{where}: knob_values must lie in [0, 1], found {value}")
+        if len(set(self.knob_values)) != len(self.knob_values):
+            raise ConfigError(
+                f"{where}: knob_values must be distinct, found {list(self.knob_values)}"
+            )
+        if self.channel is not None and self.channel < 0:
+            raise ConfigError(
+                f"{where}: channel must be >= 0 (0 is the first channel), found {self.channel}"
+            )
+        if not (math.isfinite(self.max_latency_ms) and self.max_latency_ms >= 0):
+            raise ConfigError(
+                f"{where}: max_latency_ms must be a number >= 0, found {self.max_latency_ms}"
+            )
+
+
+def split_bounds(num_samples: int, fractions: tuple[float, float, float]) -> list[tuple[int, int]]:
+    """Contiguous ``(start, stop)`` sample ranges of train, validation and test.
+
+    Boundaries are rounded cumulative fractions, so the three ranges tile ``[0, num_samples)``.
+    """
+    cumulative = np.cumsum((0.0, *fractions))
+    edges = [int(round(c * num_samples)) for c in cumulative]
+    edges[-1] = num_samples
+    return [(edges[i], edges[i + 1]) for i in range(3)]
+
+
+def split_pair(
+    dry: np.ndarray,
+    wet: np.ndarray,
+    fractions: tuple[float, float, float],
+    knobs: tuple[float, ...],
+    where: str,
+) -> dict[str, Segment]:
+    """Cut one aligned pair into contiguous train / validation / test segments (copies, float32)."""
+    segments = {}
+    for split, (start, stop) in zip(SPLITS, split_bounds(dry.size, fractions), strict=True):
+        if stop <= start:
+            raise DatasetError(
+                f"{where}: the {split} split of {dry.size} samples with fractions {list(fractions)} is empty; "
+                "expected longer audio"
+            )
+        segments[split] = Segment(
+            input=np.array(dry[start:stop], dtype=np.float32),
+            target=np.array(wet[start:stop], dtype=np.float32),
+            knobs=knobs,
+        )
+    return segments
+
+
+def _knob_seed(seed: int, index: int) -> int:
+    """An independent programme seed per knob value, stable across runs."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def build_device_dataset(config: DatasetConfig) -> AudioDataset:
+    """Render the synthesised programme through a built-in device and split it contiguously.
+
+    A fixed device gets one programme of ``duration_s`` and one segment per split. A conditioned
+    device gets, for each of the ``knob_values``, its own programme of ``duration_s / len(knob_values)``
+    rendered at that knob value; each stretch is split on its own, so every split holds one
+    segment per knob value.
+    """
+    if config.device is None:
+        raise ConfigError(
+            f"dataset {config.name!r}: build_device_dataset needs 'device', found none"
+        )
+    device = get_device(config.device)
+    started = time.perf_counter()
+    fs = config.sample_rate
+    splits: dict[str, list[Segment]] = {split: [] for split in SPLITS}
+    if not device.knob_names:
+        dry = signals.program(config.duration_s, fs, config.seed)
+        wet = device.process(dry, fs)
+        for split, segment in split_pair(
+            dry, wet, config.split_fractions, (), f"dataset {config.name!r}"
+        ).items():
+            splits[split].append(segment)
+        detail = f"{config.duration_s:g} s of synthesised programme (seed {config.seed})"
+    else:
+        if len(device.knob_names) != 1:
+            raise ConfigError(
+                f"dataset {config.name!r}: knob_values set one knob, but device {config.device!r} has "
+                f"{len(device.knob_names)} ({', '.join(device.knob_names)})"
+            )
+        knob = device.knob_names[0]
+        stretch_s = config.duration_s / len(config.knob_values)
+        for index, value in enumerate(config.knob_values):
+            dry = signals.program(stretch_s, fs, _knob_seed(config.seed, index))
+            wet = device.process(dry, fs, {knob: value})
+            where = f"dataset {config.name!r} at {knob}={value:g}"
+            for split, segment in split_pair(
+                dry, wet, config.split_fractions, (value,), where
+            ).items():
+                splits[split].append(segment)
+        values = ", ".join(f"{v:g}" for v in config.knob_values)
+        detail = f"{stretch_s:g} s of synthesised programme per {knob} value ({values}; seed {config.seed})"
+    dataset = AudioDataset(
+        name=config.name,
+        sample_rate=fs,
+        knob_names=device.knob_names,
+        splits={split: tuple(segments) for split, segments in splits.items()},
+        latency_samples=0,
+        description=f"built-in device {config.device!r} at {fs} Hz: {detail}",
+    )
+    logger.info(
+        "dataset %s: %s; train %.1f s, validation %.1f s, test %.1f s (built in %.1f s)",
+        config.name,
+        dataset.description,
+        dataset.duration_s("train"),
+        dataset.duration_s("validation"),
+        dataset.duration_s("test"),
+        time.perf_counter() - started,
+    )
+    return dataset
+
+
+def load_dataset(config: DatasetConfig | Mapping[str, Any]) -> AudioDataset:
+    """A dataset from its config: a built-in device, or recordings (layout detected when ``auto``).
+
+    A plain mapping (a parsed YAML entry) is converted with :func:`models.config.from_dict`.
+    """
+    if not isinstance(config, DatasetConfig):
+        config = from_dict(DatasetConfig, config, "dataset")
+    if config.device is not None:
+        return build_device_dataset(config)
+    from .recordings import load_recordings  # noqa: PLC0415 - recordings imports this module
+
+    return load_recordings(config)
