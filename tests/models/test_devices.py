@@ -51,15 +51,24 @@ def test_unknown_preset_lists_the_presets():
         devices.get_device("marshall")
 
 
+@pytest.fixture(scope="module")
+def stress_input():
+    """Per sample rate: programme, then the worst case for the bound (full-scale square and noise)."""
+
+    def make(sample_rate):
+        program = signals.program(1.0, sample_rate, 3).astype(np.float64)
+        square = np.sign(_sine(1.0, 110.0, sample_rate, 0.2))
+        noise = np.random.default_rng(0).uniform(-1.0, 1.0, sample_rate // 5)
+        return np.concatenate([program, square, noise])
+
+    return {rate: make(rate) for rate in RATES}
+
+
 @pytest.mark.parametrize("sample_rate", RATES)
 @pytest.mark.parametrize("name", sorted(devices.PRESETS))
-def test_outputs_are_bounded_deterministic_float32(name, sample_rate):
+def test_outputs_are_bounded_deterministic_float32(name, sample_rate, stress_input):
     device = devices.get_device(name)
-    program = signals.program(1.5, sample_rate, 3).astype(np.float64)
-    # Worst case for the bound: a full-scale square wave and full-scale noise after the programme.
-    square = np.sign(_sine(1.0, 110.0, sample_rate, 0.3))
-    noise = np.random.default_rng(0).uniform(-1.0, 1.0, sample_rate // 4)
-    x = np.concatenate([program, square, noise])
+    x = stress_input[sample_rate]
     y = device.process(x, sample_rate, _knobs(device))
     assert y.dtype == np.float32 and y.shape == x.shape
     assert np.all(np.isfinite(y))

@@ -1,0 +1,330 @@
+"""The user's recordings: three layouts written as real WAV files, validation messages, latency."""
+
+import logging
+
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+
+from models import devices, signals
+from models.datasets import DatasetConfig, load_dataset
+from models.errors import DatasetError
+from models.recordings import estimate_latency
+
+RATES = [44100, 48000]
+
+
+def _shaper(x):
+    """A memoryless asymmetric distortion: no filter, so no group delay of its own."""
+    return np.tanh(2.0 * x) + 0.1 * x * x
+
+
+def _delay(x, samples):
+    """``x`` delayed by ``samples`` (ahead when negative), same length, zero-filled."""
+    out = np.zeros_like(x)
+    if samples >= 0:
+        out[samples:] = x[: x.size - samples]
+    else:
+        out[:samples] = x[-samples:]
+    return out
+
+
+def _dry(duration_s, sample_rate, seed=0):
+    return signals.program(duration_s, sample_rate, seed).astype(np.float64) + signals.white_noise(
+        duration_s, sample_rate, seed + 100, peak=0.05
+    )
+
+
+def _write(path, data, sample_rate, subtype="FLOAT"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data, sample_rate, subtype=subtype)
+    return path
+
+
+def _nam_folder(tmp_path, sample_rate, wet_fn=_shaper, delay=37, duration_s=2.0):
+    dry = _dry(duration_s, sample_rate)
+    wet = _delay(wet_fn(dry), delay)
+    _write(tmp_path / "input.wav", dry, sample_rate)
+    _write(tmp_path / "output.wav", wet, sample_rate)
+    return dry, wet
+
+
+# --------------------------------------------------------------------------- latency
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+def test_latency_of_a_delayed_memoryless_device_is_exact(sample_rate):
+    dry = _dry(2.0, sample_rate)
+    assert estimate_latency(dry, _delay(_shaper(dry), 37), sample_rate, 50.0) == 37
+    assert estimate_latency(dry, _delay(_shaper(dry), -5), sample_rate, 50.0) == -5
+    assert estimate_latency(dry, -_delay(_shaper(dry), 37), sample_rate, 50.0) == 37  # inverted
+    assert estimate_latency(dry, _shaper(dry), sample_rate, 50.0) == 0
+
+
+def test_latency_agrees_with_scipy_correlate_on_a_pure_delay():
+    rng = np.random.default_rng(3)
+    dry = rng.standard_normal(8000)
+    wet = 0.5 * _delay(dry, 123) + 0.01 * rng.standard_normal(dry.size)
+    plain = scipy.signal.correlate(wet, dry, mode="full", method="direct")
+    lags = scipy.signal.correlation_lags(wet.size, dry.size, mode="full")
+    assert lags[np.argmax(plain)] == 123
+    assert estimate_latency(dry, wet, 48000, 50.0) == 123
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+@pytest.mark.parametrize("name", ["tube_amp", "fuzz", "overdrive"])
+def test_latency_through_built_in_devices(name, sample_rate):
+    """37 inserted samples plus the device's own filter group delay (a few samples, never less)."""
+    dry = _dry(2.0, sample_rate)
+    wet = _delay(devices.get_device(name).process(dry, sample_rate), 37)
+    assert 37 <= estimate_latency(dry, wet, sample_rate, 50.0) <= 40
+
+
+def test_latency_beyond_the_limit_is_an_error_and_unrelated_files_a_warning(caplog):
+    dry = _dry(2.0, 48000)
+    with pytest.raises(DatasetError, match=r"lags the dry one by 3000 samples \(62.5 ms\).*50 ms"):
+        estimate_latency(dry, _delay(_shaper(dry), 3000), 48000, 50.0)
+    assert estimate_latency(dry, _delay(_shaper(dry), 3000), 48000, 100.0) == 3000
+    with caplog.at_level(logging.WARNING, logger="models.recordings"):
+        estimate_latency(
+            signals.white_noise(2.0, 48000, 1), signals.white_noise(2.0, 48000, 2), 48000, 50.0
+        )
+    assert "barely correlate" in caplog.text
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+def test_nam_layout_is_aligned_and_split(tmp_path, sample_rate, caplog):
+    dry, _ = _nam_folder(tmp_path, sample_rate)
+    with caplog.at_level(logging.INFO, logger="models.recordings"):
+        dataset = load_dataset({"name": "amp", "path": str(tmp_path)})
+    assert dataset.latency_samples == 37
+    assert "latency 37 samples" in caplog.text
+    assert dataset.sample_rate == sample_rate and dataset.knob_names == ()
+    assert "nam layout" in dataset.description and "37 samples" in dataset.description
+    n = dry.size - 37
+    lengths = [dataset.splits[s][0].num_samples for s in ("train", "validation", "test")]
+    assert lengths == [round(0.7 * n), round(0.85 * n) - round(0.7 * n), n - round(0.85 * n)]
+    joined_in = np.concatenate(
+        [dataset.splits[s][0].input for s in ("train", "validation", "test")]
+    )
+    joined_out = np.concatenate(
+        [dataset.splits[s][0].target for s in ("train", "validation", "test")]
+    )
+    # After compensation the wet sample n answers the dry sample n exactly.
+    np.testing.assert_allclose(joined_in, dry[:n].astype(np.float32), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(
+        joined_out, _shaper(joined_in.astype(np.float64)), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_latency_can_be_measured_without_compensation(tmp_path):
+    dry, _ = _nam_folder(tmp_path, 48000)
+    dataset = load_dataset(
+        DatasetConfig(name="amp", path=str(tmp_path), layout="nam", compensate_latency=False)
+    )
+    assert dataset.latency_samples == 37
+    assert sum(dataset.splits[s][0].num_samples for s in dataset.splits) == dry.size
+    assert "not compensated" in dataset.description
+
+
+@pytest.mark.parametrize("as_data_folder", [False, True])
+def test_wright_layout_uses_the_folders_as_splits(tmp_path, as_data_folder):
+    fs = 44100
+    lengths = {"train": 1.5, "val": 0.6, "test": 0.5}
+    for index, (split, seconds) in enumerate(lengths.items()):
+        dry = _dry(seconds, fs, seed=index)
+        _write(tmp_path / "Data" / split / "amp-input.wav", dry, fs)
+        _write(tmp_path / "Data" / split / "amp-target.wav", _delay(_shaper(dry), 12), fs)
+    # A recording present in one split only does not make the choice ambiguous.
+    _write(tmp_path / "Data" / "train" / "other-input.wav", _dry(0.5, fs), fs)
+    _write(tmp_path / "Data" / "train" / "other-target.wav", _dry(0.5, fs), fs)
+    path = tmp_path / "Data" if as_data_folder else tmp_path
+    dataset = load_dataset(DatasetConfig(name="my-amp", path=str(path)))
+    assert "wright layout" in dataset.description
+    assert dataset.latency_samples == 12
+    for ours, theirs in (("train", "train"), ("validation", "val"), ("test", "test")):
+        (segment,) = dataset.splits[ours]
+        assert segment.num_samples == round(lengths[theirs] * fs) - 12
+        np.testing.assert_allclose(
+            segment.target, _shaper(segment.input.astype(np.float64)), atol=1e-5
+        )
+
+
+def test_wright_layout_with_several_names_needs_the_dataset_name(tmp_path):
+    fs = 44100
+    for split in ("train", "val", "test"):
+        for name in ("ht1", "muff"):
+            dry = _dry(0.5, fs)
+            _write(tmp_path / "Data" / split / f"{name}-input.wav", dry, fs)
+            _write(tmp_path / "Data" / split / f"{name}-target.wav", _shaper(dry), fs)
+    with pytest.raises(DatasetError, match="found names in all three: ht1, muff"):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
+    assert load_dataset(DatasetConfig(name="muff", path=str(tmp_path))).latency_samples == 0
+    (tmp_path / "Data" / "val" / "muff-target.wav").unlink()
+    with pytest.raises(
+        DatasetError, match="muff-input.wav: has no partner; expected .*muff-target.wav"
+    ):
+        load_dataset(DatasetConfig(name="muff", path=str(tmp_path)))
+
+
+def _conditioned_folder(tmp_path, fs, values=(0.0, 0.5, 1.0), delay=21):
+    device = devices.get_device("overdrive_drive")
+    dry = _dry(1.5, fs)
+    _write(tmp_path / "dry.wav", dry, fs)
+    rows = ["input,output,drive"]
+    for value in values:
+        name = f"drive_{int(value * 100):03d}.wav"
+        _write(tmp_path / name, _delay(device.process(dry, fs, {"drive": value}), delay), fs)
+        rows.append(f"dry.wav,{name},{value}")
+    (tmp_path / "conditions.csv").write_text("\n".join(rows) + "\n")
+    return dry
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+def test_conditioned_layout_reads_knob_values_from_the_sidecar(tmp_path, sample_rate):
+    _conditioned_folder(tmp_path, sample_rate)
+    dataset = load_dataset(DatasetConfig(name="od", path=str(tmp_path)))
+    assert dataset.knob_names == ("drive",)
+    assert "conditioned layout, 3 pairs" in dataset.description
+    for split in ("train", "validation", "test"):
+        assert [s.knobs for s in dataset.splits[split]] == [(0.0,), (0.5,), (1.0,)]
+    # 21 inserted samples plus the overdrive's own filter delay.
+    assert 21 <= dataset.latency_samples <= 24
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("in,out,drive\n", r"line 1: expected a header 'input,output,<knob>"),
+        ("input,output\ndry.wav,drive_000.wav\n", r"line 1: expected a header"),
+        ("input,output,drive\ndry.wav,drive_000.wav\n", r"line 2: expected 3 fields"),
+        (
+            "input,output,drive\ndry.wav,drive_000.wav,high\n",
+            r"line 2: drive must be a number, found 'high'",
+        ),
+        ("input,output,drive\n\ndry.wav,drive_000.wav,7\n", r"line 3: drive must be in \[0, 1\]"),
+        ("input,output,drive\n", r"lists no pairs"),
+        ("input,output,drive\ndry.wav,missing.wav,0.5\n", r"missing.wav: no such file"),
+    ],
+)
+def test_sidecar_mistakes_are_reported_with_their_line(tmp_path, content, message):
+    _conditioned_folder(tmp_path, 44100, values=(0.0,))
+    (tmp_path / "conditions.csv").write_text(content)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(DatasetConfig(name="od", path=str(tmp_path)))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def test_sample_rate_mismatch_is_refused_or_resampled(tmp_path):
+    dry = _dry(2.0, 48000)
+    wet48 = _delay(_shaper(dry), 37)
+    _write(tmp_path / "input.wav", dry, 48000)
+    _write(tmp_path / "output.wav", scipy.signal.resample_poly(wet48, 147, 160), 44100)
+    with pytest.raises(
+        DatasetError,
+        match=r"output.wav: sample rate 44100 Hz; expected 48000 Hz like .*input.wav.*resample: true",
+    ):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
+    dataset = load_dataset(
+        DatasetConfig(name="amp", path=str(tmp_path), resample=True, sample_rate=48000)
+    )
+    assert dataset.sample_rate == 48000
+    assert "(resampled)" in dataset.description
+    assert abs(dataset.latency_samples - 37) <= 1
+    # Everything to 44.1 kHz instead: 37 samples at 48 kHz are 34 at 44.1 kHz.
+    dataset = load_dataset(
+        DatasetConfig(name="amp", path=str(tmp_path), resample=True, sample_rate=44100)
+    )
+    assert dataset.sample_rate == 44100 and abs(dataset.latency_samples - 34) <= 1
+
+
+def test_length_mismatch_names_both_files(tmp_path):
+    dry = _dry(1.0, 48000)
+    _write(tmp_path / "input.wav", dry, 48000)
+    _write(tmp_path / "output.wav", _shaper(dry)[:-100], 48000)
+    with pytest.raises(
+        DatasetError, match=r"output.wav: has 47900 samples \(0.998 s\) but .*input.wav has 48000"
+    ):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
+
+
+def test_multichannel_is_refused_unless_a_channel_is_picked(tmp_path):
+    dry = _dry(1.0, 48000)
+    stereo = np.stack([0.5 * _shaper(dry), _shaper(dry)], axis=1)
+    _write(tmp_path / "input.wav", dry, 48000)
+    _write(tmp_path / "output.wav", stereo, 48000)
+    with pytest.raises(
+        DatasetError, match=r"output.wav: has 2 channels; expected mono.*\(0 to 1\)"
+    ):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
+    with pytest.raises(DatasetError, match=r"channel 2 does not exist \(expected 0 to 1\)"):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path), channel=2))
+    dataset = load_dataset(DatasetConfig(name="amp", path=str(tmp_path), channel=1))
+    segment = dataset.splits["train"][0]
+    np.testing.assert_allclose(segment.target, _shaper(segment.input.astype(np.float64)), atol=1e-5)
+
+
+@pytest.mark.parametrize(("bad", "word"), [(np.nan, "NaN"), (np.inf, "infinite")])
+def test_non_finite_samples_name_the_first_index(tmp_path, bad, word):
+    dry = _dry(1.0, 48000)
+    wet = _shaper(dry)
+    wet[[1234, 5000]] = bad
+    _write(tmp_path / "input.wav", dry, 48000)
+    _write(tmp_path / "output.wav", wet, 48000)
+    with pytest.raises(
+        DatasetError, match=rf"output.wav: sample 1234 \(0.026 s\) is {word} \(2 non-finite samples"
+    ):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
+
+
+def test_silent_files_and_silent_splits_are_errors(tmp_path):
+    dry = _dry(1.0, 48000)
+    _write(tmp_path / "input.wav", dry, 48000)
+    _write(tmp_path / "output.wav", np.zeros_like(dry), 48000)
+    with pytest.raises(
+        DatasetError, match=r"output.wav: is silent \(all zeros\); expected audio peaking above -60"
+    ):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
+    wet = _shaper(dry)
+    wet[int(0.8 * wet.size) :] = 0.0
+    _write(tmp_path / "output.wav", wet, 48000)
+    with pytest.raises(
+        DatasetError, match=r"output.wav: the test split \(target, 0.15 s\) is silent"
+    ):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
+
+
+def test_clipping_is_a_warning_not_an_error(tmp_path, caplog):
+    dry = _dry(1.0, 48000)
+    wet = _shaper(dry)
+    wet[10000:10010] = 1.0
+    _write(tmp_path / "input.wav", dry, 48000)
+    _write(tmp_path / "output.wav", wet, 48000, subtype="PCM_16")
+    with caplog.at_level(logging.WARNING, logger="models.recordings"):
+        dataset = load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
+    assert "output.wav: looks clipped: 1 runs of 3+ samples at full scale" in caplog.text
+    assert "first at sample 10000" in caplog.text
+    assert "input.wav: looks clipped" not in caplog.text
+    assert dataset.latency_samples == 0
+
+
+def test_folder_problems_are_explained(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path / "nowhere")))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DatasetError, match="is a file; expected a folder"):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path / "notes.txt")))
+    with pytest.raises(DatasetError, match=r"no recording layout recognised; .*found: notes.txt"):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
+    with pytest.raises(DatasetError, match=r"expected input.wav \(NAM layout\)"):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path), layout="nam"))
+    (tmp_path / "input.wav").write_text("not audio")
+    _write(tmp_path / "output.wav", _dry(0.5, 48000), 48000)
+    with pytest.raises(DatasetError, match="input.wav: cannot be read as audio"):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
