@@ -95,7 +95,8 @@
         const round = Number(button.dataset.round);
         if (audio) audio.pause();
         audio = new Audio(data.rounds[round]);
-        audio.play();
+        // play() rejects when a newer round interrupts this one; that is expected.
+        audio.play().catch(() => {});
         played.add(round);
         guard.dirty = true;
         document.querySelectorAll(`input[name="round-${round}"]`).forEach((r) => { r.disabled = false; });

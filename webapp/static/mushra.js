@@ -265,10 +265,14 @@
   }
 
   sliders.forEach((slider, slot) => {
-    slider.addEventListener("input", () => {
-      if (!player || player.current !== slot) return;
+    const take = () => {
+      if (!player || player.current !== slot || slider.disabled) return;
       setScore(slot, Number(slider.value));
-    });
+    };
+    slider.addEventListener("input", take);
+    // A click exactly at the hidden thumb's spot changes nothing, so "input" never fires; the
+    // participant still chose that value.
+    slider.addEventListener("pointerup", take);
   });
 
   buttons.forEach((b) => b.addEventListener("click", () => select(Number(b.dataset.slot))));

@@ -1,0 +1,340 @@
+"""End-to-end: Debian's chromium (Playwright) against a real threaded server on loopback.
+
+Participants complete whole tests with the mouse and with the keyboard; switching keeps the
+playback position; enforcement blocks Next; a reload resumes; the admin export holds exactly the
+scores entered on the page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from conftest import ADMIN_PASSWORD
+from sqlalchemy import select
+from stimulus_sets import make_stimulus_set
+
+from webapp.headphones import answer_key
+from webapp.storage import Page, Rating
+
+pytestmark = pytest.mark.browser
+
+READY = "body[data-ready=true]"
+
+
+def start(page, server, query=""):
+    page.goto(f"{server.url}/t/demo/{query}")
+    page.check("#consent")
+    page.click("#start")
+
+
+def click_next(page):
+    """Click Next and wait until the following page has loaded."""
+    with page.expect_navigation():
+        page.click("#next")
+
+
+def slot_count(page) -> int:
+    return page.locator("input.slider").count()
+
+
+def heading(page) -> str:
+    return page.inner_text("#page-heading")
+
+
+def set_slider_with_mouse(page, slot: int, fraction: float) -> int:
+    """Click a vertical slider at ``fraction`` of its height from the bottom; returns its value."""
+    box = page.locator(f"#slider-{slot}").bounding_box()
+    x = box["x"] + box["width"] / 2
+    if fraction >= 1:
+        # drag the thumb beyond the top end: exactly 100
+        page.mouse.move(x, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(x, box["y"] - 40, steps=4)
+        page.mouse.up()
+    else:
+        page.mouse.click(x, box["y"] + box["height"] * (1 - fraction))
+    return int(page.input_value(f"#slider-{slot}"))
+
+
+def rate_page_with_mouse(page, fractions) -> dict[int, int]:
+    page.wait_for_selector(READY)
+    entered = {}
+    page.click("#ref-button")
+    for slot in range(slot_count(page)):
+        page.click(f".sound-btn[data-slot='{slot}']")
+        assert page.is_enabled(f"#slider-{slot}")
+        others = [s for s in range(slot_count(page)) if s != slot]
+        assert all(page.is_disabled(f"#slider-{s}") for s in others)
+        entered[slot] = set_slider_with_mouse(page, slot, fractions[slot])
+    return entered
+
+
+def admin_ratings(page, server) -> list[dict]:
+    page.goto(f"{server.url}/admin/login")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("#login")
+    page.wait_for_url("**/admin/")
+    response = page.request.get(f"{server.url}/admin/demo/export/ratings")
+    assert response.ok
+    return list(csv.DictReader(io.StringIO(response.text())))
+
+
+def test_mouse_participant_whole_test_and_export(make_app, stim_root, live_server, browser_page):
+    folder = make_stimulus_set(stim_root, n_trials=2, duration_s=2.0, test_yaml="headphone_check: {trials: 2, pass_threshold: 2}\n")
+    app = make_app(folder)
+    server = live_server(app)
+    storage = app.extensions["earshot"].tests["demo"].storage
+    page = browser_page
+    start(page, server, "?PROLIFIC_PID=mouse1")
+
+    # headphone check: the right answers come from the server's stored key
+    page.wait_for_selector("#headphones-form")
+    with storage.reading() as s:
+        key = answer_key(s.scalar(select(Page.setup).where(Page.kind == "headphones"))["rounds"])
+    for r, answer in enumerate(key):
+        page.click(f".play-round[data-round='{r}']")
+        page.check(f"input[name='round-{r}'][value='{answer}']")
+    click_next(page)
+
+    page.wait_for_selector("#volume-play")
+    page.click("#volume-play")
+    page.fill("#gain", "-2")
+    click_next(page)
+
+    entered: dict[int, dict[int, int]] = {}
+    fractions = [1.0, 0.3, 0.55, 0.12, 0.8]
+    for _ in range(3):  # training + 2 trials
+        page.wait_for_selector(READY)
+        title = heading(page)
+        scores = rate_page_with_mouse(page, fractions)
+        assert sorted(scores.values())[-1] == 100 and len(set(scores.values())) == 5
+        if title.startswith("Page"):
+            entered[int(title.split()[1])] = scores
+        click_next(page)
+        fractions = fractions[1:] + fractions[:1]
+
+    page.wait_for_selector("#questionnaire")
+    page.fill("#q-age", "41")
+    page.select_option("#q-hearing_problems", "no")
+    page.select_option("#q-experience", "expert")
+    page.click("#next")
+    page.wait_for_selector("text=Thank you!")
+
+    with storage.reading() as s:
+        volume = s.scalar(select(Page.answers).where(Page.kind == "volume"))
+    assert volume["gain_db"] == -2.0
+    rows = admin_ratings(page, server)
+    got = {}
+    for row in rows:
+        got.setdefault(int(row["trial_position"]), {})[int(row["condition_position"]) - 1] = int(row["score"])
+    assert got == entered
+    assert all(int(r["plays"]) >= 1 for r in rows)
+
+
+def test_keyboard_participant_whole_test(make_app, stim_root, live_server, browser_page):
+    folder = make_stimulus_set(
+        stim_root, n_trials=1, duration_s=2.0, training=False,
+        test_yaml="headphone_check: {enabled: false}\n",
+    )
+    app = make_app(folder)
+    server = live_server(app)
+    storage = app.extensions["earshot"].tests["demo"].storage
+    page = browser_page
+    kb = page.keyboard
+
+    def tab_to(selector: str, limit: int = 40):
+        for _ in range(limit):
+            kb.press("Tab")
+            if page.evaluate("(sel) => document.activeElement === document.querySelector(sel)", selector):
+                return
+        raise AssertionError(f"Tab never reached {selector}")
+
+    page.goto(f"{server.url}/t/demo/")
+    tab_to("#consent")
+    kb.press("Space")
+    tab_to("#start")
+    kb.press("Enter")
+
+    page.wait_for_selector("#volume-play")
+    tab_to("#volume-play")
+    kb.press("Enter")
+    tab_to("#gain")
+    kb.press("ArrowRight")
+    tab_to("#next")
+    kb.press("Enter")
+
+    page.wait_for_selector(READY)
+    kb.press("r")
+    assert page.evaluate("earshotPlayer.current") == -1 and page.evaluate("earshotPlayer.playing")
+    wanted = {0: 100, 1: 37, 2: 64, 3: 5, 4: 90}
+    for slot, value in wanted.items():
+        kb.press(str(slot + 1))
+        assert page.evaluate("earshotPlayer.current") == slot
+        assert page.evaluate("document.activeElement.id") == f"slider-{slot}"
+        kb.press("Home")  # 0
+        if value == 100:
+            kb.press("End")
+        else:
+            for _ in range(value):
+                kb.press("ArrowUp")
+        assert page.input_value(f"#slider-{slot}") == str(value)
+        assert page.get_attribute(f"#slider-{slot}", "aria-valuetext") == f"{value} of 100"
+    kb.press(" ")
+    assert page.evaluate("earshotPlayer.playing") is False
+    tab_to("#next")
+    kb.press("Enter")
+
+    page.wait_for_selector("#questionnaire")
+    tab_to("#q-age")
+    kb.type("29")
+    tab_to("#q-hearing_problems")
+    kb.type("n")
+    tab_to("#q-experience")
+    kb.type("s")
+    tab_to("#next")
+    kb.press("Enter")
+    page.wait_for_selector("text=Thank you!")
+    with storage.reading() as s:
+        stored = {r.condition_position - 1: r.score for r in s.scalars(select(Rating))}
+        answers = s.scalar(select(Page.answers).where(Page.kind == "questionnaire"))
+    assert stored == wanted
+    assert answers == {"age": 29, "hearing_problems": "no", "experience": "some"}
+
+
+def test_switching_keeps_position_and_loops(make_app, stim_root, live_server, browser_page):
+    folder = make_stimulus_set(stim_root, n_trials=1, duration_s=4.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\n")
+    server = live_server(make_app(folder))
+    page = browser_page
+    start(page, server)
+    page.wait_for_selector(READY)
+    page.click(".sound-btn[data-slot='0']")
+    page.wait_for_function("() => earshotPlayer.position() > 0.8")
+    before = page.evaluate("[earshotPlayer.position(), earshotPlayer.ctx.currentTime]")
+    page.click(".sound-btn[data-slot='2']")
+    after = page.evaluate("[earshotPlayer.position(), earshotPlayer.ctx.currentTime, earshotPlayer.current]")
+    assert after[2] == 2
+    elapsed = after[1] - before[1]
+    # the new sound continues from where the old one was (not from the start)
+    assert after[0] == pytest.approx(before[0] + elapsed, abs=0.03)
+    page.wait_for_timeout(300)
+    later = page.evaluate("[earshotPlayer.position(), earshotPlayer.ctx.currentTime]")
+    assert later[0] == pytest.approx(after[0] + (later[1] - after[1]), abs=0.03)
+    page.keyboard.press("r")
+    ref = page.evaluate("[earshotPlayer.position(), earshotPlayer.ctx.currentTime, earshotPlayer.current]")
+    assert ref[2] == -1 and ref[0] == pytest.approx(later[0] + (ref[1] - later[1]), abs=0.03)
+
+    # drag on the waveform from 25 % to 50 %: a loop of 1.0 s of the 4 s excerpt
+    box = page.locator("#waveform").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 0.25 * box["width"], y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.5 * box["width"], y, steps=5)
+    page.mouse.up()
+    start_s, end_s = page.evaluate("[earshotPlayer.loopStart, earshotPlayer.loopEnd]")
+    assert start_s == pytest.approx(1.0, abs=0.02) and end_s == pytest.approx(2.0, abs=0.02)
+    positions = []
+    for _ in range(12):  # 1.8 s: at least one pass through the loop boundary
+        page.wait_for_timeout(150)
+        positions.append(page.evaluate("earshotPlayer.position()"))
+    assert all(start_s - 1e-6 <= p <= end_s + 1e-6 for p in positions)
+    assert any(b < a for a, b in zip(positions, positions[1:], strict=False)), "playback never wrapped to the loop start"
+    # a tiny drag still makes a loop of at least 500 ms
+    page.mouse.move(box["x"] + 0.7 * box["width"], y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.76 * box["width"], y, steps=2)
+    page.mouse.up()
+    start_s, end_s = page.evaluate("[earshotPlayer.loopStart, earshotPlayer.loopEnd]")
+    assert end_s - start_s >= 0.5 - 1e-9
+    assert page.evaluate("earshotState.loopUsed") is True
+
+
+def test_enforcement_blocks_next_and_reload_resumes(make_app, stim_root, live_server, browser_page):
+    folder = make_stimulus_set(stim_root, n_trials=2, duration_s=2.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\nrandomise_trials: false\n")
+    app = make_app(folder)
+    server = live_server(app)
+    storage = app.extensions["earshot"].tests["demo"].storage
+    page = browser_page
+    start(page, server)
+    page.wait_for_selector(READY)
+    assert all("unset" in page.get_attribute(f"#slider-{s}", "class") for s in range(5))
+    assert all(page.is_disabled(f"#slider-{s}") for s in range(5))
+    page.click("#next")
+    message = page.inner_text("#message")
+    assert "Not yet played: A, B, C, D, E." in message and "Not yet rated: A, B, C, D, E." in message
+    rate_page_with_mouse(page, [0.5, 0.3, 0.4, 0.2, 0.6])
+    page.click("#next")
+    assert page.inner_text("#message") == "Rate at least one sound 100: the reference is hidden among the sounds."
+    with storage.reading() as s:
+        assert s.scalars(select(Rating)).all() == []
+    title = heading(page)
+
+    # unsaved answers: the beforeunload guard asks before a reload loses them
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.type), d.accept()))
+    page.reload()
+    page.wait_for_selector(READY)
+    assert dialogs == ["beforeunload"]
+    assert heading(page) == title  # same page, answers not stored
+    scores = rate_page_with_mouse(page, [1.0, 0.3, 0.4, 0.2, 0.6])
+    click_next(page)
+    page.wait_for_selector(READY)
+    assert heading(page).startswith("Page 2 of 2")
+    page.reload()
+    page.wait_for_selector(READY)
+    assert heading(page).startswith("Page 2 of 2")
+    with storage.reading() as s:
+        stored = {r.condition_position - 1: r.score for r in s.scalars(select(Rating))}
+    assert stored == scores
+    # reopening the link also resumes at page 2
+    page.goto(f"{server.url}/t/demo/")
+    page.wait_for_selector(READY)
+    assert heading(page).startswith("Page 2 of 2")
+
+
+def test_network_failure_keeps_answers_and_retries(make_app, stim_root, live_server, browser_page):
+    folder = make_stimulus_set(stim_root, n_trials=1, duration_s=1.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\nquestionnaire: []\n")
+    app = make_app(folder)
+    server = live_server(app)
+    storage = app.extensions["earshot"].tests["demo"].storage
+    page = browser_page
+    start(page, server)
+    scores = rate_page_with_mouse(page, [1.0, 0.3, 0.4, 0.2, 0.6])
+    failures = {"n": 0}
+
+    def flaky(route):
+        # the first two attempts fail after the request left the page; the third goes through
+        if failures["n"] < 2:
+            failures["n"] += 1
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/api/page", flaky)
+    page.click("#next")
+    page.wait_for_selector("#message:has-text('network problem')")
+    page.wait_for_selector("text=Thank you!", timeout=15000)
+    assert failures["n"] == 2
+    with storage.reading() as s:
+        stored = {r.condition_position - 1: r.score for r in s.scalars(select(Rating))}
+    assert stored == scores
+
+
+def test_phone_sized_layout(make_app, stim_root, live_server, chromium):
+    folder = make_stimulus_set(stim_root, n_trials=1, duration_s=1.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\n")
+    server = live_server(make_app(folder))
+    context = chromium.new_context(viewport={"width": 375, "height": 740}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    try:
+        start(page, server)
+        page.wait_for_selector(READY)
+        # nothing wider than the screen: the page does not scroll sideways
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        for slot in range(5):
+            box = page.locator(f".sound-btn[data-slot='{slot}']").bounding_box()
+            assert box["width"] >= 40 and box["height"] >= 40 and box["x"] + box["width"] <= 375
+        page.tap(".sound-btn[data-slot='1']")
+        assert page.evaluate("earshotPlayer.current") == 1
+    finally:
+        context.close()
