@@ -1,0 +1,150 @@
+"""Import a webMUSHRA YAML configuration's ``mushra`` pages as an Earshot stimulus set.
+
+webMUSHRA adds the reference itself as the hidden reference and, when asked
+(``createAnchor35`` / ``createAnchor70``), creates the 3.5 kHz and 7 kHz low-pass anchors in the
+browser. Here those become files: the hidden reference is a copy of the reference and the anchors
+are rendered once with a zero-phase elliptic low-pass that meets the BS.1534-3 mask (pass-band
+within 0.1 dB, at least 25 dB down at 8/7 of the cut-off and 50 dB down at 9/7).
+Pages in nested lists (webMUSHRA's randomised groups) are flattened; other page types are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import yaml
+from scipy import signal
+
+from .errors import ImportFormatError
+
+log = logging.getLogger(__name__)
+
+ANCHORS = {"createAnchor35": ("anchor_3k5", "anchor_low", 3500.0), "createAnchor70": ("anchor_7k", "anchor_mid", 7000.0)}
+
+
+def lowpass_anchor(audio: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
+    """``audio`` (time,) or (time, channels) low-passed at ``cutoff_hz`` meeting the BS.1534-3 mask."""
+    stop_hz = cutoff_hz * 8 / 7  # 4 kHz for the 3.5 kHz anchor, 8 kHz for the 7 kHz one
+    if sample_rate / 2 <= cutoff_hz * 9 / 7:
+        raise ImportFormatError(
+            f"a {cutoff_hz / 1000:g} kHz anchor needs a sample rate above {2 * cutoff_hz * 9 / 7:.0f} Hz, found {sample_rate}"
+        )
+    # Zero-phase filtering applies the filter twice: halve the pass-band loss and stop-band
+    # attenuation asked of the single pass.
+    order, wn = signal.ellipord(cutoff_hz, stop_hz, gpass=0.05, gstop=30.0, fs=sample_rate)
+    sos = signal.ellip(order, 0.05, 30.0, wn, btype="lowpass", output="sos", fs=sample_rate)
+    return signal.sosfiltfilt(sos, audio, axis=0)
+
+
+def _pages(pages) -> list[dict]:
+    out = []
+    for page in pages or []:
+        if isinstance(page, list):
+            out.extend(_pages(page))
+        elif isinstance(page, dict):
+            out.append(page)
+    return out
+
+
+def _source(base_dirs: list[Path], value, where: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ImportFormatError(f"{where}: expected an audio file path, found {value!r}")
+    for base in base_dirs:
+        candidate = (base / value).resolve()
+        if candidate.is_file():
+            return candidate
+    raise ImportFormatError(f"{where}: {value!r} not found under {', '.join(str(b) for b in base_dirs)}")
+
+
+def import_webmushra(config: Path, out: Path, base_dir: Path | None = None) -> Path:
+    """Write the stimulus set ``out`` (must not exist) from the webMUSHRA YAML ``config``."""
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ImportFormatError(f"{config}: cannot read it ({exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ImportFormatError(f"{config}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict) or "pages" not in data:
+        raise ImportFormatError(f"{config}: expected a webMUSHRA config with a 'pages' list")
+    mushra = [p for p in _pages(data["pages"]) if p.get("type") == "mushra"]
+    if not mushra:
+        raise ImportFormatError(f"{config}: no page of type 'mushra' to import")
+    if out.exists():
+        raise ImportFormatError(f"{out}: already exists; choose a new stimulus set folder")
+    # webMUSHRA resolves paths against its own root, usually the config folder's parent.
+    bases = [base_dir] if base_dir else [config.parent, config.parent.parent]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        trials = []
+        sample_rates = set()
+        seen_ids: set[str] = set()
+        for i, page in enumerate(mushra):
+            where = f"{config}: mushra page {i + 1}"
+            trial_id = str(page.get("id") or f"trial{i + 1}")
+            if trial_id in seen_ids:
+                raise ImportFormatError(f"{where}: id {trial_id!r} is used twice")
+            seen_ids.add(trial_id)
+            folder = tmp / "audio" / trial_id
+            folder.mkdir(parents=True)
+            ref_src = _source(bases, page.get("reference"), f"{where}.reference")
+            audio, rate = sf.read(ref_src, always_2d=False)
+            sample_rates.add(rate)
+            shutil.copyfile(ref_src, folder / "reference.wav") if ref_src.suffix.lower() == ".wav" else sf.write(folder / "reference.wav", audio, rate)
+            shutil.copyfile(folder / "reference.wav", folder / "hidden_reference.wav")
+            conditions = [{"id": "hidden_reference", "role": "hidden_reference", "file": f"audio/{trial_id}/hidden_reference.wav"}]
+            for flag, (cid, role, cutoff) in ANCHORS.items():
+                if page.get(flag):
+                    sf.write(folder / f"{cid}.wav", lowpass_anchor(audio, rate, cutoff), rate, subtype="FLOAT")
+                    conditions.append({"id": cid, "role": role, "file": f"audio/{trial_id}/{cid}.wav"})
+            stimuli = page.get("stimuli") or {}
+            if not isinstance(stimuli, dict) or not stimuli:
+                raise ImportFormatError(f"{where}.stimuli: expected a mapping of condition names to files")
+            for name, path in stimuli.items():
+                cid = str(name)
+                if any(c["id"] == cid for c in conditions):
+                    raise ImportFormatError(f"{where}.stimuli: condition name {cid!r} clashes with a generated one")
+                src = _source(bases, path, f"{where}.stimuli.{cid}")
+                dest = folder / f"{cid}.wav"
+                if src.suffix.lower() == ".wav":
+                    shutil.copyfile(src, dest)
+                else:
+                    x, r = sf.read(src)
+                    sf.write(dest, x, r)
+                sample_rates.add(sf.info(dest).samplerate)
+                conditions.append({"id": cid, "role": "system", "file": f"audio/{trial_id}/{cid}.wav"})
+            trials.append(
+                {
+                    "id": trial_id,
+                    "item": str(page.get("name") or trial_id),
+                    "training": False,
+                    "reference": f"audio/{trial_id}/reference.wav",
+                    "conditions": conditions,
+                }
+            )
+        if len(sample_rates) != 1:
+            raise ImportFormatError(f"{config}: all audio must share one sample rate, found {sorted(sample_rates)}")
+        manifest = {
+            "schema": 1,
+            "sample_rate": sample_rates.pop(),
+            "provenance": {"command": f"python -m webapp import-webmushra {config}", "source": "webMUSHRA", "test_id": data.get("testId")},
+            "bs1534_enforced": False,
+            "trials": trials,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        title = str(data.get("testname") or out.name)
+        (tmp / "test.yaml").write_text(yaml.safe_dump({"title": title}, allow_unicode=True), encoding="utf-8")
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("imported %d mushra pages from %s into %s", len(trials), config, out)
+    return out
