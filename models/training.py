@@ -45,7 +45,9 @@ class TrainingConfig:
     max_epochs: int = 1000
     max_batches_per_epoch: int | None = None
     validation_batch_size: int = 64
-    threads: int | None = None
+    # One thread: small recurrent models gain nothing from a second one, and with any other load
+    # on the machine two threads are several times slower (measured; see ZOO.md).
+    threads: int | None = 1
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "window_samples", "max_epochs", "lr_halve_patience_epochs",
