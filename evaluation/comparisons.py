@@ -79,19 +79,42 @@ def permutation_test_medians(
         )
     observed = float(np.median(a) - np.median(b))
     rng = np.random.default_rng(seed)
+    n = a.size
+    values, codes = np.unique(np.concatenate([a, b]), return_inverse=True)
+    # MUSHRA grades are mostly integers: with few distinct values, medians from per-permutation
+    # value counts (one bincount; the other condition's counts are the total minus these) are
+    # several times faster than sorting, and give identical results.
+    use_counts = values.size <= n
+    code_a, code_b = codes[:n], codes[n:]
+    total = np.bincount(codes, minlength=values.size)
     extreme = 0
     done = 0
     # Float rounding must not turn a tie with the observed value into "less extreme".
     threshold = abs(observed) - 1e-9
     while done < n_permutations:
         size = min(chunk, n_permutations - done)
-        swap = rng.random((size, a.size)) < 0.5
-        perm_a = np.where(swap, b, a)
-        perm_b = np.where(swap, a, b)
-        stats = np.median(perm_a, axis=1) - np.median(perm_b, axis=1)
+        swap = rng.random((size, n)) < 0.5
+        if use_counts:
+            chosen = np.where(swap, code_b, code_a) + (np.arange(size) * values.size)[:, None]
+            counts_a = np.bincount(chosen.ravel(), minlength=size * values.size).reshape(size, -1)
+            stats = _median_from_counts(counts_a, values, n) - _median_from_counts(
+                total - counts_a, values, n
+            )
+        else:
+            stats = np.median(np.where(swap, b, a), axis=1) - np.median(
+                np.where(swap, a, b), axis=1
+            )
         extreme += int(np.count_nonzero(np.abs(stats) >= threshold))
         done += size
     return observed, (1 + extreme) / (1 + n_permutations)
+
+
+def _median_from_counts(counts: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Row medians of samples given as (rows, distinct values) counts, each row holding n samples."""
+    cumulative = np.cumsum(counts, axis=1)
+    low = (cumulative >= (n + 1) // 2).argmax(axis=1)
+    high = (cumulative >= n // 2 + 1).argmax(axis=1)
+    return (values[low] + values[high]) / 2
 
 
 def rank_biserial(differences) -> float:

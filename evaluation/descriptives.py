@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.stats
 
 from .errors import ConfigError
+from .hinges import grouped_quartiles
 
 CiOver = Literal["listeners", "ratings"]
 CiMethod = Literal["t", "normal", "bca"]
@@ -36,12 +37,6 @@ DESCRIPTIVE_COLUMNS = (
     "ci_method",
     "confidence",
 )
-
-
-def _hinges(sorted_values: np.ndarray) -> tuple[float, float]:
-    n = sorted_values.size
-    half = (n + 1) // 2
-    return float(np.median(sorted_values[:half])), float(np.median(sorted_values[n - half :]))
 
 
 def mean_ci(
@@ -113,8 +108,10 @@ def describe(
             f"describe: columns {missing} not in the ratings ({list(ratings.columns)})"
         )
     data = ratings[ratings[score].notna()]
+    # Grouping a million rows by categorical codes is several times faster than by strings.
+    data = data.astype({c: "category" for c in [*by, subject] if data[c].dtype == object})
 
-    quart = _quartiles(data, by, score)
+    quart = grouped_quartiles(data, by, score)[["median", "q1", "q3"]]
     if ci_over == "listeners":
         units = data.groupby([*by, subject], observed=True, sort=False)[score].mean().reset_index()
     else:
@@ -150,29 +147,7 @@ def describe(
     out["ci_method"] = ci_method
     out["confidence"] = confidence
     out = out.reset_index()
+    for column in by:
+        if isinstance(out[column].dtype, pd.CategoricalDtype):
+            out[column] = out[column].astype(object)
     return out[[*by, *DESCRIPTIVE_COLUMNS]]
-
-
-def _quartiles(data: pd.DataFrame, by: list[str], score: str) -> pd.DataFrame:
-    # Median and Tukey hinges per cell from one sort (fast for a million ratings).
-    codes = data.groupby(by, observed=True, sort=True).ngroup().to_numpy()
-    values = data[score].to_numpy(dtype=float)
-    order = np.lexsort((values, codes))
-    values, codes = values[order], codes[order]
-    n_groups = int(codes.max()) + 1 if codes.size else 0
-    counts = np.bincount(codes, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
-
-    def median_of(first: np.ndarray, length: np.ndarray) -> np.ndarray:
-        return (values[first + (length - 1) // 2] + values[first + length // 2]) / 2
-
-    half = (counts + 1) // 2
-    index = data.groupby(by, observed=True, sort=True).size().index
-    return pd.DataFrame(
-        {
-            "median": median_of(starts, counts),
-            "q1": median_of(starts, half),
-            "q3": median_of(starts + counts - half, half),
-        },
-        index=index,
-    )

@@ -143,11 +143,27 @@ def to_tidy(frame: pd.DataFrame, *, where: str = "ratings") -> pd.DataFrame:
         if column not in out:
             out[column] = pd.NA
     for column in _STRING_COLUMNS:
-        out[column] = out[column].map(_as_text).astype(object)
+        out[column] = _text_column(out[column])
     for column in _INT_COLUMNS:
         out[column] = pd.to_numeric(out[column], errors="coerce").astype("Int64")
     out["duration_ms"] = pd.to_numeric(out["duration_ms"], errors="coerce").astype(float)
     return out[list(TIDY_COLUMNS)]
+
+
+def _text_column(values: pd.Series) -> pd.Series:
+    """Strings (object dtype) with missing values kept as <NA>; 2.0 from a numeric column → "2"."""
+    missing = values.isna().to_numpy()
+    if missing.all():
+        return pd.Series(pd.NA, index=values.index, dtype=object)
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        numbers = values.astype(float)
+        whole = np.isclose(numbers % 1, 0) | missing
+        if whole.all():
+            values = numbers.astype("Int64")
+    text = values.astype(str).astype(object)
+    if missing.any():
+        text[missing] = pd.NA
+    return text
 
 
 def _as_text(value) -> object:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
+from .hinges import grouped_quartiles
 
 log = logging.getLogger(__name__)
 
@@ -153,45 +154,6 @@ class ScreeningResult:
         }
 
 
-def tukey_hinges(values) -> tuple[float, float]:
-    """Tukey's hinges of 1-D ``values``: medians of the lower and upper halves (median in both
-    halves when n is odd). NaNs are ignored; NaN for an empty input."""
-    x = np.sort(np.asarray(values, dtype=float))
-    x = x[~np.isnan(x)]
-    n = x.size
-    if n == 0:
-        return float("nan"), float("nan")
-    half = (n + 1) // 2
-    return float(np.median(x[:half])), float(np.median(x[n - half :]))
-
-
-def _grouped_hinges(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Tukey hinges per group, vectorised (one sort, no Python loop over groups)."""
-    valid = frame[frame["score"].notna()]
-    codes = valid.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
-    scores = valid["score"].to_numpy(dtype=float)
-    order = np.lexsort((scores, codes))
-    sorted_scores, sorted_codes = scores[order], codes[order]
-    n_groups = int(codes.max()) + 1 if codes.size else 0
-    counts = np.bincount(sorted_codes, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if n_groups else np.array([], int)
-    half = (counts + 1) // 2
-    lo_a, lo_b = starts + (half - 1) // 2, starts + half // 2
-    q1 = (sorted_scores[lo_a] + sorted_scores[lo_b]) / 2 if n_groups else np.array([])
-    up = starts + counts - half
-    q3 = (
-        (sorted_scores[up + (half - 1) // 2] + sorted_scores[up + half // 2]) / 2
-        if n_groups
-        else np.array([])
-    )
-    firsts = valid.iloc[np.unique(codes, return_index=True)[1]][keys] if n_groups else valid[keys]
-    out = firsts.reset_index(drop=True)
-    out["n"] = counts
-    out["q1"] = q1
-    out["q3"] = q3
-    return out
-
-
 def flag_outliers(
     ratings: pd.DataFrame, *, keys: tuple[str, ...] = ("trial", "condition"), factor: float = 1.5
 ) -> pd.DataFrame:
@@ -200,8 +162,12 @@ def flag_outliers(
     A rating is an outlier when strictly outside [Q1 − factor·IQR, Q3 + factor·IQR]. Returns a copy
     of ``ratings`` with those columns; nothing is removed.
     """
-    hinges = _grouped_hinges(ratings, list(keys))
-    out = ratings.merge(hinges.drop(columns="n"), on=list(keys), how="left")
+    grouper = ratings.groupby(list(keys), observed=True, sort=True)
+    codes = grouper.ngroup().to_numpy()
+    quartiles = grouped_quartiles(ratings, keys).reindex(grouper.size().index)
+    out = ratings.copy()
+    out["q1"] = quartiles["q1"].to_numpy()[codes]
+    out["q3"] = quartiles["q3"].to_numpy()[codes]
     iqr = out["q3"] - out["q1"]
     out["lower_fence"] = out["q1"] - factor * iqr
     out["upper_fence"] = out["q3"] + factor * iqr
@@ -216,6 +182,13 @@ def _per_trial_score(ratings: pd.DataFrame, role: str) -> pd.DataFrame:
     return rows.groupby(["participant", "trial"], as_index=False, observed=True)["score"].agg(agg)
 
 
+def _categorical(ratings: pd.DataFrame, columns) -> pd.DataFrame:
+    # Grouping a million rows by categorical codes is several times faster than by strings.
+    return ratings.astype(
+        {c: "category" for c in columns if c in ratings and ratings[c].dtype == object}
+    )
+
+
 def screen(ratings: pd.DataFrame, config: ScreeningConfig | None = None) -> ScreeningResult:
     """Apply the BS.1534-3 post-screening rules to tidy ratings with a ``role`` column.
 
@@ -223,7 +196,9 @@ def screen(ratings: pd.DataFrame, config: ScreeningConfig | None = None) -> Scre
     result says why.
     """
     config = config or ScreeningConfig()
-    participants = pd.unique(ratings["participant"])
+    original = ratings
+    ratings = _categorical(ratings, ("participant", "trial", "condition", "role"))
+    participants = pd.unique(original["participant"])
     listeners = pd.DataFrame({"participant": participants})
     trials_rated = ratings.groupby("participant", observed=True)["trial"].nunique()
     listeners["trials_rated"] = listeners["participant"].map(trials_rated).astype(int)
@@ -311,7 +286,7 @@ def screen(ratings: pd.DataFrame, config: ScreeningConfig | None = None) -> Scre
 
     listeners["excluded"] = excluded.astype(bool)
     listeners["reason"] = reasons
-    outliers = flag_outliers(ratings, factor=config.outlier_iqr_factor)
+    outliers = flag_outliers(original, factor=config.outlier_iqr_factor)
     log.info(
         "screening: %d of %d listeners excluded, %d outlier grades flagged",
         int(excluded.sum()),

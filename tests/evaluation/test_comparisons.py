@@ -166,3 +166,23 @@ def test_all_pairs_on_request():
     )
     pairs = all_pairs(panel)
     assert [(p.a, p.b) for p in pairs.itertuples()] == [("x", "y"), ("x", "z"), ("y", "z")]
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_counting_and_sorting_medians_give_the_same_p(integer):
+    # integer grades take the counting path, continuous ones the sorting path; both must agree
+    # with a plain numpy loop over the same random swaps
+    rng = np.random.default_rng(4)
+    a = rng.uniform(20, 90, 31)
+    b = a + rng.normal(3, 10, 31)
+    if integer:
+        a, b = np.round(a), np.round(b)
+    observed, p = permutation_test_medians(a, b, n_permutations=300, seed=9, chunk=100)
+    swaps = np.random.default_rng(9)
+    extreme = 0
+    for _ in range(3):
+        swap = swaps.random((100, a.size)) < 0.5
+        for row in swap:
+            stat = np.median(np.where(row, b, a)) - np.median(np.where(row, a, b))
+            extreme += abs(stat) >= abs(observed) - 1e-9
+    assert p == (1 + extreme) / 301

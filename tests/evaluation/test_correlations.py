@@ -7,7 +7,7 @@ import soundfile as sf
 from conftest import tidy_frame, write_manifest
 
 from evaluation.correlations import (
-    _kendall_rows,
+    _kendall_resamples,
     correlate,
     cost_view,
     objective_correlations,
@@ -51,7 +51,8 @@ def test_point_estimates_match_scipy_and_ci_matches_scipy_bootstrap():
 def test_vectorised_kendall_handles_ties_like_scipy():
     x = np.array([1, 2, 2, 3, 4, 4, 5], dtype=float)
     y = np.array([2, 1, 3, 3, 5, 4, 4], dtype=float)
-    assert _kendall_rows(x[None], y[None])[0] == pytest.approx(
+    identity = np.arange(x.size)[None]
+    assert _kendall_resamples(x, y, identity)[0] == pytest.approx(
         scipy.stats.kendalltau(x, y).statistic
     )
 
@@ -162,3 +163,22 @@ def test_correlations_and_cost_view(tmp_path):
     assert view.loc["kd_q4", "mean"] == pytest.approx(
         ratings[ratings["condition"] == "kd_q4"]["score"].mean()
     )
+
+
+def test_resample_ranks_equal_scipy_rankdata_with_ties():
+    from evaluation.correlations import _resample_ranks
+
+    values = np.array([3.0, 1.0, 3.0, 2.0, 5.0, 1.0])
+    index = np.random.default_rng(0).integers(0, values.size, size=(50, values.size))
+    np.testing.assert_allclose(
+        _resample_ranks(values, index), scipy.stats.rankdata(values[index], axis=1)
+    )
+
+
+def test_kendall_of_resamples_equals_scipy_on_each_resample():
+    rng = np.random.default_rng(1)
+    x = np.round(rng.normal(size=15), 1)
+    y = np.round(x + rng.normal(size=15), 1)
+    index = rng.integers(0, 15, size=(20, 15))
+    expected = [scipy.stats.kendalltau(x[i], y[i]).statistic for i in index]
+    np.testing.assert_allclose(_kendall_resamples(x, y, index), expected)

@@ -7,8 +7,9 @@ from conftest import tidy_frame
 
 from evaluation.config import from_mapping
 from evaluation.errors import ConfigError
+from evaluation.hinges import tukey_hinges
 from evaluation.ratings import assign_roles, read_list_valued_csv
-from evaluation.screening import ScreeningConfig, flag_outliers, screen, tukey_hinges
+from evaluation.screening import ScreeningConfig, flag_outliers, screen
 
 STAHL_ROLES = {"Reference": "hidden_reference", "Anchor": "anchor_low"}
 

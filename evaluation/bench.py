@@ -1,0 +1,180 @@
+"""``python -m evaluation bench``: time the full report and the screening of a million ratings.
+
+Two workloads: (1) the full report (figures included) of a simulated panel of 100 listeners × 24
+items × 8 conditions (hidden reference, two anchors, five systems); (2) screening and descriptives
+of 1 000 000 ratings (1 000 listeners × 125 trials × 8 conditions). The stimulus set is a manifest
+with objective metrics and no audio (nothing needs to be rendered or read).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .descriptives import describe
+from .manifest import load_manifest
+from .metrics import METRIC_NAMES
+from .ratings import Ratings, to_tidy
+from .report import ReportConfig, analyse, write_report
+from .screening import screen
+from .simulation import SimulationConfig, simulate_panel
+
+SYSTEMS = (
+    ("distilled", "kd", 32, None, 0.02),
+    ("non_distilled", "baseline", 32, None, 0.06),
+    ("kd_q8", "kd_qat", 8, None, 0.03),
+    ("kd_q4", "kd_qat", 4, None, 0.09),
+    ("slim_50", "slimmable", 32, 0.5, 0.12),
+)
+
+
+def bench_manifest(folder: Path, n_items: int = 24, seed: int = 0) -> Path:
+    """Write a manifest with ``n_items`` trials of 8 conditions and full objective metrics."""
+    rng = np.random.default_rng(seed)
+    trials = []
+    for i in range(n_items):
+        conditions = [
+            {"id": "hidden_reference", "role": "hidden_reference", "file": "hidden_reference.wav"},
+            {"id": "anchor_3k5", "role": "anchor_low", "file": "anchor_3k5.wav"},
+            {"id": "anchor_7k", "role": "anchor_mid", "file": "anchor_7k.wav"},
+        ]
+        for cid, recipe, bits, width, esr in SYSTEMS:
+            item_esr = esr * float(np.exp(rng.normal(0, 0.3)))
+            objective = {name: float(rng.uniform(0.01, 1.0)) for name in METRIC_NAMES}
+            objective["esr"] = item_esr
+            objective["mrstft"] = 0.5 + 4 * item_esr + float(rng.normal(0, 0.02))
+            conditions.append(
+                {
+                    "id": cid,
+                    "role": "system",
+                    "file": f"{cid}.wav",
+                    "run_id": f"run-{cid}",
+                    "arch": "lstm",
+                    "recipe": recipe,
+                    "bits": bits,
+                    "width": width,
+                    "params": 9000,
+                    "bytes": int(9000 * bits / 8 * (width or 1.0)),
+                    "rtf_offline": 0.01 * (width or 1.0),
+                    "objective": objective,
+                }
+            )
+        trials.append(
+            {
+                "id": f"item{i:02d}",
+                "item": f"item{i:02d}",
+                "group": "S-32-8",
+                "reference": "reference.wav",
+                "conditions": conditions,
+            }
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "schema": 1,
+        "sample_rate": 48000,
+        "provenance": {"command": "python -m evaluation bench", "seed": seed},
+        "trials": trials,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def million_ratings(n_listeners: int = 1000, n_trials: int = 125, seed: int = 0) -> pd.DataFrame:
+    """1 000 000 tidy ratings built with numpy (the per-listener simulator is too slow for this)."""
+    rng = np.random.default_rng(seed)
+    conditions = np.array(["hidden_reference", "anchor_3k5", "anchor_7k", *[s[0] for s in SYSTEMS]])
+    roles = np.array(["hidden_reference", "anchor_low", "anchor_mid", *["system"] * len(SYSTEMS)])
+    levels = np.array([99, 20, 45, 75, 60, 70, 50, 40], dtype=float)
+    k = conditions.size
+    n = n_listeners * n_trials * k
+    participant = np.repeat(np.arange(n_listeners), n_trials * k)
+    trial = np.tile(np.repeat(np.arange(n_trials), k), n_listeners)
+    cond = np.tile(np.arange(k), n_listeners * n_trials)
+    bias = rng.normal(0, 6, n_listeners)[participant]
+    score = np.clip(np.round(levels[cond] + bias + rng.normal(0, 8, n)), 0, 100)
+    frame = pd.DataFrame(
+        {
+            "participant": pd.Categorical.from_codes(
+                participant, [f"L{i:04d}" for i in range(n_listeners)]
+            ).astype(str),
+            "trial": pd.Categorical.from_codes(
+                trial, [f"t{i:03d}" for i in range(n_trials)]
+            ).astype(str),
+            "condition": conditions[cond],
+            "role": roles[cond],
+            "score": score,
+        }
+    )
+    return to_tidy(frame)
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def run_bench(print_fn: Callable[[str], None] = print) -> dict[str, float]:
+    """Run both workloads and print their timings; returns them in seconds."""
+    results: dict[str, float] = {}
+    print_fn(
+        f"CPU: {cpu_model()}; {os.cpu_count()} logical cores visible; affinity {len(os.sched_getaffinity(0))}"
+    )
+    with tempfile.TemporaryDirectory(prefix="earshot-bench-") as tmp:
+        folder = bench_manifest(Path(tmp) / "bench-set")
+        manifest = load_manifest(folder)
+        seconds, panel = _timed(
+            lambda: simulate_panel(
+                manifest, SimulationConfig(n_listeners=100, n_careless=3, seed=1)
+            )
+        )
+        results["simulate_100x24x8_s"] = seconds
+        print_fn(
+            f"simulate 100 listeners × 24 items × 8 conditions ({len(panel)} ratings): {seconds:.2f} s"
+        )
+        ratings = Ratings(
+            panel, pd.DataFrame({"participant": pd.unique(panel["participant"])}), "simulated"
+        )
+
+        def report():
+            analysis = analyse(ratings, manifest, config=ReportConfig())
+            return write_report(analysis, Path(tmp) / "report")
+
+        seconds, out = _timed(report)
+        results["report_100x24x8_s"] = seconds
+        n_figures = len(list((Path(out) / "figures").glob("*.png")))
+        print_fn(
+            f"full report (analysis, {n_figures} figures as PNG+PDF, CSV, LaTeX, JSON, HTML): {seconds:.2f} s (target ≤ 20 s)"
+        )
+    seconds, big = _timed(million_ratings)
+    print_fn(f"build 1 000 000 ratings: {seconds:.2f} s")
+    seconds_screen, result = _timed(lambda: screen(big))
+    seconds_desc, _ = _timed(
+        lambda: (describe(big, by=("condition",)), describe(big, by=("condition", "item")))
+    )
+    results["screen_1m_s"] = seconds_screen
+    results["describe_1m_s"] = seconds_desc
+    print_fn(
+        f"screening of 1 000 000 ratings: {seconds_screen:.2f} s ({len(result.excluded)} excluded); "
+        f"descriptives (per condition and per condition × item): {seconds_desc:.2f} s; "
+        f"together {seconds_screen + seconds_desc:.2f} s (target ≤ 10 s)"
+    )
+    return results
