@@ -100,25 +100,6 @@ def start(test: str):
     return response
 
 
-def _mushra_context(rt: TestRuntime, s, participant: Participant, page: Page) -> dict:
-    tokens = {
-        t.slot: t.token for t in s.scalars(select(AudioToken).where(AudioToken.page_id == page.id))
-    }
-    n = len(page.condition_order)
-    sounds = [
-        {"label": chr(ord("A") + i), "stimulus": tokens[i], "url": url_for(".audio", test=rt.stim.name, token=tokens[i])}
-        for i in range(n)
-    ]
-    return {
-        "sounds": sounds,
-        "reference_url": url_for(".audio", test=rt.stim.name, token=tokens[-1]),
-    }
-
-
-def _counts(s, participant: Participant, kind: str) -> int:
-    return len(s.scalars(select(Page.id).where(Page.participant_id == participant.id, Page.kind == kind)).all())
-
-
 @bp.get("/t/<test>/page")
 def page(test: str):
     rt = _runtime(test)
@@ -127,61 +108,55 @@ def page(test: str):
         participant = _participant(s, rt)
         if participant is None:
             return redirect(url_for(".welcome", test=test))
-        t = Translator(participant.language)
-        if participant.stopped:
-            return render_template("stopped.html", t=t, cfg=cfg, lang=participant.language)
-        current = s.scalar(
-            select(Page)
-            .where(Page.participant_id == participant.id, Page.submitted_at.is_(None))
-            .order_by(Page.position)
-            .limit(1)
+        pages = s.scalars(
+            select(Page).where(Page.participant_id == participant.id).order_by(Page.position)
+        ).all()
+    t = Translator(participant.language)
+    if participant.stopped:
+        return render_template("stopped.html", t=t, cfg=cfg, lang=participant.language)
+    current = next((p for p in pages if p.submitted_at is None), None)
+    if current is None:
+        code = cfg.completion_code
+        link = cfg.completion_redirect.replace("{code}", code or "") if cfg.completion_redirect else None
+        return render_template("thanks.html", t=t, cfg=cfg, lang=participant.language, code=code, link=link)
+
+    def audio_url(token: str) -> str:
+        return url_for(".audio", test=test, token=token)
+
+    data = {
+        "kind": current.kind,
+        "position": current.position,
+        "submit_url": url_for(".submit_page", test=test),
+        "next_url": url_for(".page", test=test),
+        "messages": t.messages,
+    }
+    ctx = {"t": t, "cfg": cfg, "lang": participant.language, "page": current, "data": data}
+    if current.kind in ("training", "trial"):
+        sounds = [
+            {"label": chr(ord("A") + i), "stimulus": token, "url": audio_url(token)}
+            for i, token in enumerate(current.tokens[1:])
+        ]
+        same_kind = [p for p in pages if p.kind == current.kind]
+        data.update(
+            reference=audio_url(current.tokens[0]),
+            sounds=sounds,
+            gain_db=participant.volume_gain_db or 0.0,
+            enforce={
+                "all_played": cfg.enforce.all_played,
+                "all_rated": cfg.enforce.all_rated,
+                "one_at_100": cfg.enforce.one_at_100,
+            },
         )
-        if current is None:
-            code = cfg.completion_code
-            link = cfg.completion_redirect.replace("{code}", code or "") if cfg.completion_redirect else None
-            return render_template("thanks.html", t=t, cfg=cfg, lang=participant.language, code=code, link=link)
-        data = {
-            "kind": current.kind,
-            "position": current.position,
-            "submit_url": url_for(".submit_page", test=test),
-            "next_url": url_for(".page", test=test),
-            "messages": t.messages,
-        }
-        ctx = {"t": t, "cfg": cfg, "lang": participant.language, "page": current, "data": data}
-        if current.kind in ("training", "trial"):
-            ctx.update(_mushra_context(rt, s, participant, current))
-            data.update(
-                reference=ctx["reference_url"],
-                sounds=ctx["sounds"],
-                gain_db=participant.volume_gain_db or 0.0,
-                enforce={
-                    "all_played": cfg.enforce.all_played,
-                    "all_rated": cfg.enforce.all_rated,
-                    "one_at_100": cfg.enforce.one_at_100,
-                },
-            )
-            if current.kind == "training":
-                ctx["n"] = sum(
-                    1 for p in s.scalars(select(Page.position).where(Page.participant_id == participant.id, Page.kind == "training"))
-                    if p <= current.position
-                )
-                ctx["total"] = _counts(s, participant, "training")
-            else:
-                ctx["n"] = current.trial_position
-                ctx["total"] = _counts(s, participant, "trial")
-            return render_template("mushra.html", **ctx)
-        if current.kind == "headphones":
-            tokens = s.scalars(
-                select(AudioToken).where(AudioToken.page_id == current.id).order_by(AudioToken.slot)
-            ).all()
-            data["rounds"] = [url_for(".audio", test=test, token=tok.token) for tok in tokens]
-            data["on_failure"] = cfg.headphone_check.on_failure
-            return render_template("headphones.html", rounds=data["rounds"], **ctx)
-        if current.kind == "volume":
-            tok = s.scalar(select(AudioToken.token).where(AudioToken.page_id == current.id))
-            data["sound"] = url_for(".audio", test=test, token=tok)
-            return render_template("volume.html", **ctx)
-        return render_template("questionnaire.html", fields=cfg.questionnaire, **ctx)
+        ctx.update(sounds=sounds, n=same_kind.index(current) + 1, total=len(same_kind))
+        return render_template("mushra.html", **ctx)
+    if current.kind == "headphones":
+        data["rounds"] = [audio_url(token) for token in current.tokens]
+        data["on_failure"] = cfg.headphone_check.on_failure
+        return render_template("headphones.html", rounds=data["rounds"], **ctx)
+    if current.kind == "volume":
+        data["sound"] = audio_url(current.tokens[0])
+        return render_template("volume.html", **ctx)
+    return render_template("questionnaire.html", fields=cfg.questionnaire, **ctx)
 
 
 def _json_error(status: int, code: str, message: str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from . import headphones
@@ -97,14 +97,18 @@ def start_participant(
     if cfg.questionnaire:
         pages.append(Page(kind="questionnaire"))
 
+    assigned: list[tuple[Page, int, str]] = []
+    for page, slot in tokens:
+        token = new_token()
+        page.tokens = [*(page.tokens or []), token]
+        assigned.append((page, slot, token))
     for position, page in enumerate(pages):
         page.participant_id = participant.id
         page.position = position
     session.add_all(pages)
     session.flush()
-    session.add_all(
-        AudioToken(token=new_token(), participant_id=participant.id, page_id=page.id, slot=slot)
-        for page, slot in tokens
+    session.execute(
+        insert(AudioToken),
+        [{"token": tok, "participant_id": participant.id, "page_id": page.id, "slot": slot} for page, slot, tok in assigned],
     )
-    session.flush()
     return participant

@@ -7,7 +7,9 @@ that upgrades a database to the next one, so a later release can open an existin
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -96,6 +98,9 @@ class Page(Base):
     """1-based position among the participant's rated trials (None for other pages)."""
     condition_order: Mapped[list | None] = mapped_column()
     """Condition ids in the order shown on the page (MUSHRA pages)."""
+    tokens: Mapped[list | None] = mapped_column()
+    """Opaque audio tokens of the page in slot order: ``[reference, shown condition 0, 1, ...]`` for
+    MUSHRA pages, ``[reference]`` for the volume page, one per round for the headphone check."""
     setup: Mapped[dict | None] = mapped_column()
     """Server-side facts of the page the browser never sees (headphone-check answers)."""
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -167,6 +172,10 @@ class Storage:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
+        self._thread_lock = threading.Lock()
+        self._lock_file = None
+        if self.is_sqlite:
+            self._lock_path = Path(url[len("sqlite:///") :] + ".writelock")
 
     @contextmanager
     def reading(self):
@@ -174,10 +183,29 @@ class Storage:
             yield session
 
     @contextmanager
+    def _sqlite_write_lock(self):
+        # SQLite lets one writer in at a time and makes the others poll with growing sleeps (up to
+        # 100 ms each), which ruins tail latency under load. Queue writers on a lock instead:
+        # a mutex between this process's threads and flock() between gunicorn workers, both of
+        # which wake the next writer the moment the previous one commits.
+        with self._thread_lock:
+            if self._lock_file is None:
+                self._lock_file = open(self._lock_path, "a+b")  # noqa: SIM115 - kept for the process's life
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
+    @contextmanager
     def writing(self):
         """A session whose transaction commits on leaving the block (rolls back on error)."""
-        with self._write() as session, session.begin():
-            yield session
+        if self.is_sqlite:
+            with self._sqlite_write_lock(), self._write() as session, session.begin():
+                yield session
+        else:
+            with self._write() as session, session.begin():
+                yield session
 
     def initialise(self) -> None:
         """Create or upgrade the tables; several workers may call this at the same time."""
@@ -224,6 +252,9 @@ class Storage:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
 
 def database_url_for(test: str, results_dir: Path, database_url: str | None) -> str:

@@ -13,13 +13,13 @@ import math
 import re
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from .errors import SubmissionError
 from .headphones import answer_key
 from .manifest import StimulusSet
-from .storage import AudioToken, Page, Participant, Rating, utcnow
+from .storage import Page, Participant, Rating, utcnow
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_DURATION_MS = 24 * 3600 * 1000
@@ -60,7 +60,7 @@ def _number(value: Any, lo: float, hi: float, where: str) -> float:
 COMMON = {"position", "idempotency_key"}
 
 
-def _check_mushra(session: Session, stim: StimulusSet, page: Page, body: dict) -> list[Rating]:
+def _check_mushra(stim: StimulusSet, page: Page, body: dict) -> list[dict]:
     _keys(body, COMMON | {"ratings", "duration_ms", "loop_used"}, COMMON | {"ratings", "duration_ms", "loop_used"}, "submission")
     duration_ms = _int(body["duration_ms"], 0, MAX_DURATION_MS, "duration_ms")
     if not isinstance(body["loop_used"], bool):
@@ -69,10 +69,7 @@ def _check_mushra(session: Session, stim: StimulusSet, page: Page, body: dict) -
     order = page.condition_order or []
     if not isinstance(ratings, list):
         raise _invalid(f"ratings: expected a list of {len(order)} objects, found {type(ratings).__name__}")
-    slots = {
-        t.token: t.slot
-        for t in session.scalars(select(AudioToken).where(AudioToken.page_id == page.id, AudioToken.slot >= 0))
-    }
+    slots = {token: slot for slot, token in enumerate((page.tokens or [])[1:])}
     seen: dict[int, dict] = {}
     for i, r in enumerate(ratings):
         where = f"ratings[{i}]"
@@ -106,16 +103,16 @@ def _check_mushra(session: Session, stim: StimulusSet, page: Page, body: dict) -
     page.duration_ms = duration_ms
     page.loop_used = body["loop_used"]
     return [
-        Rating(
-            page_id=page.id,
-            participant_id=page.participant_id,
-            trial=page.trial,
-            condition=order[slot],
-            score=v["score"],
-            condition_position=slot + 1,
-            plays=v["plays"],
-            listening_ms=v["listening_ms"],
-        )
+        {
+            "page_id": page.id,
+            "participant_id": page.participant_id,
+            "trial": page.trial,
+            "condition": order[slot],
+            "score": v["score"],
+            "condition_position": slot + 1,
+            "plays": v["plays"],
+            "listening_ms": v["listening_ms"],
+        }
         for slot, v in sorted(seen.items())
     ]
 
@@ -195,34 +192,38 @@ def submit(session: Session, stim: StimulusSet, participant_token: str | None, b
         raise _invalid(f"idempotency_key: expected 8–64 letters, digits, - or _, found {key!r}")
     if not participant_token:
         raise SubmissionError(403, "no_participant", "no participant cookie; open the test link again")
-    participant = session.scalar(
-        select(Participant)
-        .where(Participant.token == participant_token, Participant.test == stim.name)
-        .with_for_update()
-    )
-    if participant is None:
-        raise SubmissionError(403, "no_participant", "unknown participant; open the test link again")
-    page = session.scalar(
-        select(Page).where(Page.participant_id == participant.id, Page.position == position)
-    )
-    if page is None:
+    # One round trip for the participant and the page; FOR UPDATE (PostgreSQL) serialises a
+    # participant's concurrent retries so only one of them can store the page.
+    row = session.execute(
+        select(Participant, Page)
+        .join(Page, Page.participant_id == Participant.id)
+        .where(Participant.token == participant_token, Participant.test == stim.name, Page.position == position)
+        .with_for_update(of=Participant)
+    ).first()
+    if row is None:
+        known = session.scalar(
+            select(Participant.id).where(Participant.token == participant_token, Participant.test == stim.name)
+        )
+        if known is None:
+            raise SubmissionError(403, "no_participant", "unknown participant; open the test link again")
         raise SubmissionError(404, "no_such_page", f"position {position}: this participant has no such page")
+    participant, page = row
     if page.submitted_at is not None:
         if page.idempotency_key == key:
-            return {"ok": True, "replayed": True, **_after(session, participant)}
+            return {"ok": True, "replayed": True, **_after(participant)}
         raise SubmissionError(409, "already_submitted", f"page {position} was already submitted")
     if participant.stopped:
         raise SubmissionError(409, "stopped", "this participant's test has ended")
-    expected = session.scalar(
-        select(func.min(Page.position)).where(
+    expected, remaining = session.execute(
+        select(func.min(Page.position), func.count()).where(
             Page.participant_id == participant.id, Page.submitted_at.is_(None)
         )
-    )
+    ).one()
     if position != expected:
         raise SubmissionError(409, "wrong_page", f"expected page {expected}, found page {position}")
     extra: dict = {}
     if page.kind in ("training", "trial"):
-        session.add_all(_check_mushra(session, stim, page, body))
+        session.execute(insert(Rating), _check_mushra(stim, page, body))
     elif page.kind == "headphones":
         extra = _check_headphones(stim, page, participant, body)
     elif page.kind == "volume":
@@ -232,14 +233,10 @@ def submit(session: Session, stim: StimulusSet, participant_token: str | None, b
     now = utcnow()
     page.submitted_at = now
     page.idempotency_key = key
-    session.flush()
-    remaining = session.scalar(
-        select(func.count()).where(Page.participant_id == participant.id, Page.submitted_at.is_(None))
-    )
-    if remaining == 0:
+    if remaining == 1:
         participant.finished_at = now
-    return {"ok": True, "replayed": False, **extra, **_after(session, participant)}
+    return {"ok": True, "replayed": False, **extra, **_after(participant)}
 
 
-def _after(session: Session, participant: Participant) -> dict:
+def _after(participant: Participant) -> dict:
     return {"finished": participant.finished_at is not None, "stopped": participant.stopped}

@@ -100,6 +100,7 @@ def test_mouse_participant_whole_test_and_export(make_app, stim_root, live_serve
 
     page.wait_for_selector("#volume-play")
     page.click("#volume-play")
+    page.wait_for_selector("#volume-play:has-text('Stop')")
     page.fill("#gain", "-2")
     click_next(page)
 
@@ -160,6 +161,7 @@ def test_keyboard_participant_whole_test(make_app, stim_root, live_server, brows
     page.wait_for_selector("#volume-play")
     tab_to("#volume-play")
     kb.press("Enter")
+    page.wait_for_selector("#volume-play:has-text('Stop')")  # decoded and playing
     tab_to("#gain")
     kb.press("ArrowRight")
     tab_to("#next")
