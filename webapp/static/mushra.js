@@ -177,6 +177,9 @@
     }
   }
 
+  // The player class itself, so the browser tests can render a switch offline and check its fades.
+  window.EarshotPlayer = Player;
+
   /* ---- page state ---- */
   const state = {
     scores: new Array(n).fill(null),

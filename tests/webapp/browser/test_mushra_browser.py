@@ -340,3 +340,56 @@ def test_phone_sized_layout(make_app, stim_root, live_server, chromium):
         assert page.evaluate("earshotPlayer.current") == 1
     finally:
         context.close()
+
+
+RENDER_SWITCH = """
+async () => {
+  const rate = 48000;
+  const ctx = new OfflineAudioContext(1, rate, rate);
+  const constant = (v) => { const b = ctx.createBuffer(1, rate, rate); b.getChannelData(0).fill(v); return b; };
+  const player = new EarshotPlayer(ctx, [constant(0.5), constant(1), constant(-1)], 0);
+  player.play(0);
+  ctx.suspend(0.5).then(() => { player.switchTo(1); ctx.resume(); });
+  const out = await ctx.startRendering();
+  return Array.from(out.getChannelData(0));
+}
+"""
+
+
+def test_switch_is_a_5ms_raised_cosine_fade_out_then_in(make_app, stim_root, live_server, browser_page):
+    """Rendered offline: sound +1 plays, then a switch to sound -1. The output must fall from +1 to
+    0 along a 5 ms raised cosine and only then rise to -1 along another: 10 ms in all. A cross-fade
+    would pass through zero at once and take 5 ms."""
+    import numpy as np
+
+    folder = make_stimulus_set(stim_root, n_trials=1, duration_s=1.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\n")
+    server = live_server(make_app(folder))
+    page = browser_page
+    start(page, server)
+    page.wait_for_selector(READY)
+    y = np.array(page.evaluate(RENDER_SWITCH))
+    rate, fade = 48000, 240  # 5 ms
+    n = np.arange(fade + 1)
+    rising = 0.5 - 0.5 * np.cos(np.pi * n / fade)
+
+    def best_fit(segment_start: int, shape: np.ndarray) -> float:
+        """Smallest max-deviation of ``y`` from ``shape`` placed within ±3 samples of the start
+        (the audio clock snaps events to whole samples)."""
+        return min(
+            float(np.max(np.abs(y[segment_start + k:segment_start + k + len(shape)] - shape)))
+            for k in range(-3, 4)
+        )
+
+    # start of playback: silence, then a raised-cosine fade-in to +1
+    onset = int(np.argmax(np.abs(y) > 1e-6)) - 1
+    assert onset == pytest.approx(0.01 * rate, abs=130)  # scheduled 10 ms ahead, within one render quantum
+    assert best_fit(onset, rising) < 2e-3
+    # the switch: from the last full-level +1 sample to the first full-level -1 sample
+    last_a = int(np.nonzero(y > 0.9999)[0][-1])
+    first_b = int(np.nonzero(y < -0.9999)[0][0])
+    assert first_b - last_a == pytest.approx(2 * fade, abs=4)
+    zero = last_a + int(np.argmax(y[last_a:] <= 0))
+    assert best_fit(zero - fade, rising[::-1]) < 2e-3  # 5 ms raised-cosine fade-out of +1 ...
+    assert best_fit(zero, -rising) < 2e-3  # ... then, only then, the 5 ms fade-in of -1
+    # and the transition falls steadily, without a bump where two signals would overlap
+    assert np.all(np.diff(y[last_a:first_b + 1]) <= 1e-7)
