@@ -22,8 +22,9 @@ def add_security_headers(app: Flask) -> None:
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
-        # Crowd-platform ids arrive in the query string; never pass them on to another site.
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # Crowd-platform ids arrive in the query string: never pass them on to another site. Same-
+        # origin requests keep the Referer, which Flask-WTF's CSRF check demands over HTTPS.
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
         response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         if app.config.get("SESSION_COOKIE_SECURE"):

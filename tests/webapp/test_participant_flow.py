@@ -325,8 +325,41 @@ def test_security_headers_and_cookie_flags(stim_root, make_app):
     csp = r.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "'unsafe-inline'" not in csp
     assert r.headers["X-Content-Type-Options"] == "nosniff"
-    assert r.headers["Referrer-Policy"] == "no-referrer"
+    assert r.headers["Referrer-Policy"] == "same-origin"
     d = Driver(client)
     start = d.start()
     cookie = start.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie and "Path=/t/demo/" in cookie
+
+
+def test_completion_code_and_redirect(stim_root, make_app):
+    folder = make_stimulus_set(
+        stim_root, n_trials=1, training=False,
+        test_yaml=QUIET + "questionnaire: []\ncompletion_code: C0DE42\ncompletion_redirect: https://example.org/done?cc={code}\n",
+    )
+    app = make_app(folder)
+    d = Driver(app.test_client())
+    d.start()
+    d.complete()
+    html, data = d.current()
+    assert data is None
+    assert "Your completion code: C0DE42" in html
+    assert 'href="https://example.org/done?cc=C0DE42"' in html
+
+
+def test_https_behind_a_proxy_keeps_csrf_working(stim_root, make_app):
+    """Behind an HTTPS reverse proxy (X-Forwarded-Proto), a same-origin form post still passes."""
+    folder = make_stimulus_set(stim_root, n_trials=1, test_yaml=QUIET)
+    app = make_app(folder, secure_cookies=True, proxy_count=1)
+    client = app.test_client()
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "listen.example.org", "X-Forwarded-For": "203.0.113.9"}
+    from participant_driver import csrf_token
+
+    html = client.get("/t/demo/", headers=proxied).get_data(as_text=True)
+    r = client.post(
+        "/t/demo/start",
+        data={"consent": "yes", "csrf_token": csrf_token(html)},
+        headers={**proxied, "Referer": "https://listen.example.org/t/demo/"},
+    )
+    assert r.status_code == 302 and "Secure" in r.headers["Set-Cookie"]
+    assert r.headers["Strict-Transport-Security"].startswith("max-age=")
