@@ -214,12 +214,15 @@ def string_response(
     size = scipy.fft.next_fast_len(max(n, excitation.size) + 1, real=True)
     radius = 10.0 ** (4.0 / size)
     omega = 2.0 * np.pi * np.arange(size // 2 + 1) / size
-    z_inv = np.exp(-1j * omega) / radius
-    loop = loop_gain * 0.5 * (1.0 + z_inv) * radius ** (-delay) * np.exp(-1j * omega * delay)
+    z_delay = np.exp(-1j * omega * delay)
+    loop = (loop_gain * 0.5 * radius ** (-delay)) * (
+        z_delay + z_delay * np.exp(-1j * omega) / radius
+    )
     weighted = np.zeros(size)
-    weighted[: excitation.size] = excitation * radius ** (-np.arange(excitation.size, dtype=float))
+    log_radius = np.log(radius)
+    weighted[: excitation.size] = excitation * np.exp(-log_radius * np.arange(excitation.size))
     y = scipy.fft.irfft(scipy.fft.rfft(weighted) / (1.0 - loop), size)[:n]
-    return y * radius ** np.arange(n, dtype=float)
+    return y * np.exp(log_radius * np.arange(n))
 
 
 def _pluck(

@@ -99,7 +99,7 @@ def test_other_sample_rates_work(name, sample_rate):
     assert y.shape == x.shape and np.max(np.abs(y)) <= 1.0 and np.max(np.abs(y)) > 0.01
 
 
-@pytest.mark.parametrize("name", ["tube_amp", "overdrive", "overdrive_drive"])
+@pytest.mark.parametrize("name", ["tube_amp", "fuzz", "overdrive", "overdrive_drive"])
 def test_device_is_causal(name):
     device = devices.get_device(name)
     x = np.zeros(4800)
@@ -113,7 +113,7 @@ def test_oversampled_fuzz_leaks_almost_nothing_before_its_input():
     # resample_poly is zero-phase: a few samples of pre-ringing, far below the signal.
     x = np.zeros(4800)
     x[2400:] = _sine(0.5, 300.0, 48000, 0.05)
-    y = devices.get_device("fuzz").process(x, 48000).astype(np.float64)
+    y = devices.get_device("fuzz_gated").process(x, 48000).astype(np.float64)
     assert np.sum(y[:2400] ** 2) < 1e-4 * np.sum(y[2400:] ** 2)
     assert np.max(np.abs(y[:2370])) < 1e-6
 
@@ -193,6 +193,8 @@ def test_knob_validation():
         conditioned.process(x, 48000)
     with pytest.raises(ConfigError, match=r"'drive' must be in \[0, 1\], found 1.5"):
         conditioned.process(x, 48000, {"drive": 1.5})
+    with pytest.raises(ConfigError, match="must be a number in \\[0, 1\\], found 'loud'"):
+        conditioned.process(x, 48000, {"drive": "loud"})
     with pytest.raises(ConfigError, match="unknown knob 'gain'"):
         conditioned.process(x, 48000, {"drive": 0.5, "gain": 0.1})
     with pytest.raises(ConfigError, match="unknown knob 'drive'.*knobs: none"):

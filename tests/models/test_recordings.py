@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import scipy.signal
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models import devices, signals
 from models.datasets import DatasetConfig, load_dataset
 from models.errors import DatasetError
-from models.recordings import estimate_latency
+from models.recordings import compensate, estimate_latency
 
 RATES = [44100, 48000]
 
@@ -60,6 +62,18 @@ def test_latency_of_a_delayed_memoryless_device_is_exact(sample_rate):
     assert estimate_latency(dry, _delay(_shaper(dry), -5), sample_rate, 50.0) == -5
     assert estimate_latency(dry, -_delay(_shaper(dry), 37), sample_rate, 50.0) == 37  # inverted
     assert estimate_latency(dry, _shaper(dry), sample_rate, 50.0) == 0
+
+
+@settings(max_examples=15, deadline=None)
+@given(delay=st.integers(-200, 200), gain=st.floats(0.05, 2.0), seed=st.integers(0, 1000))
+def test_latency_of_any_pure_delay_is_exact(delay, gain, seed):
+    dry = np.random.default_rng(seed).uniform(-0.5, 0.5, 12000)
+    wet = _delay(np.clip(gain * dry, -0.3, 0.3), delay)
+    lag = estimate_latency(dry, wet, 44100, 10.0)
+    assert lag == delay
+    aligned_dry, aligned_wet = compensate(dry, wet, lag)
+    assert aligned_dry.size == aligned_wet.size == dry.size - abs(delay)
+    np.testing.assert_array_equal(aligned_wet, np.clip(gain * aligned_dry, -0.3, 0.3))
 
 
 def test_latency_agrees_with_scipy_correlate_on_a_pure_delay():
