@@ -31,7 +31,8 @@ RATING_COLUMNS = (
     "plays",
     "submitted_at",
 )
-"""The tidy ratings format of DESIGN.md; ``duration_ms`` is the time spent listening to that condition."""
+"""The tidy ratings format of DESIGN.md; ``duration_ms`` is the time spent on the page (the JSON
+export adds ``listening_ms``, the time spent listening to that condition)."""
 
 FORMATS = ("ratings", "participants", "mushra", "json")
 
@@ -40,7 +41,7 @@ WEBMUSHRA_STIMULUS = {"hidden_reference": "reference", "anchor_low": "anchor35",
 
 def rating_rows(storage: Storage, stim: StimulusSet, include_excluded: bool = False) -> list[dict[str, Any]]:
     """One dict per stored rating of a rated (non-training) trial, keys :data:`RATING_COLUMNS`
-    plus ``page_duration_ms`` and ``excluded``; ordered by participant, trial position, condition position."""
+    plus ``listening_ms``, ``loop_used`` and ``excluded``; ordered by participant, trial position, condition position."""
     roles = {(t.id, c.id): c.role for t in stim.trials for c in t.conditions}
     items = {t.id: t.item for t in stim.trials}
     query = (
@@ -66,10 +67,10 @@ def rating_rows(storage: Storage, stim: StimulusSet, include_excluded: bool = Fa
                     "score": rating.score,
                     "trial_position": page.trial_position,
                     "condition_position": rating.condition_position,
-                    "duration_ms": rating.listening_ms,
+                    "duration_ms": page.duration_ms,
                     "plays": rating.plays,
                     "submitted_at": utc_iso(page.submitted_at),
-                    "page_duration_ms": page.duration_ms,
+                    "listening_ms": rating.listening_ms,
                     "loop_used": page.loop_used,
                     "excluded": participant.excluded,
                 }
@@ -157,16 +158,17 @@ def export(storage: Storage, stim: StimulusSet, fmt: str, include_excluded: bool
         out = [
             {
                 "session_test_id": r["test"],
-                "participant": r["participant"],
+                "session_uuid": r["participant"],
                 "trial_id": r["trial"],
                 "rating_stimulus": WEBMUSHRA_STIMULUS.get(r["role"], r["condition"]),
                 "rating_score": _score(r["score"]),
-                "rating_time": r["page_duration_ms"],
+                "rating_time": r["duration_ms"],
                 "rating_comment": "",
             }
             for r in rows
         ]
-        columns = ("session_test_id", "participant", "trial_id", "rating_stimulus", "rating_score", "rating_time", "rating_comment")
+        # Column layout of current webMUSHRA releases (session_uuid identifies the listener).
+        columns = ("session_test_id", "session_uuid", "trial_id", "rating_stimulus", "rating_score", "rating_time", "rating_comment")
         return _csv(columns, out)
     if fmt == "json":
         return json.dumps(

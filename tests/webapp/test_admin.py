@@ -107,6 +107,8 @@ def test_exports_hold_exactly_the_entered_scores(stim_root, make_app, tmp_path):
             sent[key] for key in sorted(key for key in sent if key[0] == k)
         ]
         assert all(r["test"] == "demo" for r in mine)
+        assert {r["duration_ms"] for r in mine} == {"20000"}  # the page duration the driver sent
+        assert all(r["submitted_at"].endswith("Z") for r in mine)
         assert {r["role"] for r in mine} == {"hidden_reference", "anchor_low", "anchor_mid", "system"}
         assert sorted({int(r["trial_position"]) for r in mine}) == [1, 2]
     # every trial shows each of its five conditions exactly once
@@ -116,11 +118,12 @@ def test_exports_hold_exactly_the_entered_scores(stim_root, make_app, tmp_path):
             assert sorted(conds) == sorted(["hidden_reference", "anchor_3k5", "anchor_7k", "distilled", "non_distilled"])
     # webMUSHRA format
     mushra = list(csv.DictReader(io.StringIO(client.get("/admin/demo/export/mushra").get_data(as_text=True))))
-    assert list(mushra[0]) == ["session_test_id", "participant", "trial_id", "rating_stimulus", "rating_score", "rating_time", "rating_comment"]
+    assert list(mushra[0]) == ["session_test_id", "session_uuid", "trial_id", "rating_stimulus", "rating_score", "rating_time", "rating_comment"]
     assert {m["rating_stimulus"] for m in mushra} == {"reference", "anchor35", "anchor70", "distilled", "non_distilled"}
     assert sorted(int(m["rating_score"]) for m in mushra) == sorted(int(r["score"]) for r in rows)
     payload = json.loads(client.get("/admin/demo/export/json").get_data(as_text=True))
     assert len(payload["ratings"]) == 20 and len(payload["participants"]) == 2
+    assert sorted({r["listening_ms"] for r in payload["ratings"]}) == [1000, 1001, 1002, 1003, 1004]
     parts = list(csv.DictReader(io.StringIO(client.get("/admin/demo/export/participants").get_data(as_text=True))))
     assert [p["participant"] for p in parts] == participants_in_order
     assert parts[0]["q_hearing_problems"] == "no" and parts[0]["finished_at"]
