@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import secrets
 import signal
 import socket
@@ -263,6 +264,8 @@ def run_bench(args) -> int:
     clients = [Client(port, stats) for _ in range(args.participants)]
     threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
     t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         for t in threads:
             t.start()
@@ -279,11 +282,17 @@ def run_bench(args) -> int:
         elapsed = time.perf_counter() - t0
     finally:
         _stop(server)
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+    server_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     lat = np.array(stats.latencies) * 1000
     n = len(stats.acknowledged)
     print(f"page submissions: {n} in {elapsed:.2f} s = {n / elapsed:.0f} submissions/s")
     if n:
         print(f"latency of a submission: p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, max {lat.max():.1f} ms")
+    print(f"CPU: server {server_cpu:.1f} s, simulated clients {client_cpu:.1f} s, over {elapsed:.1f} s wall on "
+          f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}: other processes share them)")
     print(f"errors: {stats.network_errors} network (retried), {stats.http_errors} HTTP; replays answered: {stats.replays}")
     lost, duplicated = _verify(storage, stats)
     storage.dispose()
