@@ -93,5 +93,5 @@ def hidden_reference_failures(rows: list[dict]) -> list[dict]:
     for participant, n in items.items():
         fraction = below[participant] / n
         if fraction > HIDDEN_REFERENCE_MAX_FRACTION:
-            out.append({"participant": participant, "below_90": below[participant], "items": n, "fraction": fraction})
+            out.append({"participant": participant, "below_90": below[participant], "n_items": n, "fraction": fraction})
     return sorted(out, key=lambda d: d["participant"])

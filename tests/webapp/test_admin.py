@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -13,10 +14,12 @@ import pytest
 from conftest import ADMIN_PASSWORD
 from participant_driver import Driver, csrf_token
 from scipy import stats
+from sqlalchemy import select
 from stimulus_sets import make_stimulus_set
 
 from webapp.exports import RATING_COLUMNS
 from webapp.live_stats import condition_summaries, hidden_reference_failures, tukey_hinges
+from webapp.storage import Page, Participant, Rating
 
 QUIET = "headphone_check: {enabled: false}\nvolume_check: false\nrandomise_trials: false\n"
 
@@ -136,7 +139,7 @@ def test_exclude_and_restore_are_recorded_and_never_delete(stim_root, make_app):
     client = app.test_client()
     login(client)
     html = client.get("/admin/demo/").get_data(as_text=True)
-    codes = sorted(set(__import__("re").findall(r"/admin/demo/participants/(P[0-9a-f]+)/exclude", html)))
+    codes = sorted(set(re.findall(r"/admin/demo/participants/(P[0-9a-f]+)/exclude", html)))
     assert len(codes) == 2
     r = client.post(f"/admin/demo/participants/{codes[0]}/exclude", data={"reason": "noisy room", "csrf_token": csrf_token(html)})
     assert r.status_code == 302
@@ -156,12 +159,22 @@ def test_exclude_and_restore_are_recorded_and_never_delete(stim_root, make_app):
 def test_dashboard_figures(stim_root, make_app):
     folder = make_stimulus_set(stim_root, n_trials=2, test_yaml=QUIET)
     app = make_app(folder)
-    run_participants(app, [lambda d: [100, 60, 60, 60, 60], lambda d: [100, 80, 80, 80, 80]])
+    # every score 80 except one 100 per page: the hidden reference is below 90 on every page
+    # unless it happens to be shown first; the 100 goes to the first shown sound
+    run_participants(app, [lambda d: [100, 80, 80, 80, 80]] * 3)
     client = app.test_client()
     login(client)
     html = client.get("/admin/demo/").get_data(as_text=True)
-    assert "Started: 2" in html and "Finished: 2" in html
+    assert "Started: 3" in html and "Finished: 3" in html
     assert "<svg" in html and 'id="summary"' in html
+    with app.extensions["earshot"].tests["demo"].storage.reading() as s:
+        rows = s.execute(select(Participant.code, Rating.score).join(Rating, Rating.participant_id == Participant.id).where(Rating.condition == "hidden_reference", Rating.page_id.in_(select(Page.id).where(Page.kind == "trial")))).all()
+    below = {}
+    for code, score in rows:
+        below.setdefault(code, []).append(score < 90)
+    failing = sorted(f"{code}: {sum(b)} of {len(b)} items" for code, b in below.items() if sum(b) / len(b) > 0.15)
+    shown = sorted(re.findall(r"<li>(P[0-9a-f]+: \d+ of \d+ items)</li>", html))
+    assert failing and shown == failing
 
 
 def test_live_statistics_against_hand_values():
@@ -174,6 +187,7 @@ def test_live_statistics_against_hand_values():
             rows.append({"participant": who, "condition": "kd", "role": "system", "score": sys_scores[item]})
     failures = hidden_reference_failures(rows)
     assert [f["participant"] for f in failures] == ["a"] and failures[0]["fraction"] == 0.5
+    assert (failures[0]["below_90"], failures[0]["n_items"]) == (1, 2)
     kd = [s for s in condition_summaries(rows) if s.condition == "kd"][0]
     listener_means = np.array([45.0, 65.0, 55.0])
     half = stats.t.ppf(0.975, 2) * listener_means.std(ddof=1) / np.sqrt(3)
