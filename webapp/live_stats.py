@@ -10,7 +10,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 HIDDEN_REFERENCE_LIMIT = 90.0
 HIDDEN_REFERENCE_MAX_FRACTION = 0.15
@@ -45,6 +44,8 @@ def tukey_hinges(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def condition_summaries(rows: list[dict]) -> list[ConditionSummary]:
+    from scipy import stats  # imported here: it slows every worker's start by about a second
+
     per_listener: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     roles: dict[str, str] = {}
     for r in rows:

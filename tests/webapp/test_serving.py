@@ -87,7 +87,7 @@ def test_verify_counts_lost_and_duplicated_pages(stim_root, make_app):
 
 
 def test_bench_survives_kill_9(capsys):
-    args = argparse.Namespace(participants=4, trials=2, workers=2, threads=2, database_url=None, crash=True, port=0)
+    args = argparse.Namespace(participants=4, trials=1, workers=1, threads=4, database_url=None, crash=True, port=0)
     assert run_bench(args) == 0
     out = capsys.readouterr().out
     assert "crash: killed the server (SIGKILL)" in out
