@@ -82,7 +82,12 @@ class _Pair:
 
 
 def estimate_latency(
-    dry: np.ndarray, wet: np.ndarray, sample_rate: int, max_latency_ms: float
+    dry: np.ndarray,
+    wet: np.ndarray,
+    sample_rate: int,
+    max_latency_ms: float,
+    *,
+    where: str = "the wet signal",
 ) -> int:
     """Samples by which ``wet`` lags ``dry`` (negative when it leads), by FFT cross-correlation.
 
@@ -94,7 +99,7 @@ def estimate_latency(
     ±``max_latency_ms`` is returned; a device without latency still shows its filters' group
     delay (one or two samples). Long recordings are measured on their loudest stretch of about
     87 s at 48 kHz. Raises DatasetError when a clear peak lies beyond ``max_latency_ms``; a weak
-    peak (unrelated files) is a logged warning.
+    peak (unrelated files) is a logged warning. ``where`` names the wet signal in both.
     """
     dry = np.asarray(dry, dtype=np.float64)
     wet = np.asarray(wet, dtype=np.float64)
@@ -122,7 +127,7 @@ def estimate_latency(
     if abs(all_lags[overall]) > max_lag and abs(all_values[overall]) / rms >= _WEAK_PEAK:
         lag = int(all_lags[overall])
         raise DatasetError(
-            f"the wet signal lags the dry one by {lag} samples ({1000.0 * lag / sample_rate:.1f} ms); "
+            f"{where}: lags the dry one by {lag} samples ({1000.0 * lag / sample_rate:.1f} ms); "
             f"expected at most ±{max_latency_ms:g} ms. Raise max_latency_ms if that latency is real, "
             "or check that the files belong together"
         )
@@ -134,8 +139,9 @@ def estimate_latency(
     logger.debug("latency estimate %d samples, correlation peak %.1f times its RMS", lag, sharpness)
     if sharpness < _WEAK_PEAK:
         logger.warning(
-            "dry and wet signals barely correlate (peak only %.1f times the RMS at a lag of %d "
-            "samples); check that the wet file is a recording of the dry one",
+            "%s: barely correlates with the dry signal (peak only %.1f times the RMS at a lag of "
+            "%d samples); check that it is a recording of the dry one",
+            where,
             sharpness,
             lag,
         )
@@ -287,7 +293,9 @@ def _load_pair(
             )
         size = min(dry.size, wet.size)
         dry, wet = dry[:size], wet[:size]
-    latency = estimate_latency(dry, wet, target_rate, config.max_latency_ms)
+    latency = estimate_latency(
+        dry, wet, target_rate, config.max_latency_ms, where=f"{pair.wet} (against {pair.dry.name})"
+    )
     if config.compensate_latency:
         dry, wet = compensate(dry, wet, latency)
     logger.info(

@@ -97,14 +97,16 @@ def test_latency_through_built_in_devices(name, sample_rate):
 
 def test_latency_beyond_the_limit_is_an_error_and_unrelated_files_a_warning(caplog):
     dry = _dry(2.0, 48000)
-    with pytest.raises(DatasetError, match=r"lags the dry one by 3000 samples \(62.5 ms\).*50 ms"):
+    with pytest.raises(
+        DatasetError, match=r"the wet signal: lags the dry one by 3000 samples \(62.5 ms\).*50 ms"
+    ):
         estimate_latency(dry, _delay(_shaper(dry), 3000), 48000, 50.0)
     assert estimate_latency(dry, _delay(_shaper(dry), 3000), 48000, 100.0) == 3000
     with caplog.at_level(logging.WARNING, logger="models.recordings"):
         estimate_latency(
             signals.white_noise(2.0, 48000, 1), signals.white_noise(2.0, 48000, 2), 48000, 50.0
         )
-    assert "barely correlate" in caplog.text
+    assert "the wet signal: barely correlates with the dry signal" in caplog.text
 
 
 # --------------------------------------------------------------------------- layouts
@@ -132,6 +134,20 @@ def test_nam_layout_is_aligned_and_split(tmp_path, sample_rate, caplog):
     np.testing.assert_allclose(joined_in, dry[:n].astype(np.float32), rtol=0, atol=1e-7)
     np.testing.assert_allclose(
         joined_out, _shaper(joined_in.astype(np.float64)), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_latency_beyond_the_limit_names_the_files(tmp_path):
+    _nam_folder(tmp_path, 48000, delay=3000)
+    with pytest.raises(
+        DatasetError, match=r"output.wav \(against input.wav\): lags the dry one by 3000 samples"
+    ):
+        load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
+    assert (
+        load_dataset(
+            DatasetConfig(name="amp", path=str(tmp_path), max_latency_ms=80.0)
+        ).latency_samples
+        == 3000
     )
 
 
