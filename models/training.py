@@ -226,7 +226,7 @@ def fit(
             last["aligner"] = aligner.state_dict()
         save_atomic(last, run_dir / LAST)
         epochs.set_postfix(train=f"{train_loss:.4g}", val=f"{val:.4g}")
-        log.info("%s epoch %d: train %.5g, validation %.5g%s", run_dir.name, epoch + 1, train_loss, val,
+        log.debug("%s epoch %d: train %.5g, validation %.5g%s", run_dir.name, epoch + 1, train_loss, val,
                  " (best)" if improved else "")
         if state.stale_epochs >= config.early_stop_patience_epochs:
             log.info("%s: early stop after %d stale epochs", run_dir.name, state.stale_epochs)

@@ -126,3 +126,29 @@ def test_render_verb_writes_the_model_output(tmp_path, capsys):
     sf.write(tmp_path / "dry44.wav", x, 44100)
     assert main(["render", str(run_dir), str(tmp_path / "dry44.wav"), str(tmp_path / "w.wav")]) == 2
     assert "44100 Hz, but the model was trained at 16000 Hz" in capsys.readouterr().err
+
+
+def test_conditioned_study_with_projection_response_kd_and_balanced_sampling(tmp_path):
+    data = {
+        "name": "cond",
+        "datasets": [{"name": "odd", "device": "overdrive_drive", "sample_rate": 16000, "duration_s": 2.0,
+                      "knob_values": [0.0, 1.0]}],
+        "teachers": [{"name": "t", "layers": [16, 8]}],
+        "students": [{"layers": [8, 4]}],
+        "recipes": [{"recipe": "baseline"},
+                    {"recipe": "kd", "name": "kd-proj", "distill": {
+                        "feature_loss": "mse", "response_alpha": 0.5, "balanced_sampling": True, "clusters": 3}}],
+        "conditioning": "concat",
+        "training": {"window_samples": 256, "warmup_samples": 64, "max_epochs": 1, "max_batches_per_epoch": 2},
+    }
+    out = tmp_path / "out"
+    runs = run_study(load_study(write_study(tmp_path, data)), out)
+    assert list(runs["variant"]) == ["baseline", "baseline", "kd-proj"]
+    kd_dir = out / "runs" / runs.iloc[2]["run_id"]
+    model, payload = load_model(kd_dir)
+    assert payload["knob_names"] == ["drive"]
+    # The projection head (4 → 8 units) was trained but is not part of the student.
+    assert not any("projection" in key for key in payload["model"])
+    assert model.config.n_knobs == 1 and model.config.conditioning == "concat"
+    # Concatenated knob: LSTM(8) sees 2 inputs, so 4·8·(2+8) + LSTM(4) 4·4·(8+4) + dense 4 = 516.
+    assert runs.iloc[2]["macs_per_sample"] == 4 * 8 * 10 + 4 * 4 * 12 + 4
