@@ -393,3 +393,59 @@ def test_switch_is_a_5ms_raised_cosine_fade_out_then_in(make_app, stim_root, liv
     assert best_fit(zero, -rising) < 2e-3  # ... then, only then, the 5 ms fade-in of -1
     # and the transition falls steadily, without a bump where two signals would overlap
     assert np.all(np.diff(y[last_a:first_b + 1]) <= 1e-7)
+
+
+RENDER_LOOP = """
+async () => {
+  const rate = 48000;
+  const ctx = new OfflineAudioContext(1, Math.round(rate * 1.6), rate);
+  const ramp = ctx.createBuffer(1, rate, rate);
+  const data = ramp.getChannelData(0);
+  for (let i = 0; i < rate; i++) data[i] = 0.2 + 0.8 * i / rate;
+  const player = new EarshotPlayer(ctx, [ramp, ramp], 0);
+  player.setLoop(0.2, 0.7);
+  player.play(0);
+  // Let the page's timers run at the pace of the audio: pause rendering every 50 ms of audio
+  // for 50 ms of real time, as a real-time context would.
+  for (let t = 0.05; t < 1.6; t += 0.05) {
+    ctx.suspend(Math.round(t * rate / 128) * 128 / rate).then(() => setTimeout(() => ctx.resume(), 50));
+  }
+  const out = await ctx.startRendering();
+  return Array.from(out.getChannelData(0));
+}
+"""
+
+
+def test_loop_boundary_fades_out_then_in(make_app, stim_root, live_server, browser_page):
+    """A ramp looped over 0.2–0.7 s: at each pass the output fades out (5 ms raised cosine) to
+    silence and only then fades in again at the loop start's level."""
+    import numpy as np
+
+    folder = make_stimulus_set(stim_root, n_trials=1, duration_s=1.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\n")
+    server = live_server(make_app(folder))
+    page = browser_page
+    start(page, server)
+    page.wait_for_selector(READY)
+    y = np.array(page.evaluate(RENDER_LOOP))
+    rate, fade = 48000, 240
+    n = np.arange(fade)
+    rising = 0.5 - 0.5 * np.cos(np.pi * n / fade)
+    # silent samples inside the played part mark the boundaries (play starts 10 ms in)
+    onset = int(np.argmax(y > 1e-6))
+    quiet = np.nonzero(np.abs(y[onset + fade:]) < 1e-3)[0] + onset + fade
+    boundaries = [int(q) for i, q in enumerate(quiet) if i == 0 or q - quiet[i - 1] > 1]
+    assert len(boundaries) >= 2, "the loop did not repeat"
+    period = np.diff(boundaries)
+    assert np.all(np.abs(period - 0.5 * rate) <= 2)  # one pass = the 0.5 s loop region
+    ramp_end = 0.2 + 0.8 * (0.7 - (fade - n) / rate)  # the ramp over the last 5 ms of the loop
+    ramp_start = 0.2 + 0.8 * (0.2 + n / rate)  # and over its first 5 ms
+    fade_out = ramp_end * rising[::-1]
+    fade_in = ramp_start * rising
+    for b in boundaries[:2]:
+        # fade-out of the loop's end, then fade-in of its start, back to back: no overlap
+        # (the boundary is placed within a few samples: the silence test finds it early)
+        error = min(
+            max(np.max(np.abs(y[b + k - fade:b + k] - fade_out)), np.max(np.abs(y[b + k:b + k + fade] - fade_in)))
+            for k in range(-2, 8)
+        )
+        assert error < 3e-3
