@@ -627,7 +627,7 @@ def program_sections(duration_s: float, sample_rate: int, seed: int) -> list[Sec
     """The plan of :func:`program`: which kind of material plays where and how loud.
 
     The programme is a sequence of rounds; each round holds one section of every kind in a random
-    order, with section lengths scaled so there are about ten rounds (sections between 0.1 s and
+    order, with section lengths scaled so there are about ten rounds (sections between 0.2 s and
     about 4 s): any contiguous fifth of the programme contains every kind and the default 15 %
     splits contain most. Each section's peak level ramps linearly in dB between two random levels
     in −30 … −3 dBFS; after 15 % of sections a short silence (50–300 ms) follows.
@@ -635,7 +635,7 @@ def program_sections(duration_s: float, sample_rate: int, seed: int) -> list[Sec
     n = _length(duration_s, sample_rate)
     gen = _generator(seed)
     weights = sum(w for _, w in _SECTION_KINDS.values())
-    base_s = float(np.clip(duration_s / (10.0 * weights), 0.1, 2.0))
+    base_s = float(np.clip(duration_s / (10.0 * weights), 0.25, 2.0))
     kinds = list(_SECTION_KINDS)
     sections = []
     position = 0
