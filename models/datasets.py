@@ -157,6 +157,8 @@ class DatasetConfig:
             raise ConfigError(
                 f"{where}: knob_values must be distinct, found {list(self.knob_values)}"
             )
+        if self.seed < 0:
+            raise ConfigError(f"{where}: seed must be an integer >= 0, found {self.seed}")
         if self.channel is not None and self.channel < 0:
             raise ConfigError(
                 f"{where}: channel must be >= 0 (0 is the first channel), found {self.channel}"

@@ -33,6 +33,8 @@ def test_config_from_mapping_rejects_unknown_keys_and_bad_values():
         DatasetConfig(name="x", device="fuzz", split_fractions=(1.0, 0.0, 0.0))
     with pytest.raises(ConfigError, match=r"knob_values must lie in \[0, 1\], found 2"):
         DatasetConfig(name="x", device="overdrive_drive", knob_values=(0.0, 2.0))
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0, found -3"):
+        DatasetConfig(name="x", device="fuzz", seed=-3)
     with pytest.raises(ConfigError, match="channel must be >= 0"):
         DatasetConfig(name="x", path="/tmp", channel=-1)
     with pytest.raises(ConfigError, match="layout' applies to recordings"):
