@@ -65,6 +65,12 @@
           guard.saved = true;
           return result;
         }
+        if (response && response.status === 409) {
+          // This page was already saved (another tab, or an answer lost on the way back):
+          // go to the page the server expects next.
+          guard.saved = true;
+          return { next_url: data.next_url };
+        }
         if (response && response.status >= 400 && response.status < 500 && ![408, 425, 429].includes(response.status)) {
           let message = response.statusText;
           try { message = (await response.json()).message || message; } catch (err) { /* not JSON */ }

@@ -449,3 +449,29 @@ def test_loop_boundary_fades_out_then_in(make_app, stim_root, live_server, brows
             for k in range(-2, 8)
         )
         assert error < 3e-3
+
+
+def test_stale_second_tab_moves_on_instead_of_failing(make_app, stim_root, live_server, chromium):
+    folder = make_stimulus_set(stim_root, n_trials=2, duration_s=1.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\nrandomise_trials: false\n")
+    app = make_app(folder)
+    server = live_server(app)
+    context = chromium.new_context()
+    try:
+        first = context.new_page()
+        start(first, server)
+        second = context.new_page()
+        second.goto(f"{server.url}/t/demo/page")
+        for page in (first, second):
+            page.wait_for_selector(READY)
+            assert heading(page).startswith("Page 1 of 2")
+        entered = rate_page_with_mouse(first, [1.0, 0.3, 0.4, 0.2, 0.6])
+        click_next(first)
+        rate_page_with_mouse(second, [1.0, 0.5, 0.5, 0.5, 0.5])
+        click_next(second)  # refused as already submitted: the tab goes to the current page
+        second.wait_for_selector(READY)
+        assert heading(second).startswith("Page 2 of 2")
+        with app.extensions["earshot"].tests["demo"].storage.reading() as s:
+            stored = {r.condition_position - 1: r.score for r in s.scalars(select(Rating))}
+        assert stored == entered  # the first tab's answers, once; the stale tab stored nothing
+    finally:
+        context.close()
