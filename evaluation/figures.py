@@ -50,6 +50,12 @@ def _mushra_axis(ax, horizontal_labels: bool = False) -> None:
     ax.set_ylabel("score")
 
 
+def _wants_log(values: np.ndarray) -> bool:
+    """Log axis for positive values spanning more than a factor of 30."""
+    finite = values[np.isfinite(values)]
+    return finite.size > 1 and bool(np.all(finite > 0)) and finite.max() / finite.min() > 30
+
+
 def _box_stats(scores: np.ndarray, label: str, factor: float = 1.5) -> dict:
     scores = np.sort(scores[~np.isnan(scores)])
     q1, q3 = tukey_hinges(scores)
@@ -220,7 +226,7 @@ def differences_figure(comparisons: pd.DataFrame, *, kind: str | None = None) ->
     """Paired mean difference a − b with 95 % CI per comparison, the ±margin band shaded."""
     rows = comparisons if kind is None else comparisons[comparisons["kind"] == kind]
     labels = [f"{r.group}: {r.a} − {r.b}" for r in rows.itertuples()]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.9))
     y = np.arange(len(rows))[::-1]
     margin = float(rows["margin"].iloc[0]) if len(rows) else 5.0
     ax.axvspan(
@@ -237,16 +243,27 @@ def differences_figure(comparisons: pd.DataFrame, *, kind: str | None = None) ->
     )
     for yi, r in zip(y, rows.itertuples(), strict=True):
         star = "*" if r.p_t_adj < 0.05 else ""
-        ax.text(r.ci_high + 0.5, yi, f"{r.mean_diff:+.1f}{star}", va="center", fontsize=7)
+        ax.annotate(
+            f"{r.mean_diff:+.1f}{star}",
+            (r.ci_high, yi),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=7,
+        )
+    low = min(float(rows["ci_low"].min()), -margin) if len(rows) else -margin
+    high = max(float(rows["ci_high"].max()), margin) if len(rows) else margin
+    pad = 0.15 * (high - low)
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("paired mean difference (points), 95 % CI over listeners")
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(loc="lower center", fontsize=7, frameon=False)
     title = {
         "distilled_vs_non_distilled": "Distilled minus non-distilled, per student",
         "compressed_vs_full": "Compressed minus full-precision counterpart",
     }.get(kind or "", "Planned comparisons")
     ax.set_title(f"{title} (* adjusted p < 0.05)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
@@ -263,10 +280,7 @@ def objective_scatter(joined: pd.DataFrame, metric: str, correlation: dict | Non
             label=str(condition),
         )
     values = joined[metric].to_numpy(float)
-    if (
-        np.all(values[np.isfinite(values)] > 0)
-        and np.nanmax(values) / max(np.nanmin(values), 1e-30) > 30
-    ):
+    if _wants_log(values):
         ax.set_xscale("log")
     ax.set_xlabel(metric)
     ax.set_ylabel("mean score per stimulus")
@@ -306,7 +320,7 @@ def pareto_figure(view: pd.DataFrame, cost: str, flag: str, label: str) -> Figur
             )
     front = data[data[flag]].sort_values(cost)
     ax.plot(front[cost], front["mean"], color="black", lw=1, ls="--", label="Pareto front")
-    if len(data) and data[cost].min() > 0:
+    if _wants_log(data[cost].to_numpy(float)):
         ax.set_xscale("log")
     ax.set_xlabel(label)
     ax.set_ylabel("mean score (95 % CI over listeners)")
