@@ -34,6 +34,13 @@ MEDIA_TYPES = {"ratings": "text/csv", "participants": "text/csv", "mushra": "tex
 FILE_NAMES = {"ratings": "ratings.csv", "participants": "participants.csv", "mushra": "mushra.csv", "json": "results.json"}
 
 
+@bp.after_request
+def _no_store(response):
+    # Admin pages hold participants' data: keep them out of every cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _earshot():
     return current_app.extensions["earshot"]
 

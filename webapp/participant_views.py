@@ -100,6 +100,15 @@ def start(test: str):
     return response
 
 
+@bp.after_request
+def _no_store_pages(response):
+    # Test pages depend on what was submitted: Back or a reload must ask the server again.
+    # (Audio sets its own private caching.)
+    if response.mimetype == "text/html":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.get("/t/<test>/page")
 def page(test: str):
     rt = _runtime(test)

@@ -53,7 +53,8 @@ def test_login_required_and_rate_limited(stim_root, make_app):
     other = app.test_client()
     other.environ_base["REMOTE_ADDR"] = "10.0.0.9"
     assert login(other).status_code == 302
-    assert other.get("/admin/").status_code == 200
+    r = other.get("/admin/")
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
 
 
 def test_forms_without_csrf_token_are_refused(stim_root, make_app):

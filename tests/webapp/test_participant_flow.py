@@ -326,6 +326,7 @@ def test_security_headers_and_cookie_flags(stim_root, make_app):
     assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "'unsafe-inline'" not in csp
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["Referrer-Policy"] == "same-origin"
+    assert r.headers["Cache-Control"] == "no-store"
     d = Driver(client)
     start = d.start()
     cookie = start.headers["Set-Cookie"]
