@@ -20,11 +20,14 @@ class Outer:
     inner: Inner = field(default_factory=Inner)
     items: tuple[Inner, ...] = ()
     size: int | None = None
+    pair: tuple[float, int] = (0.0, 0)
 
 
 def test_nested_conversion_and_round_trip():
-    cfg = from_dict(Outer, {"name": "x", "inner": {"rate_hz": 2, "names": ["a", "b"]}, "items": [{}], "size": 3})
-    assert cfg == Outer("x", Inner(2.0, ("a", "b")), (Inner(),), 3)
+    cfg = from_dict(Outer, {"name": "x", "inner": {"rate_hz": 2, "names": ["a", "b"]}, "items": [{}], "size": 3,
+                            "pair": [1, 2]})
+    assert cfg == Outer("x", Inner(2.0, ("a", "b")), (Inner(),), 3, (1.0, 2))
+    assert isinstance(cfg.pair[0], float) and isinstance(cfg.pair[1], int)
     assert from_dict(Outer, to_dict(cfg)) == cfg
 
 
@@ -34,6 +37,8 @@ def test_nested_conversion_and_round_trip():
     ({"name": "x", "items": [{}, {"names": "ab"}]}, r"config\.items\[1\]\.names: expected a list"),
     ({"name": "x", "size": "3"}, r"config\.size"),
     ({"name": "x", "size": True}, r"config\.size"),
+    ({"name": "x", "pair": [1.0, 2.5]}, r"config\.pair\[1\]: expected an integer"),
+    ({"name": "x", "pair": [1.0]}, r"config\.pair: expected 2 values, found 1"),
     ({}, r"missing required key 'name'"),
     ([1, 2], r"expected a mapping"),
 ])
