@@ -38,6 +38,12 @@ def _add_ratings_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--test", help="keep only this test of a ratings source that holds several")
     parser.add_argument(
+        "--include-excluded",
+        action="store_true",
+        help="keep participants the experimenter excluded in the web app (database sources; "
+        "left out by default, as in the web app's exports)",
+    )
+    parser.add_argument(
         "--stimuli",
         type=Path,
         help="stimulus-set folder with manifest.json: condition roles, items, groups, model facts "
@@ -64,7 +70,12 @@ def _load(args):
     from .screening import ScreeningConfig
 
     mapping = parse_mapping(args.columns) if args.columns else None
-    ratings = load_ratings(args.ratings, format=args.format, mapping=mapping)
+    ratings = load_ratings(
+        args.ratings,
+        format=args.format,
+        mapping=mapping,
+        include_excluded=getattr(args, "include_excluded", False),
+    )
     if args.test is not None:
         frame = ratings.ratings
         known = sorted(set(frame["test"]))

@@ -317,14 +317,19 @@ def _participants_frame(ratings: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"participant": pd.unique(ratings["participant"])})
 
 
-def read_database(source: str | Path, test: str | None = None) -> Ratings:
+def read_database(
+    source: str | Path, test: str | None = None, *, include_excluded: bool = False
+) -> Ratings:
     """Read ratings from a results database: a SQLite file path or an SQLAlchemy URL.
 
     A ``ratings`` table with the tidy columns is read as it is. Otherwise the web app's tables
     are read: ``ratings`` (``participant_id, trial, condition, score, condition_position, plays,
     listening_ms``) joined to ``participants`` (``id, test, code``, answers) and, when present,
-    ``pages`` (``trial_position, submitted_at, duration_ms``, only ``kind = 'trial'`` pages, so
-    training grades are discarded). ``test`` keeps one test of a database that holds several.
+    ``pages`` (``trial_position, submitted_at, duration_ms``; only submitted ``kind = 'trial'``
+    pages, so training grades are discarded). As in the web app's exports, participants the
+    experimenter excluded (``participants.excluded``) are left out unless ``include_excluded``;
+    the participants frame always lists them. ``test`` keeps one test of a database that holds
+    several.
     """
     import sqlalchemy as sa  # only needed for this source
 
@@ -347,7 +352,9 @@ def read_database(source: str | Path, test: str | None = None) -> Ratings:
                 )
                 ratings = to_tidy(raw, where=f"{source}: table ratings")
             else:
-                ratings, participants = _read_webapp_tables(conn, tables, rating_columns, source)
+                ratings, participants = _read_webapp_tables(
+                    conn, tables, rating_columns, source, include_excluded
+                )
     except sa.exc.SQLAlchemyError as exc:
         raise RatingsSourceError(f"{source}: cannot read the database ({exc})") from exc
     finally:
@@ -378,7 +385,9 @@ def _database_url(source: str | Path) -> str:
 _WEBAPP_RATING_COLUMNS = {"participant_id", "trial", "condition", "score"}
 
 
-def _read_webapp_tables(conn, tables: set[str], rating_columns: set[str], source) -> tuple:
+def _read_webapp_tables(
+    conn, tables: set[str], rating_columns: set[str], source, include_excluded: bool
+) -> tuple:
     import sqlalchemy as sa
 
     missing = sorted(_WEBAPP_RATING_COLUMNS - rating_columns)
@@ -393,6 +402,15 @@ def _read_webapp_tables(conn, tables: set[str], rating_columns: set[str], source
     people = people.rename(columns={"id": "participant_id"})
     if "code" not in people.columns:
         people["code"] = people["participant_id"].astype(str)
+    if "excluded" in people and not include_excluded:
+        excluded_ids = set(
+            people.loc[people["excluded"].fillna(False).astype(bool), "participant_id"]
+        )
+        if excluded_ids:
+            log.info(
+                "%s: left out %d participants the experimenter excluded", source, len(excluded_ids)
+            )
+            raw = raw[~raw["participant_id"].isin(excluded_ids)]
     merged = raw.merge(
         people[["participant_id", "code", *(["test"] if "test" in people else [])]],
         on="participant_id",
@@ -414,6 +432,8 @@ def _read_webapp_tables(conn, tables: set[str], rating_columns: set[str], source
             if dropped:
                 log.info("%s: dropped %d ratings from non-trial (training) pages", source, dropped)
             merged = merged[merged["kind"] == "trial"]
+        if "submitted_at" in merged:
+            merged = merged[merged["submitted_at"].notna()]
     merged = merged.rename(columns={"code": "participant"})
     ratings = to_tidy(merged.reset_index(drop=True), where=f"{source}: table ratings")
     people = people.rename(columns={"code": "participant"})
@@ -444,12 +464,17 @@ def detect_format(path: Path | str) -> str:
 
 
 def load_ratings(
-    source: str | Path, *, format: str = "auto", mapping: Mapping[str, str] | None = None
+    source: str | Path,
+    *,
+    format: str = "auto",
+    mapping: Mapping[str, str] | None = None,
+    include_excluded: bool = False,
 ) -> Ratings:
     """Load ratings from any supported source.
 
     ``format``: ``auto`` (database for ``.db``/``.sqlite`` files and URLs, else from the CSV
     header), ``tidy``, ``webmushra``, ``list``, ``long`` (needs ``mapping``) or ``database``.
+    ``include_excluded`` keeps participants the experimenter excluded in the web app (databases).
     """
     text = str(source)
     formats = ("auto", "tidy", "webmushra", "list", "long", "database")
@@ -463,7 +488,7 @@ def load_ratings(
         else:
             format = detect_format(text)
     if format == "database":
-        return read_database(source)
+        return read_database(source, include_excluded=include_excluded)
     if format == "tidy":
         return read_tidy_csv(source)
     if format == "webmushra":

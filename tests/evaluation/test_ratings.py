@@ -175,13 +175,19 @@ def _webapp_database(path):
     con = sqlite3.connect(path)
     con.executescript(
         """
-        CREATE TABLE participants (id INTEGER PRIMARY KEY, test TEXT, token TEXT, code TEXT, answers TEXT);
+        CREATE TABLE participants (id INTEGER PRIMARY KEY, test TEXT, token TEXT, code TEXT, answers TEXT,
+                                   excluded BOOLEAN);
         CREATE TABLE pages (id INTEGER PRIMARY KEY, participant_id INT, position INT, kind TEXT,
                             trial TEXT, trial_position INT, submitted_at TEXT, duration_ms INT);
         CREATE TABLE ratings (id INTEGER PRIMARY KEY, page_id INT, participant_id INT, trial TEXT,
                               condition TEXT, score REAL, condition_position INT, plays INT,
                               listening_ms INT);
-        INSERT INTO participants VALUES (1, 'set1', 'secret', 'P00000001', '{"age": 30}');
+        INSERT INTO participants VALUES (1, 'set1', 'secret', 'P00000001', '{"age": 30}', 0);
+        INSERT INTO participants VALUES (2, 'set1', 'secret2', 'P00000002', NULL, 1);
+        INSERT INTO pages VALUES (12, 2, 1, 'trial', 't1', 1, '2026-01-01T11:00:00', 20000);
+        INSERT INTO pages VALUES (13, 1, 3, 'trial', 't2', 2, NULL, NULL);
+        INSERT INTO ratings VALUES (4, 12, 2, 't1', 'hidden_reference', 20, 1, 1, 100);
+        INSERT INTO ratings VALUES (5, 13, 1, 't2', 'hidden_reference', 100, 1, 1, 100);
         INSERT INTO pages VALUES (10, 1, 1, 'training', 'tr', NULL, '2026-01-01T10:00:00', 1000);
         INSERT INTO pages VALUES (11, 1, 2, 'trial', 't1', 1, '2026-01-01T10:01:00', 30000);
         INSERT INTO ratings VALUES (1, 10, 1, 'tr', 'hidden_reference', 100, 1, 1, 100);
@@ -198,7 +204,8 @@ def test_read_webapp_database(tmp_path):
     _webapp_database(db)
     loaded = load_ratings(db)
     frame = loaded.ratings
-    assert len(frame) == 2  # the training page's rating is discarded
+    # the training page's rating, the unsubmitted page's and the excluded participant's are left out
+    assert len(frame) == 2
     assert frame["participant"].tolist() == ["P00000001"] * 2
     assert frame["test"].tolist() == ["set1"] * 2
     assert frame["score"].tolist() == [97.0, 61.0]
@@ -206,7 +213,9 @@ def test_read_webapp_database(tmp_path):
     assert frame["duration_ms"].tolist() == [30000.0, 30000.0]
     assert frame["condition_position"].tolist() == [2, 1]
     assert "token" not in loaded.participants.columns
-    assert loaded.participants["participant"].tolist() == ["P00000001"]
+    assert loaded.participants["participant"].tolist() == ["P00000001", "P00000002"]
+    everyone = read_database(db, include_excluded=True).ratings
+    assert sorted(everyone["participant"].unique()) == ["P00000001", "P00000002"]
     with pytest.raises(RatingsFormatError, match="no ratings for test 'other'"):
         read_database(db, test="other")
 
