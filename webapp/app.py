@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -125,8 +124,4 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     return app
 
 
-def runtime_for(app: Flask, test: str) -> TestRuntime | None:
-    return app.extensions["earshot"].tests.get(test)
-
-
-__all__ = ["create_app", "Earshot", "TestRuntime", "Path"]
+__all__ = ["create_app", "Earshot", "TestRuntime"]

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from .errors import StorageError
 
@@ -284,7 +284,6 @@ __all__ = [
     "Rating",
     "SCHEMA_VERSION",
     "Storage",
-    "Session",
     "database_url_for",
     "utc_iso",
     "utcnow",
