@@ -100,18 +100,28 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     def wants_json() -> bool:
         return "/api/" in request.path or request.is_json or request.accept_mimetypes.best == "application/json"
 
+    def page_language() -> str:
+        # Error pages under /t/<test>/ speak the test's language.
+        test = (request.view_args or {}).get("test")
+        runtime = app.extensions["earshot"].tests.get(test) if test else None
+        return runtime.stim.settings.language if runtime else "en"
+
+    def error_page(status: int, message: str):
+        lang = page_language()
+        return render_template("error.html", t=Translator(lang), lang=lang, status=status, message=message), status
+
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):
         if wants_json():
             return jsonify(error="csrf", message=f"CSRF check failed: {exc.description}"), 400
-        return render_template("error.html", t=Translator("en"), status=400, message=exc.description), 400
+        return error_page(400, exc.description)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         if wants_json():
             name = (exc.name or "error").lower().replace(" ", "_")
             return jsonify(error=name, message=exc.description), exc.code
-        return render_template("error.html", t=Translator("en"), status=exc.code, message=exc.description), exc.code
+        return error_page(exc.code, exc.description)
 
     @app.get("/favicon.ico")
     def _favicon():

@@ -134,3 +134,14 @@ def test_migrations_run_in_order(tmp_path, monkeypatch):
     monkeypatch.setitem(storage_module.MIGRATIONS, SCHEMA_VERSION - 1, lambda conn: calls.append(SCHEMA_VERSION - 1))
     storage.initialise()
     assert calls == [SCHEMA_VERSION - 1] and storage.schema_version() == SCHEMA_VERSION
+
+
+def test_missing_browser_or_database_skips_unless_required(monkeypatch):
+    from conftest import _missing
+
+    monkeypatch.delenv("EARSHOT_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        _missing("chromium", "apt-get install chromium", "EARSHOT_REQUIRE_BROWSER")
+    monkeypatch.setenv("EARSHOT_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
+        _missing("chromium", "apt-get install chromium", "EARSHOT_REQUIRE_BROWSER")

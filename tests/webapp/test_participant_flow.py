@@ -215,6 +215,8 @@ def test_german_catalogue(stim_root, make_app):
     d.start()
     html, _ = d.current()
     assert "Übungsseite 1 von 1" in html and 'lang="de"' in html
+    missing = client.get("/t/demo/audio/no-such-token")
+    assert missing.status_code == 404 and "Diese Seite existiert nicht." in missing.get_data(as_text=True)
 
 
 def test_consent_required(stim_root, make_app):
