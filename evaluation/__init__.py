@@ -1,5 +1,18 @@
 """Evaluation of MUSHRA listening tests and objective metrics for neural audio effects.
 
-Submodules: ``metrics`` (objective metrics, a numpy/scipy leaf the model zoo imports), ratings I/O,
-post-screening, statistics, figures and reports. This package never imports torch or the web app.
+Modules, one concept each:
+
+- ``metrics``: objective metrics between a render and its target (numpy/scipy/pyloudnorm only; the
+  model zoo imports it to score renders);
+- ``ratings`` (all rating sources → the tidy format), ``manifest`` (stimulus-set manifests),
+  ``validation`` (the validation summary);
+- ``screening`` (BS.1534-3 §4.1.2 post-screening, outlier flags), ``hinges`` (Tukey's hinges);
+- ``descriptives``, ``comparisons`` (planned paired comparisons), ``omnibus`` (RM-ANOVA, mixed
+  model, Friedman), ``objective`` and ``correlations`` (metrics per stimulus, their relation to the
+  scores, the cost view), ``power``;
+- ``figures``, ``latex``, ``report`` (the report folder), ``simulation`` (synthetic panels),
+  ``bench``; ``python -m evaluation`` is the command line.
+
+This package never imports torch or the web app: it reads manifests and ratings through their
+documented formats.
 """

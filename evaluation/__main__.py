@@ -243,7 +243,7 @@ def cmd_power(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
-    run_bench()
+    run_bench(print)
     return 0
 
 

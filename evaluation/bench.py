@@ -139,7 +139,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def run_bench(print_fn: Callable[[str], None] = print) -> dict[str, float]:
+def run_bench(print_fn: Callable[[str], None]) -> dict[str, float]:
     """Run both workloads and print their timings; returns them in seconds."""
     results: dict[str, float] = {}
     print_fn(

@@ -258,3 +258,36 @@ def test_metrics_module_does_not_import_torch():
     code = "import sys, evaluation.metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_evaluation_package_imports_neither_torch_nor_webapp():
+    import subprocess
+    import sys
+
+    modules = [
+        "metrics",
+        "ratings",
+        "manifest",
+        "validation",
+        "screening",
+        "hinges",
+        "descriptives",
+        "comparisons",
+        "omnibus",
+        "objective",
+        "correlations",
+        "power",
+        "figures",
+        "latex",
+        "report",
+        "simulation",
+        "bench",
+        "__main__",
+    ]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module('evaluation.' + m)\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'webapp', 'models')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
