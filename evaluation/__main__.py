@@ -6,6 +6,7 @@ Every verb's ``--help`` explains its options. User mistakes print ``error: …``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -123,6 +124,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .config import load_config
     from .report import ReportConfig, analyse, write_report
 
     ratings, manifest, roles, screening = _load(args)
@@ -137,19 +139,21 @@ def cmd_report(args) -> int:
             raise ConfigError(f"--pairs: expected a:b or group:a:b, found {text!r}")
     if any(p[0] is None for p in pairs):
         raise ConfigError("--pairs: with --stimuli, name the group of each pair as group:a:b")
-    config = ReportConfig(
-        ci_over=args.ci_over,
-        ci_method=args.ci_method,
-        confidence=args.confidence,
-        correction=args.correction,
-        margin=args.margin,
-        n_permutations=args.permutations,
-        n_boot=args.bootstrap,
-        seed=args.seed,
-        item_effect=args.item_effect,
-        all_pairs=args.all_pairs,
-        pdf_figures=not args.no_pdf,
-    )
+    base = load_config(ReportConfig, args.config) if args.config else ReportConfig()
+    overrides = {
+        "ci_over": args.ci_over,
+        "ci_method": args.ci_method,
+        "confidence": args.confidence,
+        "correction": args.correction,
+        "margin": args.margin,
+        "n_permutations": args.permutations,
+        "n_boot": args.bootstrap,
+        "seed": args.seed,
+        "item_effect": args.item_effect,
+        "all_pairs": args.all_pairs,
+        "pdf_figures": False if args.no_pdf else None,
+    }
+    config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     analysis = analyse(
         ratings,
         manifest,
@@ -281,55 +285,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ci-over",
-        default="listeners",
         choices=["listeners", "ratings"],
         help="confidence intervals over listener means (default; BS.1534-3 practice) or over all ratings (about half as wide, optimistic)",
     )
     p.add_argument(
         "--ci-method",
-        default="t",
         choices=["t", "normal", "bca"],
         help="t-based (default), normal-based or BCa bootstrap intervals",
     )
     p.add_argument(
         "--confidence",
         type=float,
-        default=0.95,
         help="confidence level of every interval (default 0.95)",
     )
     p.add_argument(
         "--correction",
-        default="holm",
         choices=["holm", "hochberg", "bonferroni"],
         help="family-wise correction of the planned comparisons' p-values (default holm)",
     )
     p.add_argument(
         "--margin",
         type=float,
-        default=5.0,
         help="equivalence / non-inferiority margin in score points (default 5)",
     )
     p.add_argument(
         "--permutations",
         type=int,
-        default=10_000,
         help="permutations of the Attachment-3 test on medians (default 10000)",
     )
     p.add_argument(
         "--bootstrap",
         type=int,
-        default=2000,
         help="bootstrap resamples for BCa and correlation intervals (default 2000)",
     )
     p.add_argument(
         "--seed",
         type=int,
-        default=0,
         help="seed of the permutation and bootstrap generators (default 0)",
     )
     p.add_argument(
         "--item-effect",
-        default="fixed",
         choices=["fixed", "crossed"],
         help="item in the mixed model used for incomplete designs: fixed effect (default) or crossed random intercept",
     )
@@ -339,9 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--all-pairs",
         action="store_true",
+        default=None,
         help="also compare every pair of systems within each group (a large family)",
     )
     p.add_argument("--no-pdf", action="store_true", help="write PNG figures only (faster)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="YAML file of report settings (keys of ReportConfig: ci_over, ci_method, confidence, "
+        "correction, margin, n_permutations, n_boot, seed, item_effect, all_pairs, "
+        "compute_missing_metrics, pdf_figures); options given on the command line win",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(

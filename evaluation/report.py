@@ -194,6 +194,16 @@ def analyse(
             ignore_index=True,
         )
     pair_table = pair_table.drop_duplicates(["group", "a", "b"]).reset_index(drop=True)
+    groups = sorted(pd.unique(frame["group"]))
+    for group, a, b in pairs or []:
+        if group not in groups:
+            raise ConfigError(f"--pairs: unknown group {group!r}; groups: {groups}")
+        known = sorted(pd.unique(frame.loc[frame["group"] == group, "condition"]))
+        unknown = [c for c in (a, b) if c not in known]
+        if unknown:
+            raise ConfigError(
+                f"--pairs: condition(s) {unknown} not rated in group {group!r}; conditions: {known}"
+            )
     runnable = []
     for row in pair_table.itertuples(index=False):
         part = kept[kept["group"] == row.group]

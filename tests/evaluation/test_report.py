@@ -273,12 +273,18 @@ def test_cli_simulate_then_validate(tmp_path, capsys):
         ),
         (["validate", "--ratings", "{csv}", "--roles", "a=anchor"], "expected roles among"),
         (["power", "--difference", "5"], "either --sd-diff"),
+        (
+            ["report", "--ratings", "{csv}", "--out", "{out}", "--pairs", "a:zz"],
+            "condition(s) ['zz'] not rated",
+        ),
     ],
 )
 def test_cli_user_errors_exit_2_without_traceback(tmp_path, capsys, argv, message):
     csv = tmp_path / "r.csv"
     csv.write_text("participant,trial,condition,score\nA,t,a,50\n")
-    code = main([a.replace("{csv}", str(csv)) for a in argv])
+    code = main(
+        [a.replace("{csv}", str(csv)).replace("{out}", str(tmp_path / "out")) for a in argv]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and message in err and "Traceback" not in err
@@ -330,3 +336,53 @@ def test_report_without_manifest_has_no_objective_section(tmp_path):
     assert analysis.comparisons.iloc[0]["kind"] == "requested"
     write_report(analysis, tmp_path / "foreign")
     assert (tmp_path / "foreign" / "report.html").is_file()
+
+
+def test_report_config_file_and_command_line_override(tmp_path, monkeypatch):
+    captured = {}
+
+    def fake_analyse(ratings, manifest, *, config, **kwargs):
+        captured["config"] = config
+        raise report_module.DesignError("stop here")
+
+    monkeypatch.setattr(report_module, "analyse", fake_analyse)
+    csv = tmp_path / "r.csv"
+    csv.write_text("participant,trial,condition,score\nA,t,a,50\n")
+    yaml_file = tmp_path / "report.yaml"
+    yaml_file.write_text("correction: hochberg\nmargin: 3\nn_boot: 500\n")
+    code = main(
+        [
+            "report",
+            "--ratings",
+            str(csv),
+            "--out",
+            str(tmp_path / "o"),
+            "--config",
+            str(yaml_file),
+            "--margin",
+            "4",
+        ]
+    )
+    assert code == 2
+    config = captured["config"]
+    assert (config.correction, config.margin, config.n_boot, config.ci_over) == (
+        "hochberg",
+        4.0,
+        500,
+        "listeners",
+    )
+    yaml_file.write_text("corection: holm\n")
+    assert (
+        main(
+            [
+                "report",
+                "--ratings",
+                str(csv),
+                "--out",
+                str(tmp_path / "o"),
+                "--config",
+                str(yaml_file),
+            ]
+        )
+        == 2
+    )
