@@ -209,6 +209,8 @@ def test_switching_keeps_position_and_loops(make_app, stim_root, live_server, br
     folder = make_stimulus_set(stim_root, n_trials=1, duration_s=4.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\n")
     server = live_server(make_app(folder))
     page = browser_page
+    audio_requests = []
+    page.on("request", lambda r: audio_requests.append(r.url) if "/audio/" in r.url else None)
     start(page, server)
     page.wait_for_selector(READY)
     page.click(".sound-btn[data-slot='0']")
@@ -250,6 +252,8 @@ def test_switching_keeps_position_and_loops(make_app, stim_root, live_server, br
     start_s, end_s = page.evaluate("[earshotPlayer.loopStart, earshotPlayer.loopEnd]")
     assert end_s - start_s >= 0.5 - 1e-9
     assert page.evaluate("earshotState.loopUsed") is True
+    # every signal was fetched and decoded once, however often it was played
+    assert len(audio_requests) == len(set(audio_requests)) == 1 + 5
 
 
 def test_enforcement_blocks_next_and_reload_resumes(make_app, stim_root, live_server, browser_page):
@@ -475,3 +479,29 @@ def test_stale_second_tab_moves_on_instead_of_failing(make_app, stim_root, live_
         assert stored == entered  # the first tab's answers, once; the stale tab stored nothing
     finally:
         context.close()
+
+
+def test_failed_headphone_check_warns_then_continues(make_app, stim_root, live_server, browser_page):
+    folder = make_stimulus_set(stim_root, n_trials=1, duration_s=1.0, training=False, test_yaml="headphone_check: {trials: 2, pass_threshold: 2, on_failure: warn}\nvolume_check: false\nlanguage: de\n")
+    app = make_app(folder)
+    server = live_server(app)
+    storage = app.extensions["earshot"].tests["demo"].storage
+    page = browser_page
+    start(page, server)
+    page.wait_for_selector("#headphones-form")
+    with storage.reading() as s:
+        key = answer_key(s.scalar(select(Page.setup).where(Page.kind == "headphones"))["rounds"])
+    page.click("#next")
+    assert page.inner_text("#message") == "Bitte spielen Sie jede Runde ab und wählen Sie jeweils eine Antwort."
+    for r, answer in enumerate(key):
+        page.click(f".play-round[data-round='{r}']")
+        page.check(f"input[name='round-{r}'][value='{(answer + 1) % 3}']")  # always wrong
+    page.click("#next")
+    page.wait_for_selector("#message:has-text('Kopfhörer')")
+    assert "keine Kopfhörer" in page.inner_text("#message")
+    click_next(page)
+    page.wait_for_selector(READY)
+    assert heading(page) == "Seite 1 von 1"
+    with storage.reading() as s:
+        answers = s.scalar(select(Page.answers).where(Page.kind == "headphones"))
+    assert answers["correct"] == 0 and answers["passed"] is False
