@@ -257,6 +257,9 @@ def analyse(
             if not systems.empty
             else pd.DataFrame()
         )
+        if not cost.empty and cost[["bytes", "rtf_offline"]].isna().all().all():
+            notes.append("the manifest gives no model sizes or real-time factors: no cost view")
+            cost = pd.DataFrame()
     else:
         objective, correlations, cost = pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
         notes.append("no stimulus manifest: no objective metrics, correlations or cost view")
