@@ -208,7 +208,11 @@ def cmd_power(args) -> int:
         )
     if args.pilot is not None:
         args.ratings = args.pilot
-        frame, _ = _prepared(args)
+        from .screening import screen
+
+        frame, screening_config = _prepared(args)
+        # The pilot's SD should come from the listeners an analysis would keep.
+        frame = screen(frame, screening_config).apply(frame)
         if "group" not in frame:
             frame = frame.assign(group="all")
         sds = pilot_sd(frame[frame["role"] == "system"])

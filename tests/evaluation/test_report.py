@@ -386,3 +386,27 @@ def test_report_config_file_and_command_line_override(tmp_path, monkeypatch):
         )
         == 2
     )
+
+
+def test_cli_power_from_a_pilot_panel(stahl_dir, capsys):
+    code = main(
+        [
+            "power",
+            "--pilot",
+            str(stahl_dir / "ratings_formated.csv"),
+            "--roles",
+            "Reference=hidden_reference,Anchor=anchor_low",
+            "--difference",
+            "10",
+            "--simulations",
+            "500",
+            "--max-listeners",
+            "80",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert (
+        "pilot: SD of listener-mean differences over 21 system pairs" in out
+    )  # 7 systems → 21 pairs
+    assert "listeners needed" in out
