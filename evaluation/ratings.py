@@ -133,6 +133,8 @@ def to_tidy(frame: pd.DataFrame, *, where: str = "ratings") -> pd.DataFrame:
         )
     out["score"] = scores.astype(float)
     if "role" in out:
+        # The web app writes an empty role for a condition its manifest does not know.
+        out["role"] = out["role"].where(out["role"].astype(str).str.strip() != "", pd.NA)
         roles = out["role"].dropna()
         unknown = sorted(set(roles) - set(ROLES))
         if unknown:

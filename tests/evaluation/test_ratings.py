@@ -307,3 +307,19 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "manifest.json").write_text('{"schema": 7}')
     with pytest.raises(EvaluationError, match="schema: expected one of"):
         load_manifest(tmp_path)
+
+
+def test_empty_role_is_missing_not_an_error():
+    frame = pd.DataFrame(
+        {
+            "participant": ["A", "A"],
+            "trial": ["t", "t"],
+            "condition": ["x", "y"],
+            "role": ["system", ""],
+            "score": [1, 2],
+        }
+    )
+    from evaluation.ratings import to_tidy
+
+    tidy = to_tidy(frame)
+    assert tidy["role"].iloc[0] == "system" and pd.isna(tidy["role"].iloc[1])
