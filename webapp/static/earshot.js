@@ -139,15 +139,21 @@
       if (gainNode) gainNode.gain.value = Math.pow(10, Number(slider.value) / 20);
     };
     slider.addEventListener("input", () => { guard.dirty = true; update(); });
+    let loading = null;
     play.addEventListener("click", async () => {
       if (!ctx) {
         ctx = new AudioContext();
         gainNode = ctx.createGain();
         gainNode.connect(ctx.destination);
-        const bytes = await (await fetch(data.sound, { credentials: "same-origin" })).arrayBuffer();
-        buffer = await ctx.decodeAudioData(bytes);
+        loading = fetch(data.sound, { credentials: "same-origin" })
+          .then((r) => r.arrayBuffer())
+          .then((bytes) => ctx.decodeAudioData(bytes))
+          .then((decoded) => { buffer = decoded; });
       }
-      await ctx.resume();
+      // resume() is not awaited: a source started on a context that is still resuming simply
+      // begins once it runs.
+      ctx.resume();
+      await loading;
       if (source) { source.stop(); source = null; play.textContent = t("play"); return; }
       source = ctx.createBufferSource();
       source.buffer = buffer;

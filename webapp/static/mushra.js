@@ -191,6 +191,37 @@
   };
   let player = null;
 
+  /* Unsaved answers survive a reload or a phone discarding the tab: they are kept in this tab's
+     sessionStorage until the page is saved, under a key made of this page's opaque tokens. */
+  const draftKey = "earshot-draft:" + data.position + ":" + data.sounds.map((s) => s.stimulus).join(",");
+  function storeDraft() {
+    try {
+      const listening = state.listeningMs.slice();
+      if (state.since !== null && player && player.current >= 0) listening[player.current] += performance.now() - state.since;
+      sessionStorage.setItem(draftKey, JSON.stringify({
+        scores: state.scores, plays: state.plays, listeningMs: listening,
+        loopUsed: state.loopUsed, elapsedMs: performance.now() - state.pageStart,
+      }));
+    } catch (err) { /* storage full or disabled: the page still works, only without a draft */ }
+  }
+  function loadDraft() {
+    try {
+      const draft = JSON.parse(sessionStorage.getItem(draftKey) || "null");
+      if (!draft || draft.scores.length !== n) return;
+      state.plays = draft.plays;
+      state.listeningMs = draft.listeningMs;
+      state.loopUsed = draft.loopUsed;
+      state.pageStart = performance.now() - draft.elapsedMs;
+      draft.scores.forEach((value, slot) => {
+        if (value === null) return;
+        sliders[slot].value = String(value);
+        setScore(slot, value);
+      });
+      E.guard.dirty = true;
+    } catch (err) { /* a broken draft is ignored */ }
+  }
+  setInterval(() => { if (state.since !== null) storeDraft(); }, 2000);
+
   const el = (id) => document.getElementById(id);
   const playToggle = el("play-toggle");
   const stopButton = el("stop");
@@ -230,17 +261,20 @@
     state.since = performance.now();
     E.guard.dirty = true;
     refreshControls();
+    storeDraft();
   }
 
   function stopListening(slot) {
     if (state.since !== null && slot >= 0) state.listeningMs[slot] += performance.now() - state.since;
     state.since = null;
     refreshControls();
+    storeDraft();
   }
 
   async function ensureRunning() {
     // Browsers start an AudioContext suspended until a user gesture; every control is one.
-    if (player.ctx.state !== "running") await player.ctx.resume();
+    // Not awaited: sources scheduled meanwhile start as soon as the context runs.
+    if (player.ctx.state !== "running") player.ctx.resume();
   }
 
   async function select(slot) {
@@ -265,6 +299,7 @@
     sliders[slot].setAttribute("aria-valuetext", t("score_value", { value }));
     outputs[slot].textContent = String(value);
     E.guard.dirty = true;
+    storeDraft();
   }
 
   sliders.forEach((slider, slot) => {
@@ -380,6 +415,7 @@
     } else {
       player.setLoop(a, b);
       state.loopUsed = true;
+      storeDraft();
       updateLoopLabel();
     }
   });
@@ -412,8 +448,10 @@
       duration_ms: Math.round(performance.now() - state.pageStart),
       loop_used: state.loopUsed,
     });
-    if (result) E.go(result);
-    else nextButton.disabled = false;
+    if (result) {
+      try { sessionStorage.removeItem(draftKey); } catch (err) { /* nothing to remove */ }
+      E.go(result);
+    } else nextButton.disabled = false;
   });
 
   /* ---- load: every signal of the trial fetched and decoded once ---- */
@@ -433,6 +471,7 @@
     el("loading").textContent = "";
     el("loading").hidden = true;
     for (const c of [playToggle, stopButton, nextButton, ...buttons]) c.disabled = false;
+    loadDraft();
     updateLoopLabel();
     refreshControls();
     requestAnimationFrame(draw);

@@ -505,3 +505,37 @@ def test_failed_headphone_check_warns_then_continues(make_app, stim_root, live_s
     with storage.reading() as s:
         answers = s.scalar(select(Page.answers).where(Page.kind == "headphones"))
     assert answers["correct"] == 0 and answers["passed"] is False
+
+
+def test_unsaved_ratings_survive_a_reload(make_app, stim_root, live_server, browser_page):
+    folder = make_stimulus_set(stim_root, n_trials=1, duration_s=1.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\nquestionnaire: []\n")
+    app = make_app(folder)
+    server = live_server(app)
+    page = browser_page
+    page.on("dialog", lambda d: d.accept())
+    start(page, server)
+    page.wait_for_selector(READY)
+    first = {}
+    for slot, fraction in [(0, 1.0), (1, 0.3), (2, 0.6)]:
+        page.click(f".sound-btn[data-slot='{slot}']")
+        first[slot] = set_slider_with_mouse(page, slot, fraction)
+    plays = page.evaluate("earshotState.plays")
+    page.reload()
+    page.wait_for_selector(READY)
+    assert page.evaluate("earshotState.plays") == plays
+    for slot, value in first.items():
+        assert page.input_value(f"#slider-{slot}") == str(value)
+        assert page.inner_text(f"#score-{slot}") == str(value)
+        assert "unset" not in page.get_attribute(f"#slider-{slot}", "class")
+    assert "unset" in page.get_attribute("#slider-3", "class")
+    # finish the page: the restored answers and the new ones are what gets stored
+    rest = {}
+    for slot, fraction in [(3, 0.2), (4, 0.8)]:
+        page.click(f".sound-btn[data-slot='{slot}']")
+        rest[slot] = set_slider_with_mouse(page, slot, fraction)
+    click_next(page)
+    page.wait_for_selector("text=Thank you!")
+    with app.extensions["earshot"].tests["demo"].storage.reading() as s:
+        stored = {r.condition_position - 1: r.score for r in s.scalars(select(Rating))}
+    assert stored == first | rest
+    assert page.evaluate("sessionStorage.length") == 0
