@@ -21,8 +21,9 @@ def catalogue(language: str) -> dict[str, str]:
         raise ConfigError(f"language {language!r}: no catalogue {path}; available: {available}") from None
 
 
-def languages() -> list[str]:
-    return sorted(p.stem for p in CATALOGUE_DIR.glob("*.json"))
+@cache
+def languages() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in CATALOGUE_DIR.glob("*.json")))
 
 
 class Translator:
