@@ -6,50 +6,19 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from stimulus_sets import make_stimulus_set  # noqa: E402
+
+from webapp_support import ADMIN_HASH, CHROMIUM, CHROMIUM_ARGS, LiveServer, free_port, missing_tool  # noqa: E402
 
 from webapp import create_app  # noqa: E402
-from webapp.security import hash_password  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-ADMIN_PASSWORD = "correct horse battery"
-ADMIN_HASH = hash_password(ADMIN_PASSWORD)
-
-
-def _missing(what: str, how: str, env: str):
-    message = f"{what} is not installed; install it with `{how}` (CI sets {env}=1 and fails instead)"
-    if os.environ.get(env) == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -91,7 +60,7 @@ def postgres_server():
     """URL of a fresh PostgreSQL cluster (initdb in a temp dir), stopped at the end of the session."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
-        _missing("PostgreSQL", "apt-get install postgresql", "EARSHOT_REQUIRE_POSTGRES")
+        missing_tool("PostgreSQL", "apt-get install postgresql", "EARSHOT_REQUIRE_POSTGRES")
     bindir = Path(found[-1]).parent
     tmp = Path(tempfile.mkdtemp(prefix="earshot-pg-"))
     if os.geteuid() == 0:
@@ -130,22 +99,6 @@ def postgres_url(postgres_server, request):
 
 # ---- a real HTTP server and chromium ----
 
-class LiveServer:
-    def __init__(self, app):
-        from werkzeug.serving import make_server
-
-        self.app = app
-        self.port = free_port()
-        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self):
-        self.server.shutdown()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
 def live_server():
     servers = []
@@ -163,7 +116,7 @@ def live_server():
 @pytest.fixture(scope="session")
 def chromium():
     if not Path(CHROMIUM).exists():
-        _missing("chromium", "apt-get install chromium", "EARSHOT_REQUIRE_BROWSER")
+        missing_tool("chromium", "apt-get install chromium", "EARSHOT_REQUIRE_BROWSER")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -185,4 +138,3 @@ def browser_page(chromium):
     assert not errors, f"JavaScript errors: {errors}"
 
 
-__all__ = ["make_stimulus_set", "free_port", "ADMIN_PASSWORD", "time"]

@@ -11,11 +11,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ADMIN_PASSWORD
 from participant_driver import Driver, csrf_token
 from scipy import stats
 from sqlalchemy import select
 from stimulus_sets import make_stimulus_set
+from webapp_support import ADMIN_PASSWORD
 
 from webapp.exports import RATING_COLUMNS
 from webapp.live_stats import condition_summaries, hidden_reference_failures, tukey_hinges

@@ -137,11 +137,11 @@ def test_migrations_run_in_order(tmp_path, monkeypatch):
 
 
 def test_missing_browser_or_database_skips_unless_required(monkeypatch):
-    from conftest import _missing
+    from webapp_support import missing_tool
 
     monkeypatch.delenv("EARSHOT_REQUIRE_BROWSER", raising=False)
     with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
-        _missing("chromium", "apt-get install chromium", "EARSHOT_REQUIRE_BROWSER")
+        missing_tool("chromium", "apt-get install chromium", "EARSHOT_REQUIRE_BROWSER")
     monkeypatch.setenv("EARSHOT_REQUIRE_BROWSER", "1")
     with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
-        _missing("chromium", "apt-get install chromium", "EARSHOT_REQUIRE_BROWSER")
+        missing_tool("chromium", "apt-get install chromium", "EARSHOT_REQUIRE_BROWSER")

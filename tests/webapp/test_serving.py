@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
-from conftest import free_port
 from participant_driver import Driver
 from stimulus_sets import make_stimulus_set
+from webapp_support import free_port
 
 from webapp.bench import Stats, _verify, run_bench
 

@@ -13,9 +13,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parents[2]))
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, LiveServer  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from stimulus_sets import make_stimulus_set  # noqa: E402
+from webapp_support import CHROMIUM, CHROMIUM_ARGS, LiveServer  # noqa: E402
 
 from webapp import create_app  # noqa: E402
 

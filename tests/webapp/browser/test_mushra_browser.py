@@ -11,9 +11,9 @@ import csv
 import io
 
 import pytest
-from conftest import ADMIN_PASSWORD
 from sqlalchemy import select
 from stimulus_sets import make_stimulus_set
+from webapp_support import ADMIN_PASSWORD
 
 from webapp.headphones import answer_key
 from webapp.storage import Page, Rating
