@@ -15,6 +15,7 @@ import os
 import re
 import resource
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -237,6 +238,13 @@ def _verify(storage: Storage, stats: Stats) -> tuple[int, int]:
 
 def run_bench(args) -> int:
     root = Path(tempfile.mkdtemp(prefix="earshot-bench-"))
+    try:
+        return _run_bench(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run_bench(args, root: Path) -> int:
     folder = _make_set(root / "stimuli", args.trials)
     results = root / "results"
     env = dict(os.environ)
