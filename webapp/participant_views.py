@@ -219,7 +219,7 @@ def audio(test: str, token: str):
         response.headers["Content-Type"] = "audio/wav"
         response.set_etag(etag)
         response.headers["Cache-Control"] = f"private, max-age={max_age}"
-        return response.make_conditional(request)
+        return response.make_conditional(request, accept_ranges=True)
     trial = rt.stim.trial(page.trial)
     path = trial.reference if tok.slot == -1 else trial.condition(page.condition_order[tok.slot]).path
     response: Response = send_file(
