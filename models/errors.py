@@ -23,3 +23,7 @@ class CheckpointError(ModelsError, OSError):
 
 class TrainingError(ModelsError, RuntimeError):
     """Training cannot go on (for example the loss became NaN)."""
+
+
+class StimulusError(ModelsError, ValueError):
+    """A stimulus-set config, its inputs or an existing set cannot be used as given."""
