@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -22,19 +23,23 @@ import torch
 
 from evaluation.metrics import compute_all
 
-from .checkpoints import CHECKPOINT, load_model, write_json_atomic
+from .checkpoints import CHECKPOINT, load_model, save_atomic, write_json_atomic
 from .config import from_dict, to_dict
 from .datasets import AudioDataset, DatasetConfig, load_dataset
 from .distill import DistillConfig, balanced_weights, teacher_targets, window_embeddings
 from .errors import CheckpointError, ConfigError
 from .nets import NetConfig, build_model, fp32_bytes, macs_per_sample, parameter_count
+from .quantize import check_bits, fake_quantized_parameters, quantize_model, save_quantized
 from .rendering import render, render_stream, torch_threads
-from .training import Distillation, TrainingConfig, fit
+from .training import Distillation, TrainingConfig, TrainState, fit
 from .windows import cut_windows
 
 log = logging.getLogger(__name__)
 
 METRICS = "metrics.json"
+QUANTIZED = "quantized.pt"
+SHADOW = "shadow.pt"
+QUANTIZED_RECIPES = ("ptq", "qat", "kd_qat")
 STREAM_BLOCK_SAMPLES = 128
 
 
@@ -44,17 +49,25 @@ class RunConfig:
 
     dataset: DatasetConfig
     model: NetConfig
-    recipe: Literal["baseline", "kd"] = "baseline"
+    recipe: Literal["baseline", "kd", "ptq", "qat", "kd_qat"] = "baseline"
     variant: str = "baseline"
     teacher: str | None = None
     teacher_run: str | None = None
     distill: DistillConfig | None = None
     training: TrainingConfig = field(default_factory=TrainingConfig)
     seed: int = 0
+    bits: int = 32
+    init_run: str | None = None
 
     def __post_init__(self) -> None:
-        if self.recipe == "kd" and (self.teacher_run is None or self.distill is None):
-            raise ConfigError("a kd run needs teacher_run and distill settings")
+        if self.recipe in ("kd", "kd_qat") and (self.teacher_run is None or self.distill is None):
+            raise ConfigError(f"a {self.recipe} run needs teacher_run and distill settings")
+        if self.recipe in QUANTIZED_RECIPES:
+            check_bits(self.bits)
+            if self.init_run is None:
+                raise ConfigError(f"a {self.recipe} run needs init_run: the fp32 run it starts from")
+        elif self.bits != 32:
+            raise ConfigError(f"recipe {self.recipe} trains fp32 weights; bits must be 32, found {self.bits}")
 
     @property
     def run_id(self) -> str:
@@ -76,13 +89,29 @@ def is_complete(run_dir: Path) -> bool:
     return (run_dir / METRICS).is_file()
 
 
-def _resolve_teacher(config: RunConfig, runs_root: Path) -> Path:
-    path = Path(config.teacher_run)
+def _resolve_run(reference: str, runs_root: Path, what: str) -> Path:
+    path = Path(reference)
     if not path.is_absolute():
         path = runs_root / path
     if not (path / CHECKPOINT).is_file():
-        raise CheckpointError(f"teacher run {path} has no {CHECKPOINT}: train the teacher first")
+        raise CheckpointError(f"{what} run {path} has no {CHECKPOINT}: train it first")
     return path
+
+
+def _finalise_quantized(run_dir: Path, bits: int) -> int:
+    """Quantize the best fp32 (shadow) weights: ``quantized.pt`` holds the bit-packed integers,
+    ``checkpoint.pt`` the dequantized weights every renderer uses, ``shadow.pt`` the fp32 ones.
+    Safe to repeat after an interruption. Returns the packed size in bytes."""
+    if not (run_dir / SHADOW).exists():
+        os.replace(run_dir / CHECKPOINT, run_dir / SHADOW)
+    shadow, payload = load_model(run_dir / SHADOW)
+    weights = quantize_model(shadow, bits)
+    base = {k: v for k, v in payload.items() if k != "model"}
+    save_quantized(weights, run_dir / QUANTIZED, extra={"net": payload["net"], "sample_rate": payload.get("sample_rate"),
+                                                          "knob_names": payload.get("knob_names", [])})
+    save_atomic({**base, "model": weights.state_dict(), "bits": bits, "packed_bytes": weights.packed_bytes},
+                run_dir / CHECKPOINT)
+    return weights.packed_bytes
 
 
 def evaluate(model: torch.nn.Module, dataset: AudioDataset, threads: int | None = 1) -> dict[str, float]:
@@ -135,8 +164,11 @@ def execute_run(
         validation = cut_windows(dataset.splits["validation"], training.window_samples,
                                  training.warmup_samples, f"dataset {dataset.name!r} validation split")
         distillation = None
-        if config.recipe == "kd":
-            teacher_dir = _resolve_teacher(config, runs_root)
+        if config.init_run is not None:
+            source, _ = load_model(_resolve_run(config.init_run, runs_root, "initial"))
+            model.load_state_dict(source.state_dict())
+        if config.recipe in ("kd", "kd_qat"):
+            teacher_dir = _resolve_run(config.teacher_run, runs_root, "teacher")
             teacher, payload = load_model(teacher_dir)
             if payload.get("dataset") != config.dataset.name:
                 raise ConfigError(f"teacher {teacher_dir.name} was trained on {payload.get('dataset')!r}, "
@@ -147,21 +179,41 @@ def execute_run(
                 weights, labels = balanced_weights(window_embeddings(targets), config.distill.clusters, config.seed)
                 log.info("balanced sampling: cluster sizes %s", np.bincount(labels).tolist())
             distillation = Distillation(config.distill, targets, weights)
+        extra = {"dataset": dataset.name, "sample_rate": dataset.sample_rate,
+                 "knob_names": list(dataset.knob_names), "run_id": config.run_id}
         started = time.perf_counter()
-        state = fit(model, net, train, validation, training, run_dir, config.seed, resume=resume,
-                    distillation=distillation, progress=progress,
-                    extra_payload={"dataset": dataset.name, "sample_rate": dataset.sample_rate,
-                                   "knob_names": list(dataset.knob_names), "run_id": config.run_id})
+        if config.recipe == "ptq":
+            # No training: the fp32 source, quantized as it is.
+            if not (run_dir / SHADOW).exists():
+                save_atomic({"net": to_dict(net), **extra, "model": model.state_dict(), "epoch": 0},
+                            run_dir / CHECKPOINT)
+            state = TrainState()
+        else:
+            transform = None
+            if config.recipe in ("qat", "kd_qat"):
+                bits = config.bits
+                transform = lambda m: fake_quantized_parameters(m, bits)  # noqa: E731
+            state = fit(model, net, train, validation, training, run_dir, config.seed, resume=resume,
+                        distillation=distillation, progress=progress, extra_payload=extra,
+                        weight_transform=transform)
         train_s = time.perf_counter() - started
+    size_bytes = None
+    if config.recipe in QUANTIZED_RECIPES:
+        size_bytes = _finalise_quantized(run_dir, config.bits)
     best, _ = load_model(run_dir)
     scores = evaluate(best, dataset)
+    fp32 = fp32_bytes(best)
+    size_bytes = size_bytes or fp32
+    file_bytes = (run_dir / (QUANTIZED if config.recipe in QUANTIZED_RECIPES else CHECKPOINT)).stat().st_size
     row = {
         "run_id": config.run_id, "dataset": dataset.name, "arch": net.arch,
         "layers": "-".join(map(str, net.layers)), "recipe": config.recipe, "variant": config.variant,
-        "teacher": config.teacher or "", "bits": 32, "width": 1.0,
-        "params": parameter_count(best), "bytes": fp32_bytes(best), "macs_per_sample": macs_per_sample(net),
+        "teacher": config.teacher or "", "bits": config.bits, "width": 1.0,
+        "params": parameter_count(best), "bytes": size_bytes, "macs_per_sample": macs_per_sample(net),
         "epochs": state.epoch, "best_epoch": state.best_epoch + 1, "seed": config.seed,
         **scores, "train_seconds": round(train_s, 1),
+        "file_bytes": file_bytes, "fp32_bytes": fp32, "ratio_to_fp32": size_bytes / fp32,
+        "teacher_run": config.teacher_run or "", "init_run": config.init_run or "",
     }
     write_json_atomic({"row": row, "validation_loss": state.best_validation, "history": state.history},
                       run_dir / METRICS)

@@ -25,7 +25,8 @@ from .datasets import DatasetConfig  # noqa: E402
 from .distill import DistillConfig  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 from .nets import NetConfig  # noqa: E402
-from .runs import RunConfig, execute_run, is_complete  # noqa: E402
+from .quantize import check_bits  # noqa: E402
+from .runs import QUANTIZED_RECIPES, RunConfig, execute_run, is_complete  # noqa: E402
 from .training import TrainingConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,34 @@ class StudentSpec:
 
 @dataclass(frozen=True)
 class RecipeSpec:
-    """``baseline`` (task loss only) or ``kd`` with its distillation options; ``teachers`` limits
-    a kd recipe to some of the study's teachers (default: all)."""
+    """How students are trained.
 
-    recipe: Literal["baseline", "kd"]
+    ``baseline``: task loss only. ``kd``: plus distillation from each teacher (``teachers`` limits
+    which; default all) with the ``distill`` options. Quantized recipes, one run per entry of
+    ``bits``, start from the fp32 run of the same student made by the recipe named in ``source``:
+    ``ptq`` quantizes it as it is, ``qat`` fine-tunes through the quantizer (straight-through
+    gradients to fp32 shadow weights), ``kd_qat`` does that with the distillation loss of a kd
+    source's teacher added (quantized distillation). ``training`` overrides the study's training
+    settings for this recipe (e.g. a shorter fine-tuning budget).
+    """
+
+    recipe: Literal["baseline", "kd", "ptq", "qat", "kd_qat"]
     name: str | None = None
     teachers: tuple[str, ...] | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
+    bits: tuple[int, ...] = ()
+    source: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        quantized = self.recipe in QUANTIZED_RECIPES
+        if quantized and (not self.bits or self.source is None):
+            raise ConfigError(f"recipe {self.label!r}: {self.recipe} needs bits (e.g. [8, 4]) and source "
+                              "(the name of the recipe whose fp32 students it starts from)")
+        if not quantized and (self.bits or self.source):
+            raise ConfigError(f"recipe {self.label!r}: bits and source apply to ptq, qat and kd_qat only")
+        for bits in self.bits:
+            check_bits(bits)
 
     @property
     def label(self) -> str:
@@ -96,6 +118,17 @@ class StudyConfig:
         labels = [r.label for r in self.recipes]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"study {self.name!r}: recipe names must be unique, found {labels}")
+        by_label = {r.label: r for r in self.recipes}
+        for recipe in self.recipes:
+            if recipe.source is None:
+                continue
+            source = by_label.get(recipe.source)
+            if source is None or source.recipe not in ("baseline", "kd"):
+                raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} has source {recipe.source!r}, "
+                                  f"expected the name of a baseline or kd recipe of this study ({labels})")
+            if recipe.recipe == "kd_qat" and source.recipe != "kd":
+                raise ConfigError(f"study {self.name!r}: kd_qat recipe {recipe.label!r} needs a kd source "
+                                  f"(its teacher distils into the quantized student), found {source.recipe!r}")
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -105,6 +138,8 @@ def load_study(path: str | Path) -> StudyConfig:
     _training(study.training, study.teacher_training, f"{path}: teacher_training")
     for teacher in study.teachers:
         _training(study.training, {**study.teacher_training, **teacher.training}, f"{path}: teacher {teacher.name}")
+    for recipe in study.recipes:
+        _training(study.training, recipe.training, f"{path}: recipe {recipe.label} training")
     return study
 
 
@@ -132,21 +167,38 @@ def expand(study: StudyConfig) -> list[RunConfig]:
                 runs.setdefault(run.run_id, run)
             for student in study.students:
                 net = NetConfig(layers=student.layers, conditioning=study.conditioning)
-                for recipe in study.recipes:
+                # fp32 runs per recipe label, keyed by teacher name (None for baseline)
+                made: dict[str, dict[str | None, RunConfig]] = {}
+                for recipe in sorted(study.recipes, key=lambda r: r.recipe in QUANTIZED_RECIPES):
+                    training = _training(study.training, recipe.training, "training")
                     if recipe.recipe == "baseline":
-                        run = RunConfig(dataset=dataset, model=net, training=student_training, seed=seed,
+                        run = RunConfig(dataset=dataset, model=net, training=training, seed=seed,
                                         variant=recipe.label)
+                        made[recipe.label] = {None: run}
                         runs.setdefault(run.run_id, run)
                         continue
-                    for name, teacher_run in teacher_runs.items():
-                        if recipe.teachers is not None and name not in recipe.teachers:
-                            continue
-                        if teacher_run.model.layers == student.layers:
-                            continue  # a model does not distil into itself
-                        run = RunConfig(dataset=dataset, model=net, recipe="kd", variant=recipe.label,
-                                        teacher=name, teacher_run=teacher_run.run_id, distill=recipe.distill,
-                                        training=student_training, seed=seed)
-                        runs.setdefault(run.run_id, run)
+                    if recipe.recipe == "kd":
+                        made[recipe.label] = {}
+                        for name, teacher_run in teacher_runs.items():
+                            if recipe.teachers is not None and name not in recipe.teachers:
+                                continue
+                            if teacher_run.model.layers == student.layers:
+                                continue  # a model does not distil into itself
+                            run = RunConfig(dataset=dataset, model=net, recipe="kd", variant=recipe.label,
+                                            teacher=name, teacher_run=teacher_run.run_id, distill=recipe.distill,
+                                            training=training, seed=seed)
+                            made[recipe.label][name] = run
+                            runs.setdefault(run.run_id, run)
+                        continue
+                    for teacher, source in made.get(recipe.source, {}).items():
+                        for bits in recipe.bits:
+                            kd = recipe.recipe == "kd_qat"
+                            run = RunConfig(dataset=dataset, model=net, recipe=recipe.recipe,
+                                            variant=f"{recipe.label}{bits}", teacher=teacher,
+                                            teacher_run=source.teacher_run if kd else None,
+                                            distill=recipe.distill if kd else None, training=training,
+                                            seed=seed, bits=bits, init_run=source.run_id)
+                            runs.setdefault(run.run_id, run)
     return list(runs.values())
 
 
@@ -215,6 +267,64 @@ def comparison_figure(table: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def quantization_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each quantized model against the fp32 run it started from and against its teacher.
+
+    ratio_to_fp32 = packed bytes / the fp32 student's bytes; ratio_to_teacher = packed bytes /
+    the teacher's fp32 bytes (the quantized-distillation paper reports 12 % and 2 %).
+    """
+    columns = ["dataset", "layers", "variant", "recipe", "teacher", "bits", "bytes", "fp32_bytes", "ratio_to_fp32",
+               "teacher_bytes", "ratio_to_teacher", "test_esr", "source_test_esr", "esr_change_pct"]
+    if "init_run" not in runs.columns:
+        return pd.DataFrame(columns=columns)
+    quantized = runs[runs["bits"] < 32]
+    by_id = runs.set_index("run_id")
+    rows = []
+    for _, run in quantized.iterrows():
+        source = by_id.loc[run["init_run"]] if run["init_run"] in by_id.index else None
+        teacher_bytes = float("nan")
+        teacher_id = run.get("teacher_run") or (source["teacher_run"] if source is not None else "")
+        if isinstance(teacher_id, str) and teacher_id in by_id.index:
+            teacher_bytes = float(by_id.loc[teacher_id, "bytes"])
+        source_esr = float(source["test_esr"]) if source is not None else float("nan")
+        rows.append({"dataset": run["dataset"], "layers": run["layers"], "variant": run["variant"],
+                     "recipe": run["recipe"], "teacher": run["teacher"], "bits": int(run["bits"]),
+                     "bytes": int(run["bytes"]), "fp32_bytes": int(run["fp32_bytes"]),
+                     "ratio_to_fp32": run["bytes"] / run["fp32_bytes"], "teacher_bytes": teacher_bytes,
+                     "ratio_to_teacher": run["bytes"] / teacher_bytes, "test_esr": run["test_esr"],
+                     "source_test_esr": source_esr,
+                     "esr_change_pct": 100.0 * (run["test_esr"] - source_esr) / source_esr})
+    return pd.DataFrame(rows, columns=columns)
+
+
+FAMILY_COLOURS = {"baseline": "#0072B2", "kd": "#D55E00", "ptq": "#009E73", "qat": "#CC79A7", "kd_qat": "#E69F00",
+                  "slimmable": "#56B4E9"}
+
+
+def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
+    """Error against size and against streaming speed: one marker per model, families coloured."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
+    for ax, column, label in ((axes[0][0], "bytes", "size (bytes, packed)"),
+                              (axes[0][1], "rtf_stream", "streaming real-time factor (×)")):
+        for family, group in runs.groupby("recipe"):
+            ax.scatter(group[column], group["test_esr"], label=family, color=FAMILY_COLOURS.get(family, "0.3"),
+                       edgecolor="black", linewidth=0.4, s=36, zorder=3)
+            for _, row in group.iterrows():
+                ax.annotate(f"{row['layers']}" + (f" q{int(row['bits'])}" if row["bits"] < 32 else ""),
+                            (row[column], row["test_esr"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test ESR")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7, title="recipe", title_fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     ordered = RUNS_COLUMNS + [c for c in frame.columns if c not in RUNS_COLUMNS]
@@ -224,6 +334,10 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
     _write_csv_atomic(table, out_dir / "comparison.csv")
     if not table.empty:
         comparison_figure(table, out_dir / "comparison.png")
+    quantized = quantization_table(frame)
+    if not quantized.empty:
+        _write_csv_atomic(quantized, out_dir / "quantization.csv")
+    pareto_figure(frame, out_dir / "pareto.png")
     return frame
 
 

@@ -12,12 +12,14 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from .checkpoints import CHECKPOINT, LAST, load_payload, save_atomic
@@ -94,7 +96,20 @@ def _epoch_order(n_windows: int, batch_size: int, seed: int, epoch: int,
     return batches[:max_batches] if max_batches else batches
 
 
-def validation_loss(model: torch.nn.Module, windows: Windows, loss: WeightedLoss, batch_size: int) -> float:
+WeightTransform = Callable[[torch.nn.Module], dict[str, torch.Tensor]]
+
+
+def forward(model: torch.nn.Module, x: torch.Tensor, knobs: torch.Tensor | None,
+            return_features: bool = False, weight_transform: WeightTransform | None = None):
+    """``model(x, knobs)``, or with some weights replaced (e.g. fake-quantized) when a transform
+    is given; gradients still reach the model's own (shadow) parameters."""
+    if weight_transform is None:
+        return model(x, knobs, return_features=return_features)
+    return functional_call(model, weight_transform(model), (x, knobs), {"return_features": return_features})
+
+
+def validation_loss(model: torch.nn.Module, windows: Windows, loss: WeightedLoss, batch_size: int,
+                    weight_transform: WeightTransform | None = None) -> float:
     """Task loss over all validation windows (warm-up masked), weighted by window count."""
     model.eval()
     total = 0.0
@@ -103,7 +118,7 @@ def validation_loss(model: torch.nn.Module, windows: Windows, loss: WeightedLoss
         for begin in range(0, len(windows), batch_size):
             sl = slice(begin, begin + batch_size)
             knobs = windows.knobs[sl] if windows.knobs.shape[1] else None
-            y, _ = model(windows.inputs[sl], knobs)
+            y, _ = forward(model, windows.inputs[sl], knobs, weight_transform=weight_transform)
             total += float(loss(y[:, warm:], windows.targets[sl, warm:])) * y.shape[0]
     return total / len(windows)
 
@@ -120,8 +135,12 @@ def fit(
     distillation: Distillation | None = None,
     progress: bool = False,
     extra_payload: dict[str, Any] | None = None,
+    weight_transform: WeightTransform | None = None,
 ) -> TrainState:
     """Train ``model`` in place and keep ``checkpoint.pt`` (best validation) and ``last.pt``.
+
+    ``weight_transform`` (quantization-aware training) replaces weights in every forward pass,
+    training and validation alike, while the optimiser updates the model's fp32 shadow weights.
 
     Raises TrainingError when the loss stops being finite; KeyboardInterrupt propagates after the
     last finished epoch's checkpoint is safely on disk.
@@ -175,10 +194,10 @@ def fit(
             x = train.inputs[index]
             target = train.targets[index, warm:]
             if distillation is None:
-                y, _ = model(x, knobs)
+                y, _ = forward(model, x, knobs, weight_transform=weight_transform)
                 loss = loss_fn(y[:, warm:], target)
             else:
-                y, _, feats = model(x, knobs, return_features=True)
+                y, _, feats = forward(model, x, knobs, True, weight_transform)
                 t_feats, t_out = distillation.targets.get(index)
                 loss = loss_fn(y[:, warm:], target)
                 loss = loss + distillation.config.alpha * aligner(
@@ -196,7 +215,7 @@ def fit(
             optimizer.step()
             running += loss.item()
         train_loss = running / max(len(batches), 1)
-        val = validation_loss(model, validation, loss_fn, config.validation_batch_size)
+        val = validation_loss(model, validation, loss_fn, config.validation_batch_size, weight_transform)
         if not math.isfinite(val):
             raise TrainingError(f"{run_dir.name}: the validation loss became {val} at epoch {epoch + 1}")
         improved = val < state.best_validation

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from evaluation import metrics
@@ -152,3 +153,46 @@ def test_conditioned_study_with_projection_response_kd_and_balanced_sampling(tmp
     assert model.config.n_knobs == 1 and model.config.conditioning == "concat"
     # Concatenated knob: LSTM(8) sees 2 inputs, so 4·8·(2+8) + LSTM(4) 4·4·(8+4) + dense 4 = 516.
     assert runs.iloc[2]["macs_per_sample"] == 4 * 8 * 10 + 4 * 4 * 12 + 4
+
+
+def test_quantized_recipes_in_a_study(tmp_path):
+    from models.quantize import load_quantized
+
+    data = {**TINY, "students": [{"layers": [8, 8]}],
+            "recipes": [{"recipe": "baseline"}, {"recipe": "kd"},
+                        {"recipe": "ptq", "bits": [8, 2], "source": "baseline"},
+                        {"recipe": "qat", "bits": [4], "source": "baseline", "training": {"max_epochs": 1}},
+                        {"recipe": "kd_qat", "bits": [4], "source": "kd"}]}
+    out = tmp_path / "out"
+    frame = run_study(load_study(write_study(tmp_path, data)), out)
+    runs = frame[frame["layers"] == "8-8"].set_index("variant")
+    assert set(runs.index) == {"baseline", "kd", "ptq8", "ptq2", "qat4", "kd_qat4"}
+    assert runs.loc["kd_qat4", "teacher"] == "small" and runs.loc["kd_qat4", "init_run"] == runs.loc["kd", "run_id"]
+    assert runs.loc["ptq8", "init_run"] == runs.loc["baseline", "run_id"]
+    # packed bytes of S-8-8 at 4 bits: weights 32+256+256+256+8 = 808 → 404 bytes; scales 32+32+32+32+1 = 129
+    # floats (biases): 937 − 808 = 129 → 4·129 + 4·129
+    assert runs.loc["qat4", "bytes"] == 404 + 4 * 129 + 4 * 129
+    assert runs.loc["ptq2", "bytes"] == 202 + 4 * 129 + 4 * 129
+    assert runs.loc["ptq8", "ratio_to_fp32"] == pytest.approx((808 + 8 * 129) / (4 * 937))
+    # The renderer uses exactly the dequantized integers.
+    run_dir = out / "runs" / runs.loc["qat4", "run_id"]
+    model, payload = load_model(run_dir)
+    weights, _ = load_quantized(run_dir / "quantized.pt")
+    for name, value in weights.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    assert payload["bits"] == 4
+    table = pd.read_csv(out / "quantization.csv").set_index("variant")
+    teacher_bytes = 4 * 2057  # the small teacher is S-16-8 in fp32
+    assert table.loc["kd_qat4", "ratio_to_teacher"] == pytest.approx(runs.loc["kd_qat4", "bytes"] / teacher_bytes)
+    assert (out / "pareto.png").is_file()
+
+
+def test_quantized_recipe_errors(tmp_path):
+    with pytest.raises(ConfigError, match="needs bits"):
+        load_study(write_study(tmp_path, {**TINY, "recipes": [{"recipe": "ptq", "source": "baseline"}]}))
+    with pytest.raises(ConfigError, match="needs a kd source"):
+        load_study(write_study(tmp_path, {**TINY, "recipes": [
+            {"recipe": "baseline"}, {"recipe": "kd_qat", "bits": [4], "source": "baseline"}]}))
+    with pytest.raises(ConfigError, match=r"bits: expected one of"):
+        load_study(write_study(tmp_path, {**TINY, "recipes": [
+            {"recipe": "baseline"}, {"recipe": "ptq", "bits": [1], "source": "baseline"}]}))

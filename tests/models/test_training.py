@@ -198,3 +198,41 @@ def test_balanced_weights_equalise_clusters():
     # each window weighs 1/(its cluster size), normalised: both clusters carry half the mass
     np.testing.assert_allclose(weights[:30], 1 / 60)
     np.testing.assert_allclose(weights[30:], 1 / 20)
+
+
+def test_ptq_8_bit_is_close_to_fp32_and_2_bit_is_worse(tmp_path, windows):
+    from models.losses import WeightedLoss
+    from models.quantize import quantize_model
+
+    train, val = windows
+    model, net = fresh()
+    fit(model, net, train, val, config(max_epochs=10, learning_rate=2e-2), tmp_path, seed=0)
+    best, _ = load_model(tmp_path)
+    esr = WeightedLoss({"esr": 1.0})
+    fp32 = validation_loss(best, val, esr, 64)
+    errors = {}
+    for bits in (8, 4, 2):
+        q = build_model(net)
+        q.load_state_dict(quantize_model(best, bits).state_dict())
+        errors[bits] = validation_loss(q, val, esr, 64)
+    # Stated tolerance: 8-bit weights change the test ESR by less than 2 % of its fp32 value.
+    assert abs(errors[8] - fp32) < 0.02 * fp32
+    assert errors[2] > 1.2 * fp32 and errors[2] > errors[8]
+
+
+def test_qat_trains_through_the_quantizer(tmp_path, windows):
+    from models.quantize import fake_quantized_parameters, quantize_model
+
+    train, val = windows
+    model, net = fresh()
+    transform = lambda m: fake_quantized_parameters(m, 3)  # noqa: E731
+    state = fit(model, net, train, val, config(max_epochs=6, learning_rate=2e-2), tmp_path, seed=0,
+                weight_transform=transform)
+    # The validation loss it tracked is that of the 3-bit network built from its shadow weights.
+    best, _ = load_model(tmp_path)
+    quantized = build_model(net)
+    quantized.load_state_dict(quantize_model(best, 3).state_dict())
+    from models.losses import WeightedLoss
+
+    assert validation_loss(quantized, val, WeightedLoss({"mae": 1.0}), 64) == pytest.approx(state.best_validation, rel=1e-4)
+    assert state.history[-1]["validation_loss"] < state.history[0]["validation_loss"]
