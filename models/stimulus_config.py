@@ -170,8 +170,10 @@ class StimulusConfig:
             raise ConfigError(f"stimulus config: peak_ceiling_dbfs must be <= 0, found {self.peak_ceiling_dbfs}")
         if not (math.isfinite(self.fade_ms) and 0.0 <= self.fade_ms <= 100.0):
             raise ConfigError(f"stimulus config: fade_ms must lie in [0, 100], found {self.fade_ms}")
-        if self.training_trials < 0:
-            raise ConfigError(f"stimulus config: training_trials must be >= 0, found {self.training_trials}")
+        rated = len(self.items) * len(self.groups)
+        if not 0 <= self.training_trials <= rated:
+            raise ConfigError(f"stimulus config: training_trials repeats rated trials: expected 0 to {rated} "
+                              f"(items × groups), found {self.training_trials}")
         if not (math.isfinite(self.max_latency_ms) and self.max_latency_ms >= 0):
             raise ConfigError(f"stimulus config: max_latency_ms must be >= 0, found {self.max_latency_ms}")
         if self.seed < 0:

@@ -61,7 +61,8 @@ from .stimulus_config import (
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
-PEAK_MARGIN_DB = 0.01  # keeps PCM rounding from lifting a true peak above the ceiling
+PEAK_MARGIN_DB = 0.01
+SILENT_BELOW_REFERENCE_LU = 40.0  # an output this much quieter than the reference is no render of it  # keeps PCM rounding from lifting a true peak above the ceiling
 MODEL_FACTS = ("run_id", "dataset", "arch", "layers", "recipe", "variant", "teacher", "bits", "width", "params",
                "bytes", "macs_per_sample", "rtf_offline", "rtf_stream")
 OBJECTIVE_BASIS = ("each system against the reference after the 5 ms fades and latency compensation, "
@@ -293,6 +294,13 @@ def measure_latency(output: np.ndarray, reference: np.ndarray, margin: int) -> i
     return int(np.argmax(corr)) - margin
 
 
+def align(output: np.ndarray, reference: np.ndarray, margin: int) -> tuple[np.ndarray, int]:
+    """``output`` (time + 2·margin,) cut to the stretch that lines up with ``reference`` (time,),
+    and the latency that was removed (see :func:`measure_latency`)."""
+    lag = measure_latency(output, reference, margin)
+    return output[margin + lag : margin + lag + reference.size], lag
+
+
 def render_item(model, payload: dict, item: Item, knobs: dict[str, float], threads: int | None) -> np.ndarray:
     """The model's output for the item's extended dry input. (time + 2·margin,) float64."""
     from .rendering import render, torch_threads
@@ -330,7 +338,7 @@ def _training_sources(trials: list[dict], count: int) -> list[dict]:
     return [ranked[p] for p in picks]
 
 
-def _write_wav(path: Path, audio: np.ndarray, sample_rate: int, bit_depth: int) -> None:
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int, bit_depth: int) -> None:
     codes = quantize(audio, bit_depth)
     if bit_depth == 24:
         # libsndfile keeps the top 24 bits of int32 data: shift the code up.
@@ -385,6 +393,8 @@ def build_stimulus_set(
     with times.phase("rendering"):
         items = load_items(config, dataset, sample_rate)
         renders: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
+        reference_lufs = {item.spec.name: integrated_loudness(item.wet[item.margin : item.margin + n], sample_rate)
+                          for item in items}
         for item in items:
             reference = item.wet[item.margin : item.margin + n]
             for run_id, (model, payload) in models.items():
@@ -394,12 +404,14 @@ def build_stimulus_set(
                 if bad.size:
                     raise StimulusError(f"{where}: the output holds {y[bad[0]]} at sample {bad[0]} "
                                         f"({bad.size} non-finite samples); expected finite audio")
-                lag = measure_latency(y, reference, item.margin)
-                aligned = y[item.margin + lag : item.margin + lag + n]
+                aligned, lag = align(y, reference, item.margin)
                 loudness = integrated_loudness(aligned, sample_rate)
-                if not loudness > SILENCE_LUFS:
-                    raise StimulusError(f"{where}: the output is silent ({loudness:.1f} LUFS, below "
-                                        f"{SILENCE_LUFS:g}); expected audible output")
+                floor = max(SILENCE_LUFS, reference_lufs[item.spec.name] - SILENT_BELOW_REFERENCE_LU)
+                if not loudness > floor:
+                    raise StimulusError(
+                        f"{where}: the output is silent ({loudness:.1f} LUFS, the reference "
+                        f"{reference_lufs[item.spec.name]:.1f} LUFS; expected at most {SILENT_BELOW_REFERENCE_LU:g} LU "
+                        "below it): loudness alignment would only amplify noise")
                 if abs(lag) == item.margin and item.margin > 0:
                     log.warning("%s: latency %d samples is at the search limit (max_latency_ms %g)", where, lag,
                                 config.max_latency_ms)
@@ -514,10 +526,10 @@ def _write_set(manifest: dict, signals: dict, out: Path, force: bool) -> None:
             folder.mkdir(parents=True)
             hidden = trial["conditions"][0]
             reference = signals[(trial["item"], "reference")] * db_to_gain(hidden["gain_db"])
-            _write_wav(folder / trial["reference"], reference, rate, bits)
+            write_wav(folder / trial["reference"], reference, rate, bits)
             for cond in trial["conditions"]:
                 audio = signals[(trial["item"], cond.pop("signal"))] * db_to_gain(cond["gain_db"])
-                _write_wav(folder / cond["file"], audio, rate, bits)
+                write_wav(folder / cond["file"], audio, rate, bits)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         (tmp / "webmushra.yaml").write_text(webmushra_yaml(manifest), encoding="utf-8")
         if out.exists():

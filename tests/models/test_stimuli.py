@@ -1,0 +1,352 @@
+"""Stimulus sets end to end on a tiny trained study: the set, its levels, --check, webMUSHRA export,
+determinism and bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from scipy import signal as sps
+
+from evaluation import metrics
+from evaluation.manifest import load_manifest
+from models.checkpoints import load_payload, save_atomic
+from models.cli import main
+from models.devices import get_device
+from models.errors import ConfigError, StimulusError
+from models.signals import excerpt
+from models.stimulus_bench import bench_config
+from models.stimulus_check import check_stimulus_set
+from models.stimulus_sets import build_from_file
+from models.studies import load_study, run_study
+from webapp.manifest import load_stimulus_set
+from webapp.webmushra import import_webmushra
+
+RATE = 22050  # the lowest common rate that holds the 7 kHz anchor's stop band
+STUDY = {
+    "name": "tiny",
+    "datasets": [{"name": "od", "device": "overdrive", "sample_rate": RATE, "duration_s": 3.0}],
+    "teachers": [{"name": "small", "layers": [16, 8]}],
+    "students": [{"layers": [8, 8]}],
+    "recipes": [{"recipe": "baseline"}, {"recipe": "kd", "distill": {"feature_loss": "kl"}}],
+    "training": {"window_samples": 256, "warmup_samples": 64, "max_epochs": 1, "max_batches_per_epoch": 2,
+                 "learning_rate": 0.003},
+}
+ITEMS = [{"name": "guitar", "kind": "guitar"}, {"name": "bass", "kind": "bass"}, {"name": "drums", "kind": "drums"},
+         {"name": "guitar_2", "kind": "guitar"}, {"name": "bass_2", "kind": "bass"}]
+GROUPS = [
+    {"name": "S-8-8", "layers": [8, 8], "systems": [{"id": "distilled", "recipe": "kd"},
+                                                    {"id": "non_distilled", "recipe": "baseline"}]},
+    {"name": "teacher", "layers": [8, 8], "teacher": "small", "systems": [{"id": "non_distilled", "recipe": "baseline"}]},
+]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    path = root / "study.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "output_dir": str(root / "zoo")}))
+    run_study(load_study(path), root / "zoo")
+    return path
+
+
+def write_config(folder, study, **changes):
+    data = {"study": str(study), "items": ITEMS, "groups": GROUPS, "duration_s": 1.0, "training_trials": 2,
+            "seed": 3, **changes}
+    path = folder / "stimuli.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(study, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("set")
+    config = write_config(folder, study)
+    out = folder / "demo"
+    assert main(["-q", "stimuli", str(config), "--out", str(out)]) == 0
+    return out, json.loads((out / "manifest.json").read_text()), config
+
+
+def read(path):
+    audio, rate = sf.read(path, dtype="float64")
+    return audio, rate
+
+
+def true_peak(x):
+    return 20 * np.log10(np.abs(sps.resample_poly(x, 4, 1)).max())
+
+
+def test_set_layout_roles_and_limits(built):
+    out, manifest, _ = built
+    assert manifest["schema"] == 1 and manifest["sample_rate"] == RATE and manifest["bs1534_enforced"] is True
+    assert manifest["loudness_target_lufs"] == -23.0 and manifest["bs1534_exceeded"] == []
+    rated = [t for t in manifest["trials"] if not t["training"]]
+    assert [t["id"] for t in rated] == [f"{i['name']}_{g['name']}" for i in ITEMS for g in GROUPS]
+    roles = {}
+    for trial in manifest["trials"]:
+        ids = [c["id"] for c in trial["conditions"]]
+        assert ids[:3] == ["hidden_reference", "anchor_3k5", "anchor_7k"] and len(ids) <= 12
+        for c in trial["conditions"]:
+            assert roles.setdefault(c["id"], c["role"]) == c["role"]  # one role per id across trials
+        lengths = {read(out / "audio" / trial["id"] / c["file"])[0].size for c in trial["conditions"]}
+        lengths.add(read(out / "audio" / trial["id"] / trial["reference"])[0].size)
+        assert lengths == {RATE}  # 1.0 s everywhere
+        assert sf.info(out / "audio" / trial["id"] / "distilled.wav" if "distilled" in ids else
+                       out / "audio" / trial["id"] / "teacher.wav").subtype == "PCM_24"
+        folder = out / "audio" / trial["id"]
+        assert (folder / "hidden_reference.wav").read_bytes() == (folder / "reference.wav").read_bytes()
+    assert roles == {"hidden_reference": "hidden_reference", "anchor_3k5": "anchor_low", "anchor_7k": "anchor_mid",
+                     "distilled": "system", "non_distilled": "system", "teacher": "system"}
+    teacher = next(c for c in manifest["trials"][1]["conditions"] if c["id"] == "teacher")
+    assert teacher["layers"] == "16-8" and teacher["recipe"] == "baseline" and teacher["params"] == 2057
+    distilled = next(c for c in manifest["trials"][0]["conditions"] if c["id"] == "distilled")
+    assert distilled["recipe"] == "kd" and distilled["teacher"] == "small" and distilled["macs_per_sample"] == 808
+
+
+def test_manifest_loads_in_the_web_app_and_the_evaluation(built):
+    out, manifest, _ = built
+    stimulus_set = load_stimulus_set(out)
+    assert len(stimulus_set.trials) == len(manifest["trials"]) and len(stimulus_set.training_trials) == 2
+    loaded = load_manifest(out)
+    systems = loaded.conditions[loaded.conditions["role"] == "system"]
+    assert systems["objective_esr"].notna().all() and systems["params"].notna().all()
+    assert set(loaded.objective_names()) == set(metrics.METRIC_NAMES)
+
+
+def test_reference_is_the_device_output_faded_and_loudness_aligned(built):
+    out, manifest, _ = built
+    trial = manifest["trials"][0]
+    seed = manifest["items"][trial["item"]]["seed"]
+    margin = round(0.05 * RATE)  # max_latency_ms 50 on both sides
+    dry = excerpt("guitar", (RATE + 2 * margin) / RATE, RATE, seed)
+    wet = get_device("overdrive").process(dry, RATE)[margin : margin + RATE].astype(np.float64)
+    n = round(0.005 * RATE)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)
+    wet[:n] *= ramp
+    wet[-n:] *= ramp[::-1]
+    meter = pyloudnorm.Meter(RATE)
+    gain = 10 ** ((-23.0 - meter.integrated_loudness(wet) + trial["trial_gain_db"]) / 20)
+    reference, _ = read(out / "audio" / trial["id"] / "reference.wav")
+    np.testing.assert_allclose(reference, gain * wet, atol=2.0**-23)
+
+
+def test_every_signal_is_at_the_loudness_target_under_the_peak_ceiling(built):
+    out, manifest, _ = built
+    meter = pyloudnorm.Meter(RATE)
+    for trial in manifest["trials"]:
+        assert trial["trial_gain_db"] <= 0.0
+        for cond in trial["conditions"]:
+            x, _ = read(out / "audio" / trial["id"] / cond["file"])
+            assert meter.integrated_loudness(x) == pytest.approx(-23.0 + trial["trial_gain_db"], abs=0.05)
+            assert true_peak(x) <= -1.0
+            assert x[0] == 0.0 and x[-1] == 0.0  # raised-cosine fades start and end at silence
+
+
+def test_objective_metrics_compare_each_system_with_the_reference(built):
+    out, manifest, _ = built
+    trial = manifest["trials"][2]
+    folder = out / "audio" / trial["id"]
+    reference = read(folder / "reference.wav")[0] / 10 ** (trial["reference_gain_db"] / 20)
+    for cond in trial["conditions"]:
+        if cond["role"] != "system":
+            continue
+        assert abs(cond["latency_samples"]) <= round(0.05 * RATE)
+        system = read(folder / cond["file"])[0] / 10 ** (cond["gain_db"] / 20)  # undo the loudness gain
+        expected = metrics.compute_all(system, reference, RATE)
+        for name in ("mae", "esr", "esr_pre", "mrstft", "loudness_difference_lu"):
+            assert cond["objective"][name] == pytest.approx(expected[name], rel=1e-3, abs=1e-4)
+
+
+def test_training_trials_span_the_impairments(built):
+    _, manifest, _ = built
+    rated = [t for t in manifest["trials"] if not t["training"]]
+    training = [t for t in manifest["trials"] if t["training"]]
+    assert [t["id"] for t in training] == ["training_1", "training_2"]
+
+    def impairment(t):
+        return np.mean([np.log10(c["objective"]["esr"]) for c in t["conditions"] if c["role"] == "system"])
+
+    scores = {t["id"]: impairment(t) for t in rated}
+    assert training[0]["source_trial"] == max(scores, key=scores.get)
+    assert training[1]["source_trial"] == min(scores, key=scores.get)
+    source = next(t for t in rated if t["id"] == training[0]["source_trial"])
+    assert training[0]["conditions"] == source["conditions"]
+
+
+def test_check_passes_a_fresh_set(built, capsys):
+    out, _, _ = built
+    frame = check_stimulus_set(out)
+    assert frame["ok"].all(), frame[~frame["ok"]]
+    assert {"file", "lengths", "loudness", "clipping", "anchor", "hidden_reference", "signals", "items"} <= set(frame["check"])
+    assert main(["stimuli", "--check", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "OK    guitar_S-8-8:" in text and "13 of 13 passed" in text
+
+
+def _broken_copy(out, tmp_path, break_it):
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    break_it(copy)
+    return check_stimulus_set(copy)
+
+
+def _scale(path, factor):
+    x, rate = sf.read(path, dtype="float64")
+    sf.write(path, x * factor, rate, subtype="PCM_24")
+
+
+@pytest.mark.parametrize("break_it, check, condition", [
+    (lambda s: _scale(s / "audio/bass_S-8-8/distilled.wav", 10 ** (2 / 20)), "loudness", "distilled"),
+    (lambda s: (s / "audio/bass_S-8-8/non_distilled.wav").unlink(), "file", "non_distilled"),
+    (lambda s: shutil.copy(s / "audio/bass_S-8-8/reference.wav", s / "audio/bass_S-8-8/anchor_3k5.wav"),
+     "anchor", "anchor_3k5"),
+    (lambda s: _scale(s / "audio/bass_S-8-8/anchor_7k.wav", 10 ** (12 / 20)), "clipping", "anchor_7k"),
+])
+def test_check_names_what_is_wrong(built, tmp_path, break_it, check, condition):
+    out, _, _ = built
+    frame = _broken_copy(out, tmp_path, break_it)
+    failed = frame[~frame["ok"]]
+    assert set(failed["trial"]) == {"bass_S-8-8"}
+    assert ((failed["check"] == check) & (failed["condition"] == condition)).any(), failed
+
+
+def test_check_fails_on_unequal_lengths_and_cli_exits_1(built, tmp_path, capsys):
+    out, _, _ = built
+
+    def truncate(s):
+        path = s / "audio/drums_teacher/teacher.wav"
+        x, rate = sf.read(path, dtype="float64")
+        sf.write(path, x[:-100], rate, subtype="PCM_24")
+
+    frame = _broken_copy(out, tmp_path, truncate)
+    assert frame[~frame["ok"]]["check"].tolist() == ["lengths"]
+    assert main(["stimuli", "--check", str(tmp_path / "copy")]) == 1
+    assert "FAIL  drums_teacher:" in capsys.readouterr().out
+
+
+def test_webmushra_export_imports_back(built, tmp_path):
+    out, manifest, _ = built
+    config = yaml.safe_load((out / "webmushra.yaml").read_text())
+    pages = [p for p in config["pages"] if isinstance(p, dict) and p["type"] == "mushra"]
+    randomised = next(p for p in config["pages"] if isinstance(p, list))
+    assert randomised[0] == "random" and len(randomised) - 1 == 10 and len(pages) == 2
+    first = randomised[1]
+    assert first["createAnchor35"] is False and set(first["stimuli"]) == {"anchor_3k5", "anchor_7k", "distilled",
+                                                                          "non_distilled"}
+    # laid out as webMUSHRA expects: the set under configs/resources/audio/<set>/, the YAML in configs/
+    root = tmp_path / "webMUSHRA"
+    shutil.copytree(out, root / "configs/resources/audio" / manifest["name"])
+    shutil.copy(out / "webmushra.yaml", root / "configs/demo.yaml")
+    imported = import_webmushra(root / "configs/demo.yaml", tmp_path / "imported")
+    back = load_stimulus_set(imported)
+    assert len(back.trials) == len(manifest["trials"])
+    a = read(out / "audio/guitar_S-8-8/distilled.wav")[0]
+    b = read(imported / "audio/guitar_S-8-8/distilled.wav")[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_same_config_and_seed_give_byte_identical_sets(built, tmp_path):
+    out, manifest, config = built
+    again = tmp_path / out.name
+    build_from_file(config, again, command=manifest["provenance"]["command"])
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:
+        if rel.name != "manifest.json":
+            assert (out / rel).read_bytes() == (again / rel).read_bytes(), rel
+    second = json.loads((again / "manifest.json").read_text())
+    for m in (manifest, second):
+        m["provenance"].pop("created_at")
+        # other developers commit to the same checkout, so HEAD may move between the two builds
+        assert len(m["provenance"].pop("git_commit")) in (40, len("unknown"))
+    assert second == manifest
+
+
+def test_no_strict_relaxes_the_limits_and_says_so(study, tmp_path):
+    many = [{"id": f"copy_{i}", "recipe": "baseline"} for i in range(10)]
+    config = write_config(tmp_path, study, items=ITEMS[:2], duration_s=0.8, training_trials=0,
+                          groups=[{"name": "big", "layers": [8, 8], "systems": many}])
+    with pytest.raises(StimulusError) as error:
+        build_from_file(config, tmp_path / "strict")
+    assert "13 signals per trial" in str(error.value) and "at least 5" in str(error.value)
+    assert not (tmp_path / "strict").exists()
+    assert main(["-q", "stimuli", str(config), "--out", str(tmp_path / "relaxed"), "--no-strict"]) == 0
+    manifest = json.loads((tmp_path / "relaxed/manifest.json").read_text())
+    assert manifest["bs1534_enforced"] is False and len(manifest["bs1534_exceeded"]) == 2
+    assert "--no-strict" in manifest["provenance"]["command"]
+    assert len(manifest["trials"][0]["conditions"]) == 13
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_bad_input_is_named_and_nothing_is_written(study, tmp_path, capsys):
+    def fails(match, exc=StimulusError, **changes):
+        config = write_config(tmp_path, study, **{"training_trials": 0, **changes})
+        out = tmp_path / "out"
+        with pytest.raises(exc, match=match):
+            build_from_file(config, out)
+        assert not out.exists() and _leftovers(tmp_path) == []
+
+    fails(r"unknown key 'colour'", ConfigError, colour="red")
+    fails(r"item 'x'.*exactly one of 'kind'.*found neither", ConfigError, items=[{"name": "x"}] * 5)
+    fails(r"group 'S-8-8', system 'distilled': expected exactly one run .* found 0",
+          groups=[{"name": "S-8-8", "layers": [32, 8], "systems": [{"id": "distilled", "recipe": "kd"}]}])
+    fails(r"system 'base': expected exactly one run .* found 2",
+          groups=[{"name": "any", "systems": [{"id": "base", "recipe": "baseline"}]}])
+    fails(r"run od_S-8-8_[\w-]+ is not trained: no checkpoint.pt in", study_dir=str(tmp_path / "nowhere"))
+    fails(r"the model was trained at 22050 Hz, but the set is at 44100 Hz", sample_rate=44100)
+    short = tmp_path / "short.wav"
+    sf.write(short, np.full(RATE // 2, 0.1), RATE)
+    fails(r"item 'mine': dry: .*short.wav is too short: expected at least 1.000 s .* found 0.500 s",
+          items=ITEMS[:4] + [{"name": "mine", "dry": str(short)}])
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(2 * RATE), RATE)
+    fails(r"item 'quiet': the reference is silent", items=ITEMS[:4] + [{"name": "quiet", "dry": str(silent)}])
+    fails(r"training_trials repeats rated trials: expected 0 to 10 .* found 11", ConfigError, training_trials=11)
+
+    # the CLI prints the message, no traceback, exit status 2
+    config = write_config(tmp_path, study, sample_rate=44100)
+    assert main(["stimuli", str(config), "--out", str(tmp_path / "cli")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_nan_output_names_the_run(study, tmp_path):
+    zoo = tmp_path / "zoo"
+    shutil.copytree(study.parent / "zoo", zoo)
+    run = next(p for p in (zoo / "runs").iterdir() if "_S-8-8_kd-" in p.name)
+    payload = load_payload(run / "checkpoint.pt")
+    payload["model"] = {k: torch.full_like(v, float("nan")) if k.startswith("dense") else v
+                        for k, v in payload["model"].items()}
+    save_atomic(payload, run / "checkpoint.pt")
+    config = write_config(tmp_path, study, study_dir=str(zoo), training_trials=0)
+    with pytest.raises(StimulusError, match=rf"run {run.name} on item 'guitar': the output holds nan at sample 0"):
+        build_from_file(config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_set_is_kept_unless_forced(built, tmp_path):
+    out, manifest, config = built
+    target = tmp_path / "set"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(StimulusError, match="already exists"):
+        build_from_file(config, target)
+    assert (target / "keep.txt").read_text() == "mine"
+    replaced = build_from_file(config, target, force=True)
+    assert not (target / "keep.txt").exists() and (target / "manifest.json").is_file()
+    assert len(replaced["trials"]) == len(manifest["trials"]) and _leftovers(tmp_path) == []
+
+
+def test_bench_config_has_twelve_trials_from_the_study(study):
+    config = bench_config(study.parent / "zoo")
+    assert len(config.items) * len(config.groups) == 12 and config.duration_s == 10.0
+    assert all(len(g.condition_ids) + 3 <= 12 for g in config.groups)
+    assert [g.name for g in config.groups] == ["S-8-8", "students", "zoo", "S-8-8-copy3"]
+    assert config.groups[2].condition_ids[-1] == "teacher"
