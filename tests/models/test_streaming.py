@@ -1,0 +1,91 @@
+"""Block streaming equals whole-file rendering, and a WaveNet block costs work proportional to its length."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models.errors import ConfigError
+from models.nets import NetConfig, build_model
+from models.rendering import render_whole
+from models.slimmable import slim
+from models.streaming import measure_rtf, stream
+from models.wavenet import build_wavenet, from_preset, macs_per_sample
+
+BLOCKS = [64, 128, 256, 512, 37, 333, 1000]
+
+
+@pytest.fixture(scope="module")
+def audio():
+    # Longer than the 4093-sample receptive field, so the carried history matters.
+    rng = np.random.default_rng(3)
+    t = np.arange(6000) / 48000
+    return (0.4 * np.sin(2 * np.pi * 220 * t) + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def wavenet():
+    torch.manual_seed(0)
+    return build_wavenet(from_preset("standard")).eval()
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_wavenet_stream_equals_whole_file(wavenet, audio, block):
+    np.testing.assert_allclose(stream(wavenet, audio, block), render_whole(wavenet, audio), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("block", [64, 128, 512, 37])
+def test_lstm_stream_equals_whole_file(audio, block):
+    torch.manual_seed(0)
+    model = build_model(NetConfig(layers=(16, 8))).eval()
+    np.testing.assert_allclose(stream(model, audio, block), render_whole(model, audio), atol=1e-5, rtol=0)
+
+
+def test_stream_with_knobs_and_at_a_width(audio):
+    torch.manual_seed(0)
+    model = build_wavenet(from_preset("feather", n_knobs=1)).eval()
+    np.testing.assert_allclose(stream(model, audio, 128, [0.3]), render_whole(model, audio, [0.3]),
+                               atol=1e-5, rtol=0)
+    torch.manual_seed(0)
+    lstm = build_model(NetConfig(layers=(16, 8), n_knobs=2)).eval()
+    np.testing.assert_allclose(stream(lstm, audio, 256, [0.1, 0.9]), render_whole(lstm, audio, [0.1, 0.9]),
+                               atol=1e-5, rtol=0)
+
+
+def test_slimmed_stream_equals_sliced_whole_file(wavenet, audio):
+    with torch.no_grad():
+        sliced = wavenet(torch.from_numpy(audio)[None, :, None], width=0.25)[0][0, :, 0].numpy()
+    np.testing.assert_allclose(stream(slim(wavenet, 0.25), audio, 64), sliced, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("width", [1.0, 0.5])
+def test_wavenet_block_work_is_proportional_to_block_length(wavenet, width):
+    """torch's flop counter over a stateful block: exactly 2·T·MACs, no receptive field recomputed."""
+    model = slim(wavenet, width)
+    counts = {}
+    for block in (64, 512):
+        state = model.silence_state(1)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.randn(1, block, 1), state=state)
+        counts[block] = counter.get_total_flops()
+    assert counts[512] == 8 * counts[64] == 2 * 512 * macs_per_sample(wavenet.config, width)
+
+
+def test_stream_rejects_bad_input(wavenet, audio):
+    with pytest.raises(ConfigError, match="block_samples"):
+        stream(wavenet, audio, 0)
+    with pytest.raises(ConfigError, match=r"shape \(time,\)"):
+        stream(wavenet, np.zeros((100, 2), np.float32), 64)
+    with pytest.raises(ConfigError, match="0 knob value"):
+        stream(wavenet, audio, 64, [0.5])
+
+
+def test_measure_rtf_restores_mode_and_threads():
+    torch.manual_seed(0)
+    model = build_wavenet(from_preset("nano")).train()
+    threads = torch.get_num_threads()
+    rtf = measure_rtf(model, 8000, 256, seconds=0.1, repeats=1, threads=1)
+    assert np.isfinite(rtf) and rtf > 0
+    assert model.training and torch.get_num_threads() == threads
+    with pytest.raises(ConfigError, match="repeats"):
+        measure_rtf(model, 8000, 256, repeats=0)
