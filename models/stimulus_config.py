@@ -80,8 +80,9 @@ class ItemSpec:
 class SystemSpec:
     """One model condition of a group: ``id`` is the condition id, stable across trials
     (``distilled``, ``non_distilled``, later ``kd_q4`` …). The other keys select exactly one run of
-    the study: any of ``run_id``, ``recipe``, ``variant``, ``teacher``, ``layers`` (default: the
-    group's), ``seed`` (default: the study's first seed). ``teacher: none`` selects runs without
+    the study: any of ``run_id``, ``recipe``, ``variant``, ``teacher``, ``bits`` (quantized
+    recipes, e.g. ``{id: kd_q4, recipe: kd_qat, bits: 4}``), ``layers`` (default: the group's),
+    ``seed`` (default: the study's first seed). ``teacher: none`` selects runs without
     a teacher."""
 
     id: str
@@ -91,6 +92,7 @@ class SystemSpec:
     teacher: str | None = None
     layers: tuple[int, ...] | None = None
     seed: int | None = None
+    bits: int | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.id, "system id")

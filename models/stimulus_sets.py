@@ -135,6 +135,8 @@ def _matches(run, spec: SystemSpec, layers: tuple[int, ...] | None, seed: int) -
         return False
     if spec.variant is not None and run.variant != spec.variant:
         return False
+    if spec.bits is not None and getattr(run, "bits", 32) != spec.bits:
+        return False
     if spec.teacher is not None:
         teacher = run.teacher or "none"
         if teacher != spec.teacher:
@@ -144,7 +146,7 @@ def _matches(run, spec: SystemSpec, layers: tuple[int, ...] | None, seed: int) -
 
 def _describe(run) -> str:
     return (f"{run.run_id} (layers {list(run.model.layers)}, recipe {run.recipe}, variant {run.variant}, "
-            f"teacher {run.teacher or 'none'}, seed {run.seed})")
+            f"teacher {run.teacher or 'none'}, bits {getattr(run, 'bits', 32)}, seed {run.seed})")
 
 
 def _run_folder(study_root: Path, run_id: str, where: str, study_file: str) -> SelectedRun:

@@ -21,7 +21,8 @@ from models.errors import ConfigError, StimulusError
 from models.signals import excerpt
 from models.stimulus_bench import bench_config
 from models.stimulus_check import check_stimulus_set
-from models.stimulus_sets import build_from_file
+from models.stimulus_config import load_stimulus_config
+from models.stimulus_sets import build_from_file, select_runs
 from models.studies import load_study, run_study
 from webapp.manifest import load_stimulus_set
 from webapp.webmushra import import_webmushra
@@ -32,7 +33,8 @@ STUDY = {
     "datasets": [{"name": "od", "device": "overdrive", "sample_rate": RATE, "duration_s": 3.0}],
     "teachers": [{"name": "small", "layers": [16, 8]}],
     "students": [{"layers": [8, 8]}],
-    "recipes": [{"recipe": "baseline"}, {"recipe": "kd", "distill": {"feature_loss": "kl"}}],
+    "recipes": [{"recipe": "baseline"}, {"recipe": "kd", "distill": {"feature_loss": "kl"}},
+                {"recipe": "ptq", "bits": [4], "source": "baseline"}],
     "training": {"window_samples": 256, "warmup_samples": 64, "max_epochs": 1, "max_batches_per_epoch": 2,
                  "learning_rate": 0.003},
 }
@@ -350,3 +352,14 @@ def test_bench_config_has_twelve_trials_from_the_study(study):
     assert all(len(g.condition_ids) + 3 <= 12 for g in config.groups)
     assert [g.name for g in config.groups] == ["S-8-8", "students", "zoo", "S-8-8-copy3"]
     assert config.groups[2].condition_ids[-1] == "teacher"
+
+
+def test_quantized_runs_are_selected_by_bits(study, tmp_path):
+    groups = [{"name": "S-8-8", "layers": [8, 8], "systems": [{"id": "q4", "recipe": "ptq", "bits": 4},
+                                                              {"id": "fp32", "recipe": "baseline"}]}]
+    config = load_stimulus_config(write_config(tmp_path, study, groups=groups, training_trials=0))
+    _, _, _, selected = select_runs(config)
+    (q4_id, q4), (fp32_id, fp32) = selected["S-8-8"]
+    assert (q4_id, q4.facts["recipe"], q4.facts["bits"]) == ("q4", "ptq", 4)
+    assert (fp32_id, fp32.facts["recipe"], fp32.facts["bits"]) == ("fp32", "baseline", 32)
+    assert q4.facts["bytes"] < fp32.facts["bytes"]
