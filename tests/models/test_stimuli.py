@@ -270,7 +270,7 @@ def test_same_config_and_seed_give_byte_identical_sets(built, tmp_path):
 
 def test_no_strict_relaxes_the_limits_and_says_so(study, tmp_path):
     many = [{"id": f"copy_{i}", "recipe": "baseline"} for i in range(10)]
-    config = write_config(tmp_path, study, items=ITEMS[:2], duration_s=0.8, training_trials=0,
+    config = write_config(tmp_path, study, items=ITEMS[:2], duration_s=0.8, training_trials=0, bit_depth=16,
                           groups=[{"name": "big", "layers": [8, 8], "systems": many}])
     with pytest.raises(StimulusError) as error:
         build_from_file(config, tmp_path / "strict")
@@ -281,6 +281,10 @@ def test_no_strict_relaxes_the_limits_and_says_so(study, tmp_path):
     assert manifest["bs1534_enforced"] is False and len(manifest["bs1534_exceeded"]) == 2
     assert "--no-strict" in manifest["provenance"]["command"]
     assert len(manifest["trials"][0]["conditions"]) == 13
+    assert sf.info(tmp_path / "relaxed/audio/guitar_big/copy_9.wav").subtype == "PCM_16"
+    assert sf.info(tmp_path / "relaxed/audio/guitar_big/copy_9.wav").frames == round(0.8 * RATE)
+    frame = check_stimulus_set(tmp_path / "relaxed")
+    assert frame["ok"].all() and "signals" not in set(frame["check"])  # limits not enforced: not checked
 
 
 def _leftovers(folder):
@@ -297,6 +301,8 @@ def test_bad_input_is_named_and_nothing_is_written(study, tmp_path, capsys):
 
     fails(r"unknown key 'colour'", ConfigError, colour="red")
     fails(r"item 'x'.*exactly one of 'kind'.*found neither", ConfigError, items=[{"name": "x"}] * 5)
+    fails(r"items\[0\]: unknown key 'level'", ConfigError, items=[{**ITEMS[0], "level": 3}] + ITEMS[1:])
+    fails(r"knobs: this model needs values for no knobs, found \['drive'\]", knobs={"drive": 0.5})
     fails(r"group 'S-8-8', system 'distilled': expected exactly one run .* found 0",
           groups=[{"name": "S-8-8", "layers": [32, 8], "systems": [{"id": "distilled", "recipe": "kd"}]}])
     fails(r"system 'base': expected exactly one run .* found 2",
