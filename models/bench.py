@@ -17,7 +17,7 @@ import torch
 
 from .checkpoints import load_model
 from .nets import TEACHER_LAYERS, NetConfig, build_model, macs_per_sample, parameter_count
-from .rendering import DEFAULT_CHUNK_SAMPLES, DEFAULT_WARMUP_SAMPLES, render, render_whole, torch_threads
+from .rendering import DEFAULT_WARMUP_SAMPLES, TARGET_BATCH, render, render_whole, torch_threads
 from .signals import program
 
 PRESETS = {
@@ -82,8 +82,8 @@ def run_bench(repeats: int = 5, audio_s: float = 10.0, checkpoint: Path | None =
     audio = program(audio_s, SAMPLE_RATE, seed=1)
     print(f"Earshot models bench — CPU: {cpu_model()}; {torch.get_num_threads()} threads available; "
           f"torch {torch.__version__}; median of {repeats} (whole-file: of {max(1, min(repeats, 3))})")
-    print(f"render: {audio_s:g} s of programme at {SAMPLE_RATE} Hz, 1 thread; chunked = "
-          f"{DEFAULT_CHUNK_SAMPLES}-sample chunks + {DEFAULT_WARMUP_SAMPLES}-sample warm-up as one batch\n")
+    print(f"render: {audio_s:g} s of programme at {SAMPLE_RATE} Hz, 1 thread; chunked = about {TARGET_BATCH} "
+          f"chunks, each with a {DEFAULT_WARMUP_SAMPLES}-sample warm-up, as one batch\n")
     header = (f"{'preset':<8} {'params':>7} {'MACs/sample':>11} {'train 1t (samp/s)':>18} "
               f"{'train 2t (samp/s)':>18} {'RTF chunked':>12} {'RTF whole':>10} {'speed-up':>9}")
     print(header)
@@ -106,7 +106,7 @@ def run_bench(repeats: int = 5, audio_s: float = 10.0, checkpoint: Path | None =
         b = render(model, audio)
     print(f"\nS-64-8 {what}: max |chunked − whole-file| = {np.abs(a - b).max():.2e} over {audio_s:g} s")
     print("\nS-64-8 chunk size sweep (1 thread / 2 threads, real-time factor):")
-    for chunk, warmup in [(2048, 1024), (4096, 1024), (4096, 2048), (8192, 2048), (16384, 2048)]:
+    for chunk, warmup in [(4096, 2048), (8192, 2048), (12000, 2048), (16384, 2048), (32768, 2048), (12000, 1024)]:
         rtfs = []
         for threads in (1, 2):
             with torch_threads(threads):
