@@ -17,9 +17,10 @@ output is ``head_scale`` (0.02 in NAM's presets) times the last array's head out
 input skip. Layout, presets and the weight order of :mod:`models.nam_format` follow the
 ``neural-amp-modeler`` trainer up to version 0.12 (``.nam`` format 0.5.x).
 
-Time runs left to right in the convolutions, so tensors here are channels-first
-``(batch, channels, time)`` internally; the public ``forward`` takes and returns
-``(batch, time, 1)`` like :class:`models.nets.LSTMStack`.
+Internally tensors are time-major, ``(batch, time, channels)``, and every convolution is a few
+matrix products on views of the cached history (PyTorch's dilated Conv1d is slow on short CPU
+blocks); the public ``forward`` takes and returns ``(batch, time, 1)`` like
+:class:`models.nets.LSTMStack`. The ``nn.Conv1d`` modules only hold the parameters, in NAM's shapes.
 
 Streaming state is the cached input history of every dilated convolution:
 ``(kernel_size − 1)·dilation`` past columns per layer, so a block costs work proportional to its
@@ -250,8 +251,131 @@ class _ArrayWeights:
     head_b: torch.Tensor | None
 
 
+@dataclass
+class _ArrayPlan:
+    """One array's weights arranged for :func:`_run`: time-major, transposed for ``x @ W``.
+
+    The residual stream is carried without its bias: every layer's 1×1 bias only adds a constant
+    vector to the stream, so the plan keeps the stream bias-free and folds the accumulated constant
+    into the next convolutions' biases (``offsets`` holds it, to rebuild true layer outputs).
+    The last array's head carries the head scale.
+    """
+
+    config: LayerArrayConfig
+    rechannel: torch.Tensor  # (in, c)
+    mixer: torch.Tensor  # (condition, layers·mid)
+    mixer_bias: torch.Tensor  # (layers·mid,): conv biases with the folded stream constants
+    taps: list[list[torch.Tensor]]  # per layer, per tap (oldest first): (c, mid)
+    taps_sum: list[torch.Tensor]  # (c, mid): the taps summed, for a constant (silent) input
+    out: list[torch.Tensor]  # (c, c)
+    offsets: list[torch.Tensor]  # (c,) stream constant at each layer's output
+    head: torch.Tensor  # (c, head)
+    head_bias: torch.Tensor | None
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    # Standard strides, size-1 dimensions included: a sliced network then multiplies exactly like a
+    # slimmed one, through the same kernels.
+    return t.clone(memory_format=torch.contiguous_format)
+
+
+def _compile(weights: list[_ArrayWeights], arrays: Sequence[LayerArrayConfig], head_scale: float) -> list[_ArrayPlan]:
+    plans = []
+    carried = None  # stream constant leaving the previous array (true output = stream + carried)
+    for a, (w, array) in enumerate(zip(weights, arrays, strict=True)):
+        rechannel = w.rechannel[:, :, 0]
+        offset = rechannel.new_zeros(array.channels) if carried is None else rechannel @ carried
+        taps, taps_sum, out, offsets, biases = [], [], [], [], []
+        for j in range(len(array.dilations)):
+            kernel = w.conv_w[j]  # (mid, c, kernel)
+            taps.append([_dense(kernel[:, :, i].t()) for i in range(kernel.shape[2])])
+            summed = kernel.sum(dim=2)
+            taps_sum.append(_dense(summed.t()))
+            biases.append(w.conv_b[j] + summed @ offset)
+            out.append(_dense(w.out_w[j][:, :, 0].t()))
+            offset = offset + w.out_b[j]
+            offsets.append(offset)
+        head = w.head_w[:, :, 0].t()
+        head_bias = w.head_b
+        if a == len(arrays) - 1:
+            head = head * head_scale
+            head_bias = None if head_bias is None else head_bias * head_scale
+        plans.append(_ArrayPlan(
+            config=array, rechannel=_dense(rechannel.t()), mixer=_dense(w.mixer_w[:, :, 0].t()),
+            mixer_bias=torch.cat(biases), taps=taps, taps_sum=taps_sum, out=out, offsets=offsets,
+            head=_dense(head), head_bias=head_bias,
+        ))
+        carried = offset
+    return plans
+
+
+def _affine(add: torch.Tensor | None, x: torch.Tensor, w: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``add + x @ w`` for x (time, in) or (batch, time, in) and w (in, out)."""
+    if x.dim() == 2:
+        if add is None:
+            return torch.mm(x, w)
+        # out= rather than addmm_: the same in-place kernel, and torch's flop counter sees it.
+        return torch.addmm(add, x, w, out=add) if inplace else torch.addmm(add, x, w)
+    w = w.expand(x.shape[0], -1, -1)
+    if add is None:
+        return torch.bmm(x, w)
+    return torch.baddbmm(add, x, w, out=add) if inplace else torch.baddbmm(add, x, w)
+
+
+def _run(plans: list[_ArrayPlan], cond: torch.Tensor, history: list[torch.Tensor] | None, keep_features: bool):
+    """The network over ``cond`` ((batch,) time, condition) with per-layer (bias-free) ``history``.
+
+    Tensors are time-major, ``((batch,) time, channels)``; a batch of one runs without the batch
+    dimension (2-D products are several times cheaper per call than batched ones, which matters
+    for short streamed blocks). history None: the input is constant in time (the silence pass,
+    time length 1), so every convolution applies its summed taps. Returns y ((batch,) time, 1),
+    the new history ((batch,) span, channels) per layer, and the layer outputs when ``keep_features``.
+    """
+    time = cond.shape[-2]
+    inplace = not torch.is_grad_enabled()
+    x = cond[..., :1]
+    head = None
+    new_history: list[torch.Tensor] = []
+    features = []
+    index = 0
+    for plan in plans:
+        array = plan.config
+        c, mid, k = array.channels, array.mid_channels, array.kernel_size
+        act_fn = ACTIVATIONS[array.activation]
+        g = _affine(None, x, plan.rechannel)
+        mixed = _affine(plan.mixer_bias, cond, plan.mixer)
+        terms = [] if head is None else [head]
+        for j, dilation in enumerate(array.dilations):
+            span = (k - 1) * dilation
+            z = mixed.narrow(-1, j * mid, mid)
+            if history is None:
+                z = _affine(z, g, plan.taps_sum[j])
+                new_history.append(g.expand(*g.shape[:-2], span, c))
+            else:
+                full = torch.cat([history[index], g], dim=-2)
+                # Tap i of the dilated convolution reads the rows i·dilation … i·dilation + time.
+                z = _affine(z, full.narrow(-2, 0, time), plan.taps[j][0])
+                for i in range(1, k):
+                    z = _affine(z, full.narrow(-2, i * dilation, time), plan.taps[j][i], inplace)
+                new_history.append(full.narrow(-2, time, span))
+            act = act_fn(z.narrow(-1, 0, c)) * torch.sigmoid(z.narrow(-1, c, c)) if array.gated else act_fn(z)
+            g = _affine(g, act, plan.out[j])
+            terms.append(act)
+            if keep_features:
+                features.append(g + plan.offsets[j])
+            index += 1
+        summed = torch.stack(terms).sum(dim=0) if len(terms) > 1 else terms[0]
+        head = _affine(plan.head_bias, summed, plan.head) if plan.head_bias is not None else _affine(
+            None, summed, plan.head)
+        x = g
+    return head, new_history, features
+
+
 WaveNetState = list[torch.Tensor]
-"""Per layer (in array order) the cached input history ``(batch, channels, (kernel − 1)·dilation)``."""
+"""Per layer (in array order) the cached input history ``(batch, (kernel − 1)·dilation, channels)``.
+
+The history is kept without the residual-stream bias constants (see ``_ArrayPlan``): it is only
+meaningful to the network (and width) that produced it."""
 
 
 class WaveNet(nn.Module):
@@ -261,6 +385,8 @@ class WaveNet(nn.Module):
         super().__init__()
         self.config = config
         self.arrays = nn.ModuleList(_LayerArray(a, config.condition_size) for a in config.arrays)
+        self._plans: dict = {}
+        self._parameter_list: list[nn.Parameter] | None = None
 
     @property
     def receptive_field(self) -> int:
@@ -302,68 +428,45 @@ class WaveNet(nn.Module):
         return result
 
     def _condition(self, x: torch.Tensor, knobs: torch.Tensor | None) -> torch.Tensor:
-        """(batch, time, 1) audio + knobs → (batch, condition, time)."""
+        """(batch, time, 1) audio + knobs → (batch, time, condition)."""
         n_knobs = self.config.n_knobs
         if n_knobs and (knobs is None or knobs.shape[-1] != n_knobs):
             found = None if knobs is None else tuple(knobs.shape)
             raise ConfigError(f"this model needs {n_knobs} knob value(s) per example, found {found}")
-        cond = x.transpose(1, 2)
         if n_knobs:
-            cond = torch.cat([cond, knobs[:, :, None].expand(-1, -1, x.shape[1]).to(x.dtype)], dim=1)
-        return cond
+            return torch.cat([x, knobs[:, None, :].expand(-1, x.shape[1], -1).to(x.dtype)], dim=2)
+        return x
 
-    def _run(self, weights: list[_ArrayWeights], cond: torch.Tensor, history: WaveNetState | None,
-             layer_configs: Sequence[LayerArrayConfig], keep_features: bool):
-        """The network over ``cond`` (batch, condition, time) with per-layer ``history``.
+    def _plan(self, width: float | None) -> list[_ArrayPlan]:
+        """The weights of ``width`` rearranged for the fast forward (cached while no gradient is taken).
 
-        history None: every convolution reads only the current columns (the silence pass uses
-        time length 1 and treats every tap as that column). Returns y (batch, 1, time), the new
-        history and the per-layer outputs.
+        Under ``no_grad``/``inference_mode`` the plan is rebuilt only when a parameter changes
+        (version counters and storage), so streaming blocks do not pay for it.
         """
-        x = cond[:, :1]
-        head = None
-        new_history: WaveNetState = []
-        features = []
-        index = 0
-        for w, array in zip(weights, layer_configs, strict=True):
-            h = F.conv1d(x, w.rechannel)
-            mixed = F.conv1d(cond, w.mixer_w)
-            mid = w.conv_w[0].shape[0]
-            channels = w.out_w[0].shape[0]
-            act_fn = ACTIVATIONS[array.activation]
-            for j, dilation in enumerate(array.dilations):
-                span = (array.kernel_size - 1) * dilation
-                if history is None:
-                    # Constant input: every tap sees the same column, so the kernel sums.
-                    z = F.conv1d(h, w.conv_w[j].sum(dim=2, keepdim=True), w.conv_b[j])
-                    past = h.expand(-1, -1, span) if span else h[:, :, :0]
-                    full = h
-                else:
-                    full = torch.cat([history[index], h], dim=2) if span else h
-                    z = F.conv1d(full, w.conv_w[j], w.conv_b[j], dilation=dilation)
-                    past = full[:, :, full.shape[2] - span:]
-                new_history.append(past)
-                z = z + mixed[:, j * mid:(j + 1) * mid]
-                if array.gated:
-                    act = act_fn(z[:, :channels]) * torch.sigmoid(z[:, channels:])
-                else:
-                    act = act_fn(z)
-                h = h + F.conv1d(act, w.out_w[j], w.out_b[j])
-                head = act if head is None else head + act
-                if keep_features:
-                    features.append(h)
-                index += 1
-            head = F.conv1d(head, w.head_w, w.head_b)
-            x = h
-        return self.config.head_scale * head, new_history, features
+        if torch.is_grad_enabled():
+            return _compile(self.weights_at(width), self._arrays_at(width), self.config.head_scale)
+        if self._parameter_list is None:
+            self._parameter_list = list(self.parameters())
+        key = (width if width not in (None, 1.0) else 1.0, torch.is_inference_mode_enabled(),
+               tuple((p._version, p.data_ptr()) for p in self._parameter_list))
+        cached = self._plans.get(key[:2])
+        if cached is None or cached[0] != key[2]:
+            cached = (key[2], _compile(self.weights_at(width), self._arrays_at(width), self.config.head_scale))
+            self._plans[key[:2]] = cached
+        return cached[1]
+
+    def _arrays_at(self, width: float | None) -> tuple[LayerArrayConfig, ...]:
+        return self.config.arrays if width in (None, 1.0) else slimmed_config(self.config, width).arrays
 
     def silence_state(self, batch: int, knobs: torch.Tensor | None = None, width: float | None = None,
                       dtype: torch.dtype = torch.float32) -> WaveNetState:
         """The history every layer holds after endless silence (batch items differ only by knobs)."""
         x = torch.zeros(batch, 1, 1, dtype=dtype, device=self._device())
         cond = self._condition(x, knobs)
-        config = self.config if width in (None, 1.0) else slimmed_config(self.config, width)
-        _, history, _ = self._run(self.weights_at(width), cond, None, config.arrays, False)
+        if batch == 1:
+            _, history, _ = _run(self._plan(width), cond[0], None, False)
+            return [h[None] for h in history]
+        _, history, _ = _run(self._plan(width), cond, None, False)
         return history
 
     def _device(self) -> torch.device:
@@ -395,10 +498,14 @@ class WaveNet(nn.Module):
             expected = sum(len(a.dilations) for a in config.arrays)
             if len(state) != expected:
                 raise ConfigError(f"wavenet state: expected {expected} layer histories, found {len(state)}")
-        y, new_state, features = self._run(self.weights_at(width), cond, state, config.arrays, return_features)
-        y = y.transpose(1, 2)
+        plan = self._plan(width)
+        if x.shape[0] == 1:
+            y, new_state, features = _run(plan, cond[0], [h[0] for h in state], return_features)
+            y, new_state, features = y[None], [h[None] for h in new_state], [f[None] for f in features]
+        else:
+            y, new_state, features = _run(plan, cond, state, return_features)
         if return_features:
-            return y, new_state, [f.transpose(1, 2) for f in features]
+            return y, new_state, features
         return y, new_state
 
 

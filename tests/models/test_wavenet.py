@@ -179,7 +179,7 @@ def test_features_are_every_layers_output():
     assert [tuple(f.shape) for f in features[:7]] == [(2, 100, 4)] * 7
     assert [tuple(f.shape) for f in features[7:]] == [(2, 100, 2)] * 13
     # The state of a layer holds (kernel − 1)·dilation past columns.
-    assert [s.shape[2] for s in state[:7]] == [2 * d for d in (1, 2, 4, 8, 16, 32, 64)]
+    assert [tuple(s.shape) for s in state[:7]] == [(2, 2 * d, 4) for d in (1, 2, 4, 8, 16, 32, 64)]
 
 
 def test_slimmed_config_channels_round_half_up_and_chain():
