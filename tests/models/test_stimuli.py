@@ -101,6 +101,10 @@ def test_set_layout_roles_and_limits(built):
                        out / "audio" / trial["id"] / "teacher.wav").subtype == "PCM_24"
         folder = out / "audio" / trial["id"]
         assert (folder / "hidden_reference.wav").read_bytes() == (folder / "reference.wav").read_bytes()
+        reference = read(folder / "reference.wav")[0]
+        for anchor in ("anchor_3k5", "anchor_7k"):  # zero phase: no delay against the reference
+            lags = sps.correlation_lags(RATE, RATE)
+            assert lags[np.argmax(sps.correlate(read(folder / f"{anchor}.wav")[0], reference))] == 0
     assert roles == {"hidden_reference": "hidden_reference", "anchor_3k5": "anchor_low", "anchor_7k": "anchor_mid",
                      "distilled": "system", "non_distilled": "system", "teacher": "system"}
     teacher = next(c for c in manifest["trials"][1]["conditions"] if c["id"] == "teacher")
@@ -339,8 +343,8 @@ def test_nan_output_names_the_run(study, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_existing_set_is_kept_unless_forced(built, tmp_path):
-    out, manifest, config = built
+def test_existing_set_is_kept_unless_forced(study, tmp_path):
+    config = write_config(tmp_path, study, groups=GROUPS[:1], training_trials=0)
     target = tmp_path / "set"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
@@ -349,7 +353,7 @@ def test_existing_set_is_kept_unless_forced(built, tmp_path):
     assert (target / "keep.txt").read_text() == "mine"
     replaced = build_from_file(config, target, force=True)
     assert not (target / "keep.txt").exists() and (target / "manifest.json").is_file()
-    assert len(replaced["trials"]) == len(manifest["trials"]) and _leftovers(tmp_path) == []
+    assert len(replaced["trials"]) == len(ITEMS) and _leftovers(tmp_path) == []
 
 
 def test_bench_config_has_twelve_trials_from_the_study(study):
