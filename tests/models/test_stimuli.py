@@ -373,3 +373,26 @@ def test_quantized_runs_are_selected_by_bits(study, tmp_path):
     assert (q4_id, q4.facts["recipe"], q4.facts["bits"]) == ("q4", "ptq", 4)
     assert (fp32_id, fp32.facts["recipe"], fp32.facts["bits"]) == ("fp32", "baseline", 32)
     assert q4.facts["bytes"] < fp32.facts["bytes"]
+
+
+def test_user_dry_and_wet_files_make_the_item(study, tmp_path):
+    dry = excerpt("guitar", 2.0, RATE, 11).astype(np.float64)
+    # the "real device" has 20 samples of latency; its recording is the reference
+    wet = np.concatenate([np.zeros(20), get_device("overdrive_warm").process(dry, RATE)[:-20]])
+    sf.write(tmp_path / "dry.wav", dry, RATE, subtype="FLOAT")
+    sf.write(tmp_path / "wet.wav", wet, RATE, subtype="FLOAT")
+    item = {"name": "mine", "dry": str(tmp_path / "dry.wav"), "wet": str(tmp_path / "wet.wav"), "start_s": 0.5}
+    config = write_config(tmp_path, study, items=ITEMS[:4] + [item], groups=GROUPS[:1], training_trials=0)
+    manifest = build_from_file(config, tmp_path / "set")
+    trial = next(t for t in manifest["trials"] if t["item"] == "mine")
+    assert manifest["items"]["mine"] == {"dry": item["dry"], "start_s": 0.5, "wet": item["wet"]}
+    expected = wet[RATE // 2 : RATE // 2 + RATE].copy()
+    n = round(0.005 * RATE)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)
+    expected[:n] *= ramp
+    expected[-n:] *= ramp[::-1]
+    expected *= 10 ** (trial["reference_gain_db"] / 20)
+    reference = read(tmp_path / "set/audio" / trial["id"] / "reference.wav")[0]
+    np.testing.assert_allclose(reference, expected, atol=2.0**-23)
+    assert all(isinstance(c["latency_samples"], int) for c in trial["conditions"] if c["role"] == "system")
+    assert check_stimulus_set(tmp_path / "set")["ok"].all()
