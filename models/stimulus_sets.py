@@ -381,8 +381,8 @@ def build_stimulus_set(
         for run in (run for chosen in selected.values() for _, run in chosen):
             if run.run_id not in models:
                 models[run.run_id] = load_model(run.run_dir)
-        rates = {payload.get("sample_rate") for _, payload in models.values()}
-        sample_rate = config.sample_rate or int(sorted(rates)[0])
+        rates = sorted({int(payload.get("sample_rate") or 0) for _, payload in models.values()})
+        sample_rate = config.sample_rate or rates[-1]
         for group, chosen in selected.items():
             for cid, run in chosen:
                 payload = models[run.run_id][1]
@@ -394,7 +394,8 @@ def build_stimulus_set(
         n = int(round(config.duration_s * sample_rate))
     with times.phase("rendering"):
         items = load_items(config, dataset, sample_rate)
-        renders: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
+        renders: dict[tuple[str, str], np.ndarray] = {}
+        lags: dict[tuple[str, str], int] = {}
         reference_lufs = {item.spec.name: integrated_loudness(item.wet[item.margin : item.margin + n], sample_rate)
                           for item in items}
         for item in items:
@@ -417,7 +418,9 @@ def build_stimulus_set(
                 if abs(lag) == item.margin and item.margin > 0:
                     log.warning("%s: latency %d samples is at the search limit (max_latency_ms %g)", where, lag,
                                 config.max_latency_ms)
-                renders[(item.spec.name, run_id)] = (aligned, lag)
+                renders[(item.spec.name, run_id)] = aligned
+                lags[(item.spec.name, run_id)] = lag
+            log.info("item %s: rendered %d run(s)", item.spec.name, len(models))
     fade_s = config.fade_ms / 1000.0
     signals: dict[tuple[str, str], np.ndarray] = {}  # (item, signal key) → faded float64 (time,)
     with times.phase("filtering"):
@@ -428,7 +431,8 @@ def build_stimulus_set(
                 filtered = lowpass_anchor(reference, sample_rate, anchor.cutoff_hz)
                 signals[(item.spec.name, anchor.id)] = raised_cosine_fades(filtered, fade_s, sample_rate)
             for run_id in models:
-                signals[(item.spec.name, run_id)] = raised_cosine_fades(renders[(item.spec.name, run_id)][0],
+                # the aligned render is not needed once faded: drop it to halve peak memory
+                signals[(item.spec.name, run_id)] = raised_cosine_fades(renders.pop((item.spec.name, run_id)),
                                                                         fade_s, sample_rate)
     objective: dict[tuple[str, str], dict[str, float]] = {}
     with times.phase("metrics"):
@@ -444,7 +448,7 @@ def build_stimulus_set(
         trials = []
         for item in items:
             for group in config.groups:
-                trials.append(_trial(item, group.name, selected[group.name], levels, objective, renders, config,
+                trials.append(_trial(item, group.name, selected[group.name], levels, objective, lags, config,
                                      dataset))
         for number, source in enumerate(_training_sources(trials, config.training_trials), start=1):
             trial = json.loads(json.dumps(source))
@@ -485,7 +489,7 @@ def build_stimulus_set(
     return manifest
 
 
-def _trial(item: Item, group: str, chosen, levels, objective, renders, config: StimulusConfig, dataset) -> dict:
+def _trial(item: Item, group: str, chosen, levels, objective, lags, config: StimulusConfig, dataset) -> dict:
     name = item.spec.name
     keys = [("hidden_reference", "hidden_reference", "reference")]
     keys += [(a.id, a.role, a.id) for a in ANCHORS]
@@ -504,7 +508,7 @@ def _trial(item: Item, group: str, chosen, levels, objective, renders, config: S
         if role == "system":
             run = next(r for c, r in chosen if c == cid)
             entry.update(run.facts)
-            entry["latency_samples"] = renders[(name, key)][1]
+            entry["latency_samples"] = lags[(name, key)]
             entry["objective"] = objective[(name, key)]
         conditions.append(entry)
     reference_gain = conditions[0]["gain_db"]
