@@ -1,4 +1,5 @@
-"""Block streaming equals whole-file rendering, and a WaveNet block costs work proportional to its length."""
+"""Block streaming (NumPy and PyTorch engines) equals whole-file rendering, and a WaveNet block costs
+work proportional to its length."""
 
 import numpy as np
 import pytest
@@ -10,7 +11,14 @@ from models.nets import NetConfig, build_model
 from models.rendering import render_whole
 from models.slimmable import slim
 from models.streaming import measure_rtf, stream
-from models.wavenet import build_wavenet, from_preset, macs_per_sample
+from models.wavenet import (
+    LayerArrayConfig,
+    WaveNet,
+    WaveNetConfig,
+    build_wavenet,
+    from_preset,
+    macs_per_sample,
+)
 
 BLOCKS = [64, 128, 256, 512, 37, 333, 1000]
 
@@ -29,9 +37,22 @@ def wavenet():
     return build_wavenet(from_preset("standard")).eval()
 
 
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
 @pytest.mark.parametrize("block", BLOCKS)
-def test_wavenet_stream_equals_whole_file(wavenet, audio, block):
-    np.testing.assert_allclose(stream(wavenet, audio, block), render_whole(wavenet, audio), atol=1e-5, rtol=0)
+def test_wavenet_stream_equals_whole_file(wavenet, audio, block, engine):
+    np.testing.assert_allclose(stream(wavenet, audio, block, engine=engine), render_whole(wavenet, audio),
+                               atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_gated_relu_wavenet_streams_like_the_whole_file(audio, engine):
+    torch.manual_seed(4)
+    arrays = (LayerArrayConfig(input_size=1, channels=6, head_size=3, dilations=(1, 4, 16, 64), gated=True),
+              LayerArrayConfig(input_size=6, channels=3, head_size=1, dilations=(2, 8, 32), activation="ReLU",
+                               head_bias=True))
+    model = WaveNet(WaveNetConfig(arrays=arrays, n_knobs=1)).eval()
+    np.testing.assert_allclose(stream(model, audio, 100, [0.7], engine=engine),
+                               render_whole(model, audio, [0.7]), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("block", [64, 128, 512, 37])
@@ -44,8 +65,9 @@ def test_lstm_stream_equals_whole_file(audio, block):
 def test_stream_with_knobs_and_at_a_width(audio):
     torch.manual_seed(0)
     model = build_wavenet(from_preset("feather", n_knobs=1)).eval()
-    np.testing.assert_allclose(stream(model, audio, 128, [0.3]), render_whole(model, audio, [0.3]),
-                               atol=1e-5, rtol=0)
+    for engine in ("numpy", "torch"):
+        np.testing.assert_allclose(stream(model, audio, 128, [0.3], engine=engine), render_whole(model, audio, [0.3]),
+                                   atol=1e-5, rtol=0)
     torch.manual_seed(0)
     lstm = build_model(NetConfig(layers=(16, 8), n_knobs=2)).eval()
     np.testing.assert_allclose(stream(lstm, audio, 256, [0.1, 0.9]), render_whole(lstm, audio, [0.1, 0.9]),
@@ -55,7 +77,8 @@ def test_stream_with_knobs_and_at_a_width(audio):
 def test_slimmed_stream_equals_sliced_whole_file(wavenet, audio):
     with torch.no_grad():
         sliced = wavenet(torch.from_numpy(audio)[None, :, None], width=0.25)[0][0, :, 0].numpy()
-    np.testing.assert_allclose(stream(slim(wavenet, 0.25), audio, 64), sliced, atol=1e-5, rtol=0)
+    for engine in ("numpy", "torch"):
+        np.testing.assert_allclose(stream(slim(wavenet, 0.25), audio, 64, engine=engine), sliced, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("width", [1.0, 0.5])
@@ -78,6 +101,8 @@ def test_stream_rejects_bad_input(wavenet, audio):
         stream(wavenet, np.zeros((100, 2), np.float32), 64)
     with pytest.raises(ConfigError, match="0 knob value"):
         stream(wavenet, audio, 64, [0.5])
+    with pytest.raises(ConfigError, match="WaveNets only"):
+        stream(build_model(NetConfig(layers=(8, 8))), audio, 64, engine="numpy")
 
 
 def test_measure_rtf_restores_mode_and_threads():
