@@ -287,6 +287,16 @@ def _is_full(row) -> bool:
     return full_bits and full_width
 
 
+def _same_model(a, b) -> bool:
+    """Same architecture and, where both are stated, the same layer sizes."""
+    if a.get("arch") != b.get("arch"):
+        return False
+    la, lb = a.get("layers"), b.get("layers")
+    if la is None or lb is None or (isinstance(la, float) and pd.isna(la)) or (isinstance(lb, float) and pd.isna(lb)):
+        return True
+    return str(la) == str(lb)
+
+
 def planned_pairs(conditions: pd.DataFrame) -> pd.DataFrame:
     """The planned comparisons of a stimulus set, from the manifest's condition table.
 
@@ -299,19 +309,23 @@ def planned_pairs(conditions: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for group, members in systems.groupby("group", sort=True):
         recs = members.to_dict("records")
-        by_recipe = {r.get("recipe"): r for r in recs if _is_full(r)}
+        full = [r for r in recs if _is_full(r)]
         ids = {r["condition"] for r in recs}
-        kd, base = by_recipe.get("kd"), by_recipe.get("baseline")
-        if kd is not None and base is not None:
-            rows.append((group, kd["condition"], base["condition"], "distilled_vs_non_distilled"))
-        elif {"distilled", "non_distilled"} <= ids:
+        # A group may also hold a teacher (a baseline of another size): pair each distilled
+        # student with the non-distilled student of the same architecture and layers.
+        paired = False
+        for kd in (r for r in full if r.get("recipe") == "kd"):
+            base = [r for r in full if r.get("recipe") == "baseline" and _same_model(r, kd)]
+            if base:
+                rows.append((group, kd["condition"], base[0]["condition"], "distilled_vs_non_distilled"))
+                paired = True
+        if not paired and {"distilled", "non_distilled"} <= ids:
             rows.append((group, "distilled", "non_distilled", "distilled_vs_non_distilled"))
         for r in recs:
             if _is_full(r):
                 continue
-            candidates = [f for f in recs if _is_full(f) and f.get("arch") == r.get("arch")] or [
-                f for f in recs if _is_full(f)
-            ]
+            candidates = ([f for f in full if _same_model(f, r)]
+                          or [f for f in full if f.get("arch") == r.get("arch")] or full)
             if not candidates:
                 log.warning("group %s: no full-precision counterpart for %s", group, r["condition"])
                 continue

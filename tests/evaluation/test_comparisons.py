@@ -159,6 +159,23 @@ def test_planned_pairs_from_manifest_facts():
     ]
 
 
+def test_planned_pairs_ignore_a_teacher_in_the_group():
+    # The teacher is a baseline run too, but of another size: it is not the non-distilled student.
+    conditions = pd.DataFrame(
+        [
+            ("S-16-8", "distilled", "system", "lstm", "kd", "16-8", 32, 1.0),
+            ("S-16-8", "non_distilled", "system", "lstm", "baseline", "16-8", 32, 1.0),
+            ("S-16-8", "teacher", "system", "lstm", "baseline", "64-8", 32, 1.0),
+            ("S-16-8", "kd_q4", "system", "lstm", "kd_qat", "16-8", 4, 1.0),
+        ],
+        columns=["group", "condition", "role", "arch", "recipe", "layers", "bits", "width"],
+    )
+    assert list(planned_pairs(conditions).itertuples(index=False, name=None)) == [
+        ("S-16-8", "distilled", "non_distilled", "distilled_vs_non_distilled"),
+        ("S-16-8", "kd_q4", "distilled", "compressed_vs_full"),
+    ]
+
+
 def test_all_pairs_on_request():
     panel = tidy_frame(
         [("A", "t", c, "system", 50.0) for c in ("x", "y", "z")]
