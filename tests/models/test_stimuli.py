@@ -396,3 +396,17 @@ def test_user_dry_and_wet_files_make_the_item(study, tmp_path):
     np.testing.assert_allclose(reference, expected, atol=2.0**-23)
     assert all(isinstance(c["latency_samples"], int) for c in trial["conditions"] if c["role"] == "system")
     assert check_stimulus_set(tmp_path / "set")["ok"].all()
+
+
+def test_one_common_gain_per_trial_keeps_loud_targets_under_the_ceiling(study, tmp_path):
+    config = write_config(tmp_path, study, groups=GROUPS[:1], training_trials=0, loudness_target_lufs=-8.0)
+    manifest = build_from_file(config, tmp_path / "set")
+    meter = pyloudnorm.Meter(RATE)
+    for trial in manifest["trials"]:
+        assert trial["trial_gain_db"] < 0.0  # -8 LUFS would push peaks over -1 dBFS
+        folder = tmp_path / "set/audio" / trial["id"]
+        signals = [read(folder / c["file"])[0] for c in trial["conditions"]]
+        levels = [meter.integrated_loudness(x) for x in signals]
+        np.testing.assert_allclose(levels, -8.0 + trial["trial_gain_db"], atol=0.05)
+        peaks = [true_peak(x) for x in signals]
+        assert max(peaks) <= -1.0 and max(peaks) == pytest.approx(-1.0, abs=0.05)  # no more gain taken than needed
