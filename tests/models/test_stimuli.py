@@ -410,3 +410,18 @@ def test_one_common_gain_per_trial_keeps_loud_targets_under_the_ceiling(study, t
         np.testing.assert_allclose(levels, -8.0 + trial["trial_gain_db"], atol=0.05)
         peaks = [true_peak(x) for x in signals]
         assert max(peaks) <= -1.0 and max(peaks) == pytest.approx(-1.0, abs=0.05)  # no more gain taken than needed
+
+
+def test_stimuli_verb_explains_its_options_and_refuses_mixed_modes(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["stimuli", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert all(option in text for option in ("--out", "--check", "--no-strict", "--force", "--threads"))
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "--stimuli" in capsys.readouterr().out
+    assert main(["stimuli", "x.yaml", "--check", str(tmp_path)]) == 2
+    assert "give no CONFIG and no --out" in capsys.readouterr().err
+    assert main(["stimuli", "--check", str(tmp_path)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
