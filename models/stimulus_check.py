@@ -111,7 +111,7 @@ def _check_trial(folder: Path, manifest: dict, trial: dict, index: int, enforced
         add(tid, "duration", duration <= MAX_DURATION_S + 1e-9, f"{duration:.3f} s (at most {MAX_DURATION_S:g} s)")
         count = len(conditions)
         add(tid, "signals", count <= MAX_SIGNALS_PER_TRIAL,
-            f"{count} signals incl. hidden reference and anchors (at most {MAX_SIGNALS_PER_TRIAL})")
+            f"{count} signals incl. hidden reference and anchors (≤ {MAX_SIGNALS_PER_TRIAL})")
     hidden = [c for c, r, _ in entries if r == "hidden_reference"]
     if not hidden:
         add(tid, "hidden_reference", False, "no condition with role hidden_reference")
@@ -150,13 +150,13 @@ def _check_levels(manifest: dict, trial: dict, tid: str, audio: dict, rate: int,
     off = {cid: value - expected for cid, value in loudness.items()}
     worst = max(off, key=lambda c: abs(off[c]) if np.isfinite(off[c]) else np.inf)
     ok = all(np.isfinite(v) and abs(v) <= LOUDNESS_TOLERANCE_LU for v in off.values())
-    add(tid, "loudness", ok, f"every signal within {abs(off[worst]):.2f} LU of {what} (≤ {LOUDNESS_TOLERANCE_LU} LU)"
+    add(tid, "loudness", ok, f"loudness within {abs(off[worst]):.2f} LU of {expected:.2f} LUFS"
         if ok else f"{worst} is {loudness[worst]:.2f} LUFS, expected {what} ± {LOUDNESS_TOLERANCE_LU} LU", worst)
     peaks = {cid: true_peak_dbfs(x) for cid, x in audio.items()}
     loudest = max(peaks, key=peaks.get)
     full_scale = [cid for cid, x in audio.items() if np.max(np.abs(x)) >= 1.0 - 2.0**-15]
     ok = peaks[loudest] <= ceiling + PEAK_TOLERANCE_DB and not full_scale
-    detail = f"highest true peak {peaks[loudest]:.2f} dBFS ({loudest}), ceiling {ceiling:g} dBFS"
+    detail = f"true peak {peaks[loudest]:.2f} dBFS ({loudest}; ceiling {ceiling:g})"
     if full_scale:
         detail += f"; full-scale samples in {full_scale}"
     add(tid, "clipping", ok, detail, loudest)
@@ -168,7 +168,11 @@ def verdict_text(frame: pd.DataFrame) -> str:
     for trial, checks in frame.groupby("trial", sort=False):
         failed = checks[~checks["ok"]]
         if failed.empty:
-            lines.append(f"OK    {trial}: {', '.join(dict.fromkeys(checks['check']))}")
+            facts = [row.detail for row in checks.drop_duplicates("check").itertuples(index=False)
+                     if row.check in ("items", "lengths", "signals", "loudness", "clipping")]
+            if "anchor" in set(checks["check"]):
+                facts.append("anchors meet the mask")
+            lines.append(f"OK    {trial}: " + "; ".join(facts))
         else:
             lines.append(f"FAIL  {trial}:")
             for row in failed.itertuples(index=False):
