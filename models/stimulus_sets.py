@@ -23,6 +23,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -376,6 +377,10 @@ def build_stimulus_set(
         if violations and config.strict:
             raise StimulusError("the set would break BS.1534-3 limits (use --no-strict to build it anyway and "
                                 "record that in the manifest):\n  " + "\n  ".join(violations))
+        most_systems = max(len(g.condition_ids) for g in config.groups)
+        if len(config.items) < 1.5 * most_systems:
+            log.warning("%d items for up to %d systems per trial: BS.1534-3 §7.1 suggests about 1.5 × the "
+                        "number of systems (%d)", len(config.items), most_systems, math.ceil(1.5 * most_systems))
         study, dataset, study_root, selected = select_runs(config)
         models: dict[str, tuple[Any, dict]] = {}
         for run in (run for chosen in selected.values() for _, run in chosen):
