@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="study folder (default: the file's output_dir or results/zoo/<name>)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done; train nothing")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train up to N independent runs at once in separate processes (one torch thread "
+                   "each; a run waits for its teacher and fp32 source). Default 1")
 
     p = verbs.add_parser("train", help="train one run from a run config (or resume a run folder)",
                          description="Train a single run. CONFIG is a YAML/JSON run config (keys: dataset, "
@@ -130,7 +133,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         if status != "skip":
             print(f"{status:>6}  {run.run_id}", flush=True)
 
-    frame = run_study(study, out_dir, progress=not args.quiet, on_run=on_run)
+    frame = run_study(study, out_dir, progress=not args.quiet, on_run=on_run, jobs=args.jobs)
     shown = ["run_id", "params", "macs_per_sample", "epochs", "test_esr", "test_esr_pre", "test_mrstft", "rtf_offline"]
     with _pandas_display():
         print(frame[shown].to_string(index=False))

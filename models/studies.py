@@ -341,23 +341,42 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
     return frame
 
 
+def dependencies(run: RunConfig) -> set[str]:
+    """Run ids that must be complete before ``run`` can start (its teacher, its fp32 source)."""
+    return {r for r in (run.teacher_run, run.init_run) if r}
+
+
+def _execute_in_worker(run: RunConfig, runs_root: Path) -> dict[str, Any]:
+    """One run in a worker process: no progress bars, one torch thread (runs.csv rows back)."""
+    return execute_run(run, runs_root, resume=True, progress=False)
+
+
 def run_study(
     study: StudyConfig,
     out_dir: Path | None = None,
     progress: bool = False,
     on_run: Callable[[RunConfig, str], None] | None = None,
+    jobs: int = 1,
 ) -> pd.DataFrame:
-    """Train every missing run of ``study`` in order and write runs.csv / comparison.csv / .png.
+    """Train every missing run of ``study`` and write runs.csv / comparison.csv / .png.
 
     ``on_run(run, status)`` is told ``skip`` (already complete), ``resume`` or ``train`` before each.
+    ``jobs`` > 1 trains independent runs in that many worker processes at once; a run starts
+    only when its teacher and fp32 source are complete. Rows keep the study's order either way.
     """
     out_dir = out_dir or study_dir(study)
     runs_root = out_dir / "runs"
     runs_root.mkdir(parents=True, exist_ok=True)
     (out_dir / "study.yaml").write_text(_yaml_dump(to_dict(study)), encoding="utf-8")
+    runs = expand(study)
+    if jobs < 1:
+        raise ConfigError(f"jobs: expected >= 1, found {jobs}")
+    if jobs > 1:
+        rows = _run_parallel(runs, runs_root, jobs, on_run, progress)
+        return write_outputs([rows[run.run_id] for run in runs], out_dir)
     rows = []
     datasets: dict[str, Any] = {}
-    for run in expand(study):
+    for run in runs:
         run_dir = runs_root / run.run_id
         status = "skip" if is_complete(run_dir) else ("resume" if (run_dir / "last.pt").exists() else "train")
         if on_run:
@@ -371,6 +390,45 @@ def run_study(
             dataset = datasets[key]
         rows.append(execute_run(run, runs_root, resume=True, progress=progress, dataset=dataset))
     return write_outputs(rows, out_dir)
+
+
+def _run_parallel(runs: list[RunConfig], runs_root: Path, jobs: int,
+                  on_run: Callable[[RunConfig, str], None] | None, progress: bool) -> dict[str, dict[str, Any]]:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    rows: dict[str, dict[str, Any]] = {}
+    pending = []
+    for run in runs:
+        if is_complete(runs_root / run.run_id):
+            if on_run:
+                on_run(run, "skip")
+            rows[run.run_id] = execute_run(run, runs_root)  # reads metrics.json back
+        else:
+            pending.append(run)
+    bar = tqdm(total=len(pending), desc="runs", disable=not progress)
+    # spawn, not fork: torch's thread pools do not survive a fork.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running = {}
+        while pending or running:
+            ready = [r for r in pending if dependencies(r) <= set(rows)]
+            for run in ready[: jobs - len(running)]:
+                pending.remove(run)
+                if on_run:
+                    on_run(run, "resume" if (runs_root / run.run_id / "last.pt").exists() else "train")
+                running[pool.submit(_execute_in_worker, run, runs_root)] = run
+            if not running:
+                missing = sorted(dependencies(pending[0]) - set(rows))
+                raise ConfigError(f"run {pending[0].run_id} depends on {missing}, which no run of the study makes")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                run = running.pop(future)
+                rows[run.run_id] = future.result()
+                bar.update()
+    bar.close()
+    return rows
 
 
 def _yaml_dump(data: Any) -> str:

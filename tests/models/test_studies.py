@@ -196,3 +196,27 @@ def test_quantized_recipe_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"bits: expected one of"):
         load_study(write_study(tmp_path, {**TINY, "recipes": [
             {"recipe": "baseline"}, {"recipe": "ptq", "bits": [1], "source": "baseline"}]}))
+
+
+def test_parallel_jobs_give_the_same_runs_as_sequential(tmp_path):
+    data = {**TINY, "recipes": [{"recipe": "baseline"}, {"recipe": "kd"},
+                                {"recipe": "ptq", "bits": [4], "source": "kd"}]}
+    study = load_study(write_study(tmp_path, data))
+    sequential = run_study(study, tmp_path / "seq")
+    statuses = []
+    parallel = run_study(study, tmp_path / "par", jobs=2, on_run=lambda run, status: statuses.append(status))
+    assert statuses == ["train"] * len(sequential)
+    assert list(parallel["run_id"]) == list(sequential["run_id"])
+    # Same seeds, same single-thread arithmetic: identical results in another process.
+    pd.testing.assert_series_equal(parallel["test_esr"], sequential["test_esr"])
+    # A run started (wrote config.json) only after its teacher / fp32 source finished (metrics.json):
+    # a teacher still training already has a checkpoint.pt, so starting early would not fail loudly.
+    runs = tmp_path / "par" / "runs"
+    checked = 0
+    for run in expand(study):
+        for dep in (run.teacher_run, run.init_run):
+            if dep:
+                finished = (runs / dep / "metrics.json").stat().st_mtime_ns
+                assert (runs / run.run_id / "config.json").stat().st_mtime_ns >= finished
+                checked += 1
+    assert checked == 2  # S-8-8 kd ← its teacher, S-8-8 ptq4 ← that kd student
