@@ -17,6 +17,12 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m models study models/studies/demo.yaml
+	@$(MAKE) --no-print-directory stimuli/demo/manifest.json
+
+# The demo's MUSHRA stimulus set, rebuilt only when the study's results changed.
+stimuli/demo/manifest.json: results/zoo/demo/runs.csv models/studies/demo_stimuli.yaml
+	$(PY) -m models stimuli models/studies/demo_stimuli.yaml --out stimuli/demo --force
+	$(PY) -m models stimuli --check stimuli/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
