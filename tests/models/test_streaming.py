@@ -112,5 +112,8 @@ def test_measure_rtf_restores_mode_and_threads():
     rtf = measure_rtf(model, 8000, 256, seconds=0.1, repeats=1, threads=1)
     assert np.isfinite(rtf) and rtf > 0
     assert model.training and torch.get_num_threads() == threads
+    assert measure_rtf(model, 8000, 256, seconds=0.1, repeats=1, clock="cpu") > 0
     with pytest.raises(ConfigError, match="repeats"):
         measure_rtf(model, 8000, 256, repeats=0)
+    with pytest.raises(ConfigError, match="'wall' or 'cpu'"):
+        measure_rtf(model, 8000, 256, clock="gpu")
