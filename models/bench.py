@@ -95,8 +95,8 @@ def run_bench(repeats: int = 5, audio_s: float = 10.0, checkpoint: Path | None =
         t1 = train_throughput(layers, 1, repeats)
         t2 = train_throughput(layers, 2, repeats)
         with torch_threads(1):
-            chunked = median_seconds(lambda: render(model, audio), repeats)
-            whole = median_seconds(lambda: render_whole(model, audio), max(1, min(repeats, 3)))
+            chunked = median_seconds(lambda m=model: render(m, audio), repeats)
+            whole = median_seconds(lambda m=model: render_whole(m, audio), max(1, min(repeats, 3)))
         print(f"{name:<8} {parameter_count(model):>7} {macs_per_sample(config):>11} {t1:>18,.0f} {t2:>18,.0f} "
               f"{audio_s / chunked:>11.1f}× {audio_s / whole:>9.1f}× {whole / chunked:>8.1f}×", flush=True)
 
@@ -111,6 +111,6 @@ def run_bench(repeats: int = 5, audio_s: float = 10.0, checkpoint: Path | None =
         for threads in (1, 2):
             with torch_threads(threads):
                 rtfs.append(audio_s / median_seconds(
-                    lambda: render(model, audio, chunk_samples=chunk, warmup_samples=warmup), repeats))
+                    lambda c=chunk, w=warmup: render(model, audio, chunk_samples=c, warmup_samples=w), repeats))
         print(f"  chunk {chunk:>6} + warm-up {warmup:>5}: {rtfs[0]:6.1f}× / {rtfs[1]:6.1f}×")
     return 0

@@ -24,7 +24,7 @@ import torch
 from evaluation.metrics import compute_all
 
 from .checkpoints import CHECKPOINT, load_model, save_atomic, write_json_atomic
-from .config import from_dict, to_dict
+from .config import to_dict
 from .datasets import AudioDataset, DatasetConfig, load_dataset
 from .distill import DistillConfig, balanced_weights, teacher_targets, window_embeddings
 from .errors import CheckpointError, ConfigError

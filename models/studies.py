@@ -155,7 +155,6 @@ def expand(study: StudyConfig) -> list[RunConfig]:
     """All runs of the study in an order where every teacher precedes its students; no duplicates
     (a small teacher equal to a baseline student is one run)."""
     runs: dict[str, RunConfig] = {}
-    student_training = _training(study.training, {}, "training")
     for dataset in study.datasets:
         for seed in study.seeds:
             teacher_runs: dict[str, RunConfig] = {}

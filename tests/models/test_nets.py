@@ -22,7 +22,7 @@ def test_student_parameter_counts_match_the_paper(units, expected):
 def test_teacher_parameter_count_by_hand():
     sizes = [8, 16, 32, 64, 32, 16, 8]
     inputs = [1] + sizes[:-1]
-    expected = sum(lstm_params(i, u) for i, u in zip(inputs, sizes)) + 8 + 1
+    expected = sum(lstm_params(i, u) for i, u in zip(inputs, sizes, strict=True)) + 8 + 1
     assert expected == 50089
     assert parameter_count(build_model(NetConfig(layers=tuple(sizes)))) == expected
 

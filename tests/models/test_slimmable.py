@@ -208,3 +208,29 @@ def test_inplace_distillation_without_full_width_uses_a_no_grad_teacher(audio):
     assert float(total.detach()) == pytest.approx(float(expected)) and list(values) == [0.5]
     total.backward()
     assert model.lstms[0].weight_hh_l0.grad[8:16].abs().sum() == 0
+
+
+def test_sandwich_training_with_inplace_distillation_improves_every_width():
+    """A few Adam steps of slimmable training lower the error of the full and the slimmest width."""
+    torch.manual_seed(0)
+    model = build_wavenet(from_preset("nano")).train()
+    generator = torch.Generator().manual_seed(0)
+    x = 0.5 * torch.randn(4, 512, 1, generator=generator)
+    target = torch.tanh(3.0 * x)
+    widths = allowed_widths(model)  # 1/4 … 4/4 of nano's 4/2 channels
+
+    def errors():
+        with torch.no_grad():
+            return {w: float(_mse(model(x, width=w)[0], target)) for w in (widths[0], 1.0)}
+
+    before = errors()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        drawn = sample_widths(widths, "sandwich", generator, count=3)
+        loss, _ = slimmable_loss(model, x, target, drawn, _mse, inplace_distillation=True)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = errors()
+    assert after[1.0] < 0.5 * before[1.0]
+    assert after[widths[0]] < 0.8 * before[widths[0]]

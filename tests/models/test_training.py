@@ -9,7 +9,7 @@ import torch
 
 from models import training as training_module
 from models.checkpoints import LAST, load_model
-from models.datasets import AudioDataset, Segment
+from models.datasets import Segment
 from models.distill import DistillConfig, balanced_weights, teacher_targets
 from models.errors import CheckpointError, ConfigError, TrainingError
 from models.nets import NetConfig, build_model
@@ -107,7 +107,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, windows, monkeyp
     monkeypatch.setattr(training_module, "_epoch_order", original)
     model_c, _ = fresh(seed=123)  # resume must not depend on the fresh model's weights
     fit(model_c, net, train, val, config(), tmp_path / "b", seed=7, resume=True)
-    for (name, a), (_, c) in zip(model_a.state_dict().items(), model_c.state_dict().items()):
+    for (name, a), (_, c) in zip(model_a.state_dict().items(), model_c.state_dict().items(), strict=True):
         assert torch.equal(a, c), name
     log_b = [json.loads(line)["epoch"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert log_b == [0, 1, 2]
