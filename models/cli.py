@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train up to N independent runs at once in separate processes (one torch thread "
                    "each; a run waits for its teacher and fp32 source). Default 1")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run each missing run as a task on the Ray cluster at ADDRESS (e.g. 10.0.0.5:6379, "
+                   "or 'auto' for the cluster this machine belongs to, or 'local' to start one here); "
+                   "all nodes must see the study folder at the same path. Results land in the same runs.csv")
 
     p = verbs.add_parser("train", help="train one run from a run config (or resume a run folder)",
                          description="Train a single run. CONFIG is a YAML/JSON run config (keys: dataset, "
@@ -133,7 +137,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         if status != "skip":
             print(f"{status:>6}  {run.run_id}", flush=True)
 
-    frame = run_study(study, out_dir, progress=not args.quiet, on_run=on_run, jobs=args.jobs)
+    frame = run_study(study, out_dir, progress=not args.quiet, on_run=on_run, jobs=args.jobs,
+                      ray_address=args.ray)
     shown = ["run_id", "params", "macs_per_sample", "epochs", "test_esr", "test_esr_pre", "test_mrstft", "rtf_offline"]
     with _pandas_display():
         print(frame[shown].to_string(index=False))

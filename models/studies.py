@@ -356,12 +356,15 @@ def run_study(
     progress: bool = False,
     on_run: Callable[[RunConfig, str], None] | None = None,
     jobs: int = 1,
+    ray_address: str | None = None,
 ) -> pd.DataFrame:
     """Train every missing run of ``study`` and write runs.csv / comparison.csv / .png.
 
     ``on_run(run, status)`` is told ``skip`` (already complete), ``resume`` or ``train`` before each.
     ``jobs`` > 1 trains independent runs in that many worker processes at once; a run starts
-    only when its teacher and fp32 source are complete. Rows keep the study's order either way.
+    only when its teacher and fp32 source are complete. ``ray_address`` runs each missing run as a
+    Ray task on that cluster (``"local"`` starts one on this machine); every node must see
+    ``out_dir`` at the same path (a shared file system). Rows keep the study's order either way.
     """
     out_dir = out_dir or study_dir(study)
     runs_root = out_dir / "runs"
@@ -370,6 +373,9 @@ def run_study(
     runs = expand(study)
     if jobs < 1:
         raise ConfigError(f"jobs: expected >= 1, found {jobs}")
+    if ray_address is not None:
+        rows = _run_on_ray(runs, runs_root.resolve(), ray_address, on_run, progress)
+        return write_outputs([rows[run.run_id] for run in runs], out_dir)
     if jobs > 1:
         rows = _run_parallel(runs, runs_root, jobs, on_run, progress)
         return write_outputs([rows[run.run_id] for run in runs], out_dir)
@@ -427,6 +433,54 @@ def _run_parallel(runs: list[RunConfig], runs_root: Path, jobs: int,
                 rows[run.run_id] = future.result()
                 bar.update()
     bar.close()
+    return rows
+
+
+def _ray_task(run: RunConfig, runs_root: str, *finished_dependencies: dict[str, Any]) -> dict[str, Any]:
+    """A Ray task: the dependencies' rows are arguments only so that Ray starts it after them."""
+    return execute_run(run, Path(runs_root), resume=True, progress=False)
+
+
+def _run_on_ray(runs: list[RunConfig], runs_root: Path, address: str,
+                on_run: Callable[[RunConfig, str], None] | None, progress: bool) -> dict[str, dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs the ray package: pip install -c constraints.txt ray") from None
+    from tqdm.auto import tqdm
+
+    if not ray.is_initialized():
+        try:
+            if address == "local":
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"--ray {address}: cannot connect to a Ray cluster ({exc})") from None
+    task = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
+    rows: dict[str, dict[str, Any]] = {}
+    refs: dict[str, Any] = {}
+    for run in runs:
+        if is_complete(runs_root / run.run_id):
+            if on_run:
+                on_run(run, "skip")
+            rows[run.run_id] = execute_run(run, runs_root)
+            continue
+        if on_run:
+            on_run(run, "resume" if (runs_root / run.run_id / "last.pt").exists() else "train")
+        waits = [refs[d] for d in sorted(dependencies(run)) if d in refs]
+        refs[run.run_id] = task.remote(run, str(runs_root), *waits)
+    pending = {ref: run_id for run_id, ref in refs.items()}
+    with tqdm(total=len(pending), desc="ray runs", disable=not progress) as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                try:
+                    rows[pending.pop(ref)] = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.cause if isinstance(exc.cause, Exception) else exc
+                    raise cause from None
+                bar.update()
     return rows
 
 

@@ -1,5 +1,7 @@
 """A tiny study end to end: expansion, training only what is missing, runs.csv and the comparison."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -220,3 +222,26 @@ def test_parallel_jobs_give_the_same_runs_as_sequential(tmp_path):
                 assert (runs / run.run_id / "config.json").stat().st_mtime_ns >= finished
                 checked += 1
     assert checked == 2  # S-8-8 kd ← its teacher, S-8-8 ptq4 ← that kd student
+
+
+def test_study_on_a_local_ray_instance(tmp_path):
+    ray = pytest.importorskip("ray", reason="pip install -c constraints.txt ray")
+    data = {**TINY, "students": [{"layers": [8, 8]}],
+            "recipes": [{"recipe": "baseline"}, {"recipe": "kd"}]}
+    study = load_study(write_study(tmp_path, data))
+    # A real local Ray instance started here (2 CPUs, loopback), stopped at the end.
+    import tempfile
+
+    # Ray's unix sockets need a short path (107 bytes at most): not pytest's deep tmp_path.
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        on_ray = run_study(study, tmp_path / "ray_out", ray_address=address)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    sequential = run_study(study, tmp_path / "seq")
+    assert list(on_ray["run_id"]) == list(sequential["run_id"])
+    pd.testing.assert_series_equal(on_ray["test_esr"], sequential["test_esr"])
+    assert (tmp_path / "ray_out" / "runs.csv").is_file()
