@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench lint clean-venv
+.PHONY: demo serve-demo test venv bench lint clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -15,9 +15,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+DEMO_PASSWORD := results/webapp/demo-admin-password
+
 demo: $(STAMP)
 	$(PY) -m models study models/studies/demo.yaml
 	@$(MAKE) --no-print-directory stimuli/demo/manifest.json
+	@$(MAKE) --no-print-directory serve-demo
+
+# Serve the demo test on 127.0.0.1:8000. A random admin password is made once, kept (readable by
+# you only) beside the stored hash in the git-ignored results/, and printed each time.
+serve-demo: $(STAMP)
+	@mkdir -p results/webapp
+	@test -s $(DEMO_PASSWORD) || { umask 077; $(PY) -c "import secrets; print(secrets.token_urlsafe(12))" > $(DEMO_PASSWORD); \
+		$(PY) -m webapp set-password --password-stdin < $(DEMO_PASSWORD) >/dev/null; }
+	@echo "admin password: $$(cat $(DEMO_PASSWORD))   (admin page: http://127.0.0.1:8000/admin/)"
+	$(PY) -m webapp serve stimuli/demo
 
 # The demo's MUSHRA stimulus set, rebuilt only when the study's results changed.
 stimuli/demo/manifest.json: results/zoo/demo/runs.csv models/studies/demo_stimuli.yaml
