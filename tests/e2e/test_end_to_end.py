@@ -1,0 +1,191 @@
+"""Issue 7's end-to-end test: a tiny study → ``python -m models stimuli`` → ``python -m webapp
+serve`` → chromium, driven with the keyboard, completes every page with scores chosen here →
+the admin export → ``python -m evaluation report``; the report's per-condition numbers are the
+hand-computed means of what was entered.
+
+Which condition a slider holds is found the way no part of the app could fake: the sound the
+page loads for that slider is fetched and its bytes are matched against the WAV files of the
+stimulus set on disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+
+import pandas as pd
+import pytest
+from e2e_support import ADMIN_PASSWORD
+from sqlalchemy import select
+
+from evaluation.__main__ import main as evaluation_main
+from webapp.headphones import answer_key
+from webapp.storage import Page, Storage, database_url_for
+
+pytestmark = pytest.mark.browser
+
+READY = "body[data-ready=true]"
+
+# The scores the participant gives, per item and condition. The hidden reference gets 100 and the
+# anchors stay low so that the lone listener passes post-screening and is analysed.
+SCORES = {
+    "guitar": {"hidden_reference": 100, "anchor_3k5": 12, "anchor_7k": 41, "distilled": 77, "non_distilled": 58},
+    "bass": {"hidden_reference": 100, "anchor_3k5": 20, "anchor_7k": 47, "distilled": 70, "non_distilled": 63},
+}
+# Training pages are not analysed: scores far from the rated ones would show if they leaked in.
+TRAINING_SCORES = {"hidden_reference": 100, "anchor_3k5": 95, "anchor_7k": 3, "distilled": 1, "non_distilled": 99}
+# By hand: (guitar + bass) / 2 per condition.
+EXPECTED_MEANS = {"hidden_reference": 100.0, "anchor_3k5": 16.0, "anchor_7k": 44.0, "distilled": 73.5,
+                  "non_distilled": 60.5}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def files_by_hash(folder) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """From the set on disk: the condition ids each distinct WAV is stored as (the hidden
+    reference shares its bytes with the reference) and the item of each rated trial's reference."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    conditions: dict[str, set[str]] = {}
+    references: dict[str, str] = {}
+    for trial in manifest["trials"]:
+        base = folder / "audio" / trial["id"]
+        for cond in trial["conditions"]:
+            conditions.setdefault(sha256((base / cond["file"]).read_bytes()), set()).add(cond["id"])
+        if not trial["training"]:
+            references[sha256((base / trial["reference"]).read_bytes())] = trial["item"]
+    return conditions, references
+
+
+def click_next(page):
+    with page.expect_navigation():
+        page.click("#next")
+
+
+def set_slider_with_keyboard(page, slot: int, value: int) -> None:
+    """Digit key ``slot + 1`` plays that sound and focuses its slider; Home/End and the arrows set it."""
+    kb = page.keyboard
+    kb.press(str(slot + 1))
+    assert page.evaluate("document.activeElement.id") == f"slider-{slot}"
+    if value >= 50:
+        kb.press("End")
+        for _ in range(100 - value):
+            kb.press("ArrowDown")
+    else:
+        kb.press("Home")
+        for _ in range(value):
+            kb.press("ArrowUp")
+    assert page.input_value(f"#slider-{slot}") == str(value)
+
+
+def rate_page(page, conditions, references) -> tuple[str, str | None, dict[str, int]]:
+    """Rate the MUSHRA page on screen; returns its kind, its item (rated pages) and the scores
+    entered per condition id."""
+    page.wait_for_selector(READY)
+    data = page.evaluate("JSON.parse(document.getElementById('page-data').textContent)")
+    fetch = page.context.request
+    item = None
+    if data["kind"] == "trial":
+        reference = fetch.get(page.url.split("/t/")[0] + data["reference"])
+        assert reference.ok
+        item = references[sha256(reference.body())]
+    wanted = SCORES[item] if item else TRAINING_SCORES
+    page.keyboard.press("r")  # play the reference
+    entered = {}
+    for slot, sound in enumerate(data["sounds"]):
+        response = fetch.get(page.url.split("/t/")[0] + sound["url"])
+        assert response.ok
+        ids = conditions[sha256(response.body())] - {"reference"}
+        assert len(ids) == 1, ids
+        (condition,) = ids
+        set_slider_with_keyboard(page, slot, wanted[condition])
+        entered[condition] = wanted[condition]
+    assert sorted(entered) == sorted(wanted), "each condition on the page exactly once"
+    click_next(page)
+    return data["kind"], item, entered
+
+
+def test_study_to_report_through_a_browser(browser_page, served, tmp_path):
+    page = browser_page
+    folder = served.folder
+    conditions, references = files_by_hash(folder)
+    assert len(references) == 2  # two rated trials, told apart by their references
+
+    # consent
+    page.goto(f"{served.url}/t/{folder.name}/")
+    page.check("#consent")
+    page.click("#start")
+
+    # headphone check: the right answers are the ones the server stored for this participant
+    page.wait_for_selector("#headphones-form")
+    storage = Storage(database_url_for(folder.name, served.results_dir, None))
+    try:
+        with storage.reading() as s:
+            key = answer_key(s.scalar(select(Page.setup).where(Page.kind == "headphones"))["rounds"])
+    finally:
+        storage.dispose()
+    assert len(key) == 2
+    for r, answer in enumerate(key):
+        page.click(f".play-round[data-round='{r}']")
+        page.check(f"input[name='round-{r}'][value='{answer}']")
+    click_next(page)
+
+    # volume
+    page.wait_for_selector("#volume-play")
+    page.click("#volume-play")
+    page.wait_for_selector("#volume-play:has-text('Stop')")
+    click_next(page)
+
+    # training, then the two rated trials
+    rated: dict[str, dict[str, int]] = {}
+    kinds = []
+    for _ in range(3):
+        kind, item, entered = rate_page(page, conditions, references)
+        kinds.append(kind)
+        if kind == "trial":
+            rated[item] = entered
+    assert kinds == ["training", "trial", "trial"]
+    assert rated == SCORES
+
+    # questionnaire
+    page.wait_for_selector("#questionnaire")
+    page.fill("#q-age", "33")
+    page.select_option("#q-hearing_problems", "no")
+    page.select_option("#q-experience", "some")
+    page.click("#next")
+    page.wait_for_selector("text=Thank you!")
+
+    # the experimenter exports the ratings from the admin pages
+    page.goto(f"{served.url}/admin/login")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("#login")
+    page.wait_for_url("**/admin/")
+    response = page.request.get(f"{served.url}/admin/{folder.name}/export/ratings")
+    assert response.ok
+    export = tmp_path / "ratings.csv"
+    export.write_bytes(response.body())
+    rows = list(csv.DictReader(io.StringIO(response.text())))
+    assert len(rows) == 2 * 5  # rated trials only, 5 sounds each
+
+    # the analyst's report on the export and the set
+    out = tmp_path / "report"
+    assert evaluation_main(["report", "--ratings", str(export), "--stimuli", str(folder), "--out", str(out),
+                            "--no-pdf", "--permutations", "200", "--bootstrap", "200"]) == 0
+    desc = pd.read_csv(out / "descriptives.csv")
+    by_condition = desc[desc["level"] == "condition"].set_index("condition")
+    assert sorted(by_condition.index) == sorted(EXPECTED_MEANS)
+    for condition, mean in EXPECTED_MEANS.items():
+        assert by_condition.loc[condition, "mean"] == pytest.approx(mean, abs=1e-9), condition
+        assert by_condition.loc[condition, "n_listeners"] == 1
+        assert by_condition.loc[condition, "n_ratings"] == 2
+    by_item = desc[desc["level"] == "condition_item"].set_index(["item", "condition"])
+    for item, scores in SCORES.items():
+        for condition, score in scores.items():
+            assert by_item.loc[(item, condition), "mean"] == pytest.approx(score, abs=1e-9), (item, condition)
+
+    numbers = json.loads((out / "numbers.json").read_text())
+    means = {r["condition"]: r["mean"] for r in numbers["descriptives"]}
+    assert means == pytest.approx(EXPECTED_MEANS, abs=1e-9)
