@@ -44,7 +44,7 @@ class Earshot:
                 raise ConfigError(f"two stimulus sets are named {stim.name!r} ({folder} and {self.tests[stim.name].stim.folder})")
             url = database_url_for(stim.name, settings.results_dir, settings.database_url)
             if url not in self._storages:
-                storage = Storage(url)
+                storage = Storage(url, settings.sqlite_synchronous)
                 storage.initialise()
                 self._storages[url] = storage
             self.tests[stim.name] = TestRuntime(stim, self._storages[url])

@@ -209,6 +209,29 @@ def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
     proc.wait(timeout=30)
 
 
+def _server_cpu_s(proc: subprocess.Popen) -> float:
+    """CPU seconds used so far by the gunicorn master and its live workers (Linux ``/proc``).
+
+    Sampled rather than taken from ``RUSAGE_CHILDREN``, which would also count the workers'
+    start-up (about a second each, importing the libraries) and not the requests alone.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [proc.pid]
+    try:
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            pids += [int(p) for p in (task / "children").read_text().split()]
+    except OSError:
+        return 0.0
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a worker that just exited
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
+
+
 def _verify(storage: Storage, stats: Stats) -> tuple[int, int]:
     """(lost, duplicated): acknowledged pages missing from the database, and extra rows."""
     lost = duplicated = 0
@@ -273,7 +296,7 @@ def _run_bench(args, root: Path) -> int:
     threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
     t0 = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = -_server_cpu_s(server)
     try:
         for t in threads:
             t.start()
@@ -282,24 +305,27 @@ def _run_bench(args, root: Path) -> int:
             while len(stats.acknowledged) < target:
                 time.sleep(0.01)
             before = len(stats.acknowledged)
+            server_cpu += _server_cpu_s(server)
             _stop(server, signal.SIGKILL)
             print(f"crash: killed the server (SIGKILL) after {before} acknowledged pages; restarting")
             server = _start_server(port, args.workers, args.threads, env)
+            server_cpu -= _server_cpu_s(server)
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
+        server_cpu += _server_cpu_s(server)
     finally:
         _stop(server)
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
-    server_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     lat = np.array(stats.latencies) * 1000
     n = len(stats.acknowledged)
     print(f"page submissions: {n} in {elapsed:.2f} s = {n / elapsed:.0f} submissions/s")
     if n:
         print(f"latency of a submission: p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, max {lat.max():.1f} ms")
-    print(f"CPU: server {server_cpu:.1f} s, simulated clients {client_cpu:.1f} s, over {elapsed:.1f} s wall on "
+    per_page_ms = 1000 * server_cpu / n if n else float("nan")
+    print(f"CPU: server {server_cpu:.2f} s ({per_page_ms:.1f} ms per submission: page GET + POST; start-up excluded), "
+          f"simulated clients {client_cpu:.1f} s, over {elapsed:.1f} s wall on "
           f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}: other processes share them)")
     print(f"errors: {stats.network_errors} network (retried), {stats.http_errors} HTTP; replays answered: {stats.replays}")
     lost, duplicated = _verify(storage, stats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from functools import cache
 
 from flask import (
     Blueprint,
@@ -18,12 +19,14 @@ from flask import (
     send_file,
     url_for,
 )
-from sqlalchemy import select
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import Markup
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import headphones
 from .app import TestRuntime
-from .catalogue import Translator, languages
+from .catalogue import Translator, catalogue, languages
 from .errors import SubmissionError
 from .planning import start_participant
 from .storage import AudioToken, Page, Participant
@@ -109,63 +112,95 @@ def _no_store_pages(response):
     return response
 
 
+_P = Participant.__table__
+_PG = Page.__table__
+_SAME_KIND = _PG.alias("same_kind")
+# One round trip for everything a page needs: the participant, its first page not yet submitted
+# (none: the test is finished) and that page's place among the pages of its kind.
+_CURRENT_PAGE = (
+    select(
+        _P.c.language, _P.c.stopped, _P.c.volume_gain_db,
+        _PG.c.kind, _PG.c.position, _PG.c.tokens,
+        select(func.count())
+        .where(_SAME_KIND.c.participant_id == _P.c.id, _SAME_KIND.c.kind == _PG.c.kind, _SAME_KIND.c.position <= _PG.c.position)
+        .scalar_subquery().label("n"),
+        select(func.count())
+        .where(_SAME_KIND.c.participant_id == _P.c.id, _SAME_KIND.c.kind == _PG.c.kind)
+        .scalar_subquery().label("total"),
+    )
+    .select_from(_P.outerjoin(_PG, and_(_PG.c.participant_id == _P.c.id, _PG.c.submitted_at.is_(None))))
+    .where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test"))
+    .order_by(_PG.c.position)
+    .limit(1)
+)
+
+
+@cache
+def _messages_json(language: str) -> str:
+    # The whole catalogue goes into every page's data; serialise it once per language.
+    return htmlsafe_json_dumps(catalogue(language))
+
+
+def _page_data_json(data: dict, language: str) -> Markup:
+    """``data`` plus the message catalogue as JSON that is safe inside a <script> element."""
+    head = htmlsafe_json_dumps(data)
+    return Markup(f'{head[:-1]}, "messages": {_messages_json(language)}}}')
+
+
 @bp.get("/t/<test>/page")
 def page(test: str):
     rt = _runtime(test)
     cfg = rt.stim.settings
-    with rt.storage.reading() as s:
-        participant = _participant(s, rt)
-        if participant is None:
-            return redirect(url_for(".welcome", test=test))
-        pages = s.scalars(
-            select(Page).where(Page.participant_id == participant.id).order_by(Page.position)
-        ).all()
-    t = Translator(participant.language)
-    if participant.stopped:
-        return render_template("stopped.html", t=t, cfg=cfg, lang=participant.language)
-    current = next((p for p in pages if p.submitted_at is None), None)
-    if current is None:
+    token = request.cookies.get(COOKIE)
+    row = None
+    if token:
+        with rt.storage.reading_core() as conn:
+            row = conn.execute(_CURRENT_PAGE, {"token": token, "test": rt.stim.name}).first()
+    if row is None:
+        return redirect(url_for(".welcome", test=test))
+    lang = row.language
+    t = Translator(lang)
+    if row.stopped:
+        return render_template("stopped.html", t=t, cfg=cfg, lang=lang)
+    if row.kind is None:
         code = cfg.completion_code
         link = cfg.completion_redirect.replace("{code}", code or "") if cfg.completion_redirect else None
-        return render_template("thanks.html", t=t, cfg=cfg, lang=participant.language, code=code, link=link)
+        return render_template("thanks.html", t=t, cfg=cfg, lang=lang, code=code, link=link)
 
-    def audio_url(token: str) -> str:
-        return url_for(".audio", test=test, token=token)
-
+    audio_prefix = url_for(".audio", test=test, token="-")[:-1]
     data = {
-        "kind": current.kind,
-        "position": current.position,
+        "kind": row.kind,
+        "position": row.position,
         "submit_url": url_for(".submit_page", test=test),
         "next_url": url_for(".page", test=test),
-        "messages": t.messages,
     }
-    ctx = {"t": t, "cfg": cfg, "lang": participant.language, "page": current, "data": data}
-    if current.kind in ("training", "trial"):
+    ctx = {"t": t, "cfg": cfg, "lang": lang, "page": row}
+    if row.kind in ("training", "trial"):
         sounds = [
-            {"label": chr(ord("A") + i), "stimulus": token, "url": audio_url(token)}
-            for i, token in enumerate(current.tokens[1:])
+            {"label": chr(ord("A") + i), "stimulus": tok, "url": audio_prefix + tok}
+            for i, tok in enumerate(row.tokens[1:])
         ]
-        same_kind = [p for p in pages if p.kind == current.kind]
         data.update(
-            reference=audio_url(current.tokens[0]),
+            reference=audio_prefix + row.tokens[0],
             sounds=sounds,
-            gain_db=participant.volume_gain_db or 0.0,
+            gain_db=row.volume_gain_db or 0.0,
             enforce={
                 "all_played": cfg.enforce.all_played,
                 "all_rated": cfg.enforce.all_rated,
                 "one_at_100": cfg.enforce.one_at_100,
             },
         )
-        ctx.update(sounds=sounds, n=same_kind.index(current) + 1, total=len(same_kind))
-        return render_template("mushra.html", **ctx)
-    if current.kind == "headphones":
-        data["rounds"] = [audio_url(token) for token in current.tokens]
+        return render_template(
+            "mushra.html", sounds=sounds, n=row.n, total=row.total, data_json=_page_data_json(data, lang), **ctx
+        )
+    if row.kind == "headphones":
+        data["rounds"] = [audio_prefix + tok for tok in row.tokens]
         data["on_failure"] = cfg.headphone_check.on_failure
-        return render_template("headphones.html", rounds=data["rounds"], **ctx)
-    if current.kind == "volume":
-        data["sound"] = audio_url(current.tokens[0])
-        return render_template("volume.html", **ctx)
-    return render_template("questionnaire.html", fields=cfg.questionnaire, **ctx)
+        return render_template("headphones.html", rounds=data["rounds"], data_json=_page_data_json(data, lang), **ctx)
+    if row.kind == "volume":
+        data["sound"] = audio_prefix + row.tokens[0]
+        return render_template("volume.html", data_json=_page_data_json(data, lang), **ctx)
+    return render_template("questionnaire.html", fields=cfg.questionnaire, data_json=_page_data_json(data, lang), **ctx)
 
 
 def _json_error(status: int, code: str, message: str):
@@ -181,8 +216,8 @@ def submit_page(test: str):
     token = request.cookies.get(COOKIE)
     for attempt in range(2):
         try:
-            with rt.storage.writing() as s:
-                result = submit(s, rt.stim, token, body)
+            with rt.storage.writing_core() as conn:
+                result = submit(conn, rt.stim, token, body)
             break
         except SubmissionError as exc:
             return _json_error(exc.status, exc.code, exc.message)

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -47,6 +48,10 @@ class Settings:
     login_window_s: int = 300
     audio_max_age_s: int = 3600
     development: bool = False
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
+    """SQLite durability. ``normal`` (with WAL): an acknowledged page survives the server being
+    killed (kill -9, OOM, a crash); a power cut or kernel panic may lose the last moments' pages.
+    ``full``: also survives a power cut, at one disk flush per submitted page."""
 
     @property
     def instance_dir(self) -> Path:

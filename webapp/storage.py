@@ -133,7 +133,10 @@ class AudioToken(Base):
     """-1: the page's reference; n >= 0: the n-th shown condition (or headphone-check trial)."""
 
 
-def _sqlite_engine(path: Path) -> Engine:
+SQLITE_SYNCHRONOUS = ("normal", "full")
+
+
+def _sqlite_engine(path: Path, synchronous: str) -> Engine:
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
 
@@ -144,8 +147,9 @@ def _sqlite_engine(path: Path) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed (acknowledged) page survives a power cut, not only a killed process.
-        cur.execute("PRAGMA synchronous=FULL")
+        # NORMAL (WAL): a commit is in the OS's page cache before the page is acknowledged, so it
+        # survives a killed server; FULL also flushes the disk at every commit (power cuts).
+        cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
@@ -161,15 +165,18 @@ def _sqlite_engine(path: Path) -> Engine:
 class Storage:
     """One database: an engine plus session factories for reading and for writing."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, sqlite_synchronous: str = "normal"):
+        if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise StorageError(f"sqlite_synchronous: expected one of {SQLITE_SYNCHRONOUS}, found {sqlite_synchronous!r}")
         self.url = url
         if url.startswith("sqlite:///"):
-            self.engine = _sqlite_engine(Path(url[len("sqlite:///") :]))
+            self.engine = _sqlite_engine(Path(url[len("sqlite:///") :]), sqlite_synchronous)
             write_engine = self.engine.execution_options(sqlite_immediate=True)
         else:
             self.engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
             write_engine = self.engine
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._write_engine = write_engine
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
         self._thread_lock = threading.Lock()
@@ -206,6 +213,23 @@ class Storage:
         else:
             with self._write() as session, session.begin():
                 yield session
+
+    @contextmanager
+    def reading_core(self):
+        """A Core connection in a read transaction: the participant pages' hot path, without the
+        ORM's per-object bookkeeping."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def writing_core(self):
+        """A Core connection whose transaction commits on leaving the block (rolls back on error)."""
+        if self.is_sqlite:
+            with self._sqlite_write_lock(), self._write_engine.connect() as conn, conn.begin():
+                yield conn
+        else:
+            with self._write_engine.connect() as conn, conn.begin():
+                yield conn
 
     def initialise(self) -> None:
         """Create or upgrade the tables; several workers may call this at the same time."""

@@ -13,8 +13,8 @@ import math
 import re
 from typing import Any
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection, Row
 
 from .errors import SubmissionError
 from .headphones import answer_key
@@ -60,7 +60,7 @@ def _number(value: Any, lo: float, hi: float, where: str) -> float:
 COMMON = {"position", "idempotency_key"}
 
 
-def _check_mushra(stim: StimulusSet, page: Page, body: dict) -> list[dict]:
+def _check_mushra(stim: StimulusSet, page: Row, body: dict, page_values: dict) -> list[dict]:
     _keys(body, COMMON | {"ratings", "duration_ms", "loop_used"}, COMMON | {"ratings", "duration_ms", "loop_used"}, "submission")
     duration_ms = _int(body["duration_ms"], 0, MAX_DURATION_MS, "duration_ms")
     if not isinstance(body["loop_used"], bool):
@@ -100,11 +100,10 @@ def _check_mushra(stim: StimulusSet, page: Page, body: dict) -> list[dict]:
         raise SubmissionError(422, "not_finished", f"not yet rated: {labels(unrated)}")
     if enforce.one_at_100 and not any(v["score"] == 100 for v in seen.values()):
         raise SubmissionError(422, "not_finished", "at least one sound must be rated 100")
-    page.duration_ms = duration_ms
-    page.loop_used = body["loop_used"]
+    page_values.update(duration_ms=duration_ms, loop_used=body["loop_used"])
     return [
         {
-            "page_id": page.id,
+            "page_id": page.page_id,
             "participant_id": page.participant_id,
             "trial": page.trial,
             "condition": order[slot],
@@ -117,7 +116,7 @@ def _check_mushra(stim: StimulusSet, page: Page, body: dict) -> list[dict]:
     ]
 
 
-def _check_headphones(stim: StimulusSet, page: Page, participant: Participant, body: dict) -> dict:
+def _check_headphones(stim: StimulusSet, page: Row, body: dict, page_values: dict, participant_values: dict) -> dict:
     _keys(body, COMMON | {"answers"}, COMMON | {"answers"}, "submission")
     key = answer_key(page.setup["rounds"])
     answers = body["answers"]
@@ -127,23 +126,22 @@ def _check_headphones(stim: StimulusSet, page: Page, participant: Participant, b
     correct = sum(a == k for a, k in zip(answers, key, strict=True))
     cfg = stim.settings.headphone_check
     passed = correct >= cfg.pass_threshold
-    participant.headphone_correct = correct
-    participant.headphone_passed = passed
+    participant_values.update(headphone_correct=correct, headphone_passed=passed)
     if not passed and cfg.on_failure == "stop":
-        participant.stopped = True
-    page.answers = {"answers": answers, "correct": correct, "passed": passed}
+        participant_values["stopped"] = True
+    page_values["answers"] = {"answers": answers, "correct": correct, "passed": passed}
     return {"headphones_passed": passed}
 
 
-def _check_volume(participant: Participant, page: Page, body: dict) -> None:
+def _check_volume(body: dict, page_values: dict, participant_values: dict) -> None:
     _keys(body, COMMON | {"gain_db", "plays"}, COMMON | {"gain_db", "plays"}, "submission")
     gain = _number(body["gain_db"], -4, 4, "gain_db")
     plays = _int(body["plays"], 1, MAX_PLAYS, "plays")
-    participant.volume_gain_db = gain
-    page.answers = {"gain_db": gain, "plays": plays}
+    participant_values["volume_gain_db"] = gain
+    page_values["answers"] = {"gain_db": gain, "plays": plays}
 
 
-def _check_questionnaire(stim: StimulusSet, participant: Participant, page: Page, body: dict) -> None:
+def _check_questionnaire(stim: StimulusSet, body: dict, page_values: dict, participant_values: dict) -> None:
     _keys(body, COMMON | {"answers"}, COMMON | {"answers"}, "submission")
     answers = body["answers"]
     if not isinstance(answers, dict):
@@ -172,11 +170,44 @@ def _check_questionnaire(stim: StimulusSet, participant: Participant, page: Page
             if not isinstance(value, str) or len(value) > MAX_TEXT:
                 raise _invalid(f"{where}: expected a text of at most {MAX_TEXT} characters")
             clean[name] = value
-    participant.answers = clean
-    page.answers = clean
+    participant_values["answers"] = clean
+    page_values["answers"] = clean
 
 
-def submit(session: Session, stim: StimulusSet, participant_token: str | None, body: Any) -> dict:
+_P = Participant.__table__
+_PG = Page.__table__
+_PENDING = _PG.alias("pending")
+# Built once: with bound parameters the statements' compiled forms stay in SQLAlchemy's cache
+# and a request pays for neither building nor compiling them.
+_LOCK_PARTICIPANT = (
+    select(_P.c.id).where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test")).with_for_update()
+)
+_FIND_PARTICIPANT = select(_P.c.id).where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test"))
+_LOOKUP = (
+    select(
+        _P.c.id.label("participant_id"), _P.c.stopped, _P.c.finished_at,
+        _PG.c.id.label("page_id"), _PG.c.kind, _PG.c.trial, _PG.c.condition_order, _PG.c.tokens,
+        _PG.c.setup, _PG.c.submitted_at, _PG.c.idempotency_key,
+        select(func.min(_PENDING.c.position))
+        .where(_PENDING.c.participant_id == _P.c.id, _PENDING.c.submitted_at.is_(None))
+        .scalar_subquery().label("expected"),
+        select(func.count())
+        .where(_PENDING.c.participant_id == _P.c.id, _PENDING.c.submitted_at.is_(None))
+        .scalar_subquery().label("remaining"),
+    )
+    .join(_PG, _PG.c.participant_id == _P.c.id)
+    .where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test"), _PG.c.position == bindparam("position"))
+)
+# "submitted_at IS NULL": a page is stored once even if the checks above were ever bypassed.
+_STORE_PAGE = (
+    update(_PG)
+    .where(_PG.c.id == bindparam("page_id"), _PG.c.submitted_at.is_(None))
+    .values(submitted_at=bindparam("now"), idempotency_key=bindparam("key"))
+)
+_INSERT_RATINGS = insert(Rating.__table__)
+
+
+def submit(conn: Connection, stim: StimulusSet, participant_token: str | None, body: Any) -> dict:
     """Validate ``body`` and store it as the participant's current page; returns the JSON answer.
 
     Runs inside the caller's transaction: on :class:`SubmissionError` the caller rolls back, so a
@@ -192,51 +223,54 @@ def submit(session: Session, stim: StimulusSet, participant_token: str | None, b
         raise _invalid(f"idempotency_key: expected 8–64 letters, digits, - or _, found {key!r}")
     if not participant_token:
         raise SubmissionError(403, "no_participant", "no participant cookie; open the test link again")
-    # One round trip for the participant and the page; FOR UPDATE (PostgreSQL) serialises a
-    # participant's concurrent retries so only one of them can store the page.
-    row = session.execute(
-        select(Participant, Page)
-        .join(Page, Page.participant_id == Participant.id)
-        .where(Participant.token == participant_token, Participant.test == stim.name, Page.position == position)
-        .with_for_update(of=Participant)
-    ).first()
+    who = {"token": participant_token, "test": stim.name}
+    if conn.dialect.name != "sqlite":
+        # Lock the participant first (PostgreSQL): a concurrent retry of the same page waits here,
+        # and the lookup below, a new statement under READ COMMITTED, then sees what it stored.
+        # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
+        conn.execute(_LOCK_PARTICIPANT, who)
+    row = conn.execute(_LOOKUP, {**who, "position": position}).first()
     if row is None:
-        known = session.scalar(
-            select(Participant.id).where(Participant.token == participant_token, Participant.test == stim.name)
-        )
-        if known is None:
+        if conn.execute(_FIND_PARTICIPANT, who).first() is None:
             raise SubmissionError(403, "no_participant", "unknown participant; open the test link again")
         raise SubmissionError(404, "no_such_page", f"position {position}: this participant has no such page")
-    participant, page = row
-    if page.submitted_at is not None:
-        if page.idempotency_key == key:
-            return {"ok": True, "replayed": True, **_after(participant)}
+    if row.submitted_at is not None:
+        if row.idempotency_key == key:
+            return {"ok": True, "replayed": True, "finished": row.finished_at is not None, "stopped": bool(row.stopped)}
         raise SubmissionError(409, "already_submitted", f"page {position} was already submitted")
-    if participant.stopped:
+    if row.stopped:
         raise SubmissionError(409, "stopped", "this participant's test has ended")
-    expected, remaining = session.execute(
-        select(func.min(Page.position), func.count()).where(
-            Page.participant_id == participant.id, Page.submitted_at.is_(None)
-        )
-    ).one()
-    if position != expected:
-        raise SubmissionError(409, "wrong_page", f"expected page {expected}, found page {position}")
+    if position != row.expected:
+        raise SubmissionError(409, "wrong_page", f"expected page {row.expected}, found page {position}")
     extra: dict = {}
-    if page.kind in ("training", "trial"):
-        session.execute(insert(Rating), _check_mushra(stim, page, body))
-    elif page.kind == "headphones":
-        extra = _check_headphones(stim, page, participant, body)
-    elif page.kind == "volume":
-        _check_volume(participant, page, body)
-    elif page.kind == "questionnaire":
-        _check_questionnaire(stim, participant, page, body)
+    page_values: dict = {}
+    participant_values: dict = {}
+    ratings: list[dict] = []
+    if row.kind in ("training", "trial"):
+        ratings = _check_mushra(stim, row, body, page_values)
+    elif row.kind == "headphones":
+        extra = _check_headphones(stim, row, body, page_values, participant_values)
+    elif row.kind == "volume":
+        _check_volume(body, page_values, participant_values)
+    elif row.kind == "questionnaire":
+        _check_questionnaire(stim, body, page_values, participant_values)
     now = utcnow()
-    page.submitted_at = now
-    page.idempotency_key = key
-    if remaining == 1:
-        participant.finished_at = now
-    return {"ok": True, "replayed": False, **extra, **_after(participant)}
-
-
-def _after(participant: Participant) -> dict:
-    return {"finished": participant.finished_at is not None, "stopped": participant.stopped}
+    if row.remaining == 1:
+        participant_values["finished_at"] = now
+    stored = conn.execute(
+        _STORE_PAGE.values(**page_values) if page_values else _STORE_PAGE,
+        {"page_id": row.page_id, "now": now, "key": key},
+    )
+    if stored.rowcount != 1:
+        raise SubmissionError(409, "already_submitted", f"page {position} was already submitted")
+    if ratings:
+        conn.execute(_INSERT_RATINGS, ratings)
+    if participant_values:
+        conn.execute(update(_P).where(_P.c.id == row.participant_id).values(**participant_values))
+    return {
+        "ok": True,
+        "replayed": False,
+        **extra,
+        "finished": "finished_at" in participant_values or row.finished_at is not None,
+        "stopped": bool(participant_values.get("stopped", row.stopped)),
+    }
