@@ -14,15 +14,16 @@ import csv
 import hashlib
 import io
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 from e2e_support import ADMIN_PASSWORD
-from sqlalchemy import select
 
 from evaluation.__main__ import main as evaluation_main
-from webapp.headphones import answer_key
-from webapp.storage import Page, Storage, database_url_for
 
 pytestmark = pytest.mark.browser
 
@@ -58,6 +59,19 @@ def files_by_hash(folder) -> tuple[dict[str, set[str]], dict[str, str]]:
         if not trial["training"]:
             references[sha256((base / trial["reference"]).read_bytes())] = trial["item"]
     return conditions, references
+
+
+def quietest_tone(wav: bytes) -> int:
+    """Index of the quietest of the three tones in a headphone-check round, heard on the left
+    channel (over headphones the anti-phase tone is as loud as the normal one)."""
+    audio, rate = sf.read(io.BytesIO(wav), dtype="float64", always_2d=True)
+    frame = rate // 100  # 10 ms
+    peaks = np.abs(audio[: len(audio) // frame * frame, 0]).reshape(-1, frame).max(axis=1)
+    sounding = np.concatenate([[0], (peaks > 1e-3).astype(int), [0]])
+    edges = np.flatnonzero(np.diff(sounding))
+    tones = [peaks[a:b].max() for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    assert len(tones) == 3, f"expected 3 tones in a round, found {len(tones)}"
+    return int(np.argmin(tones))
 
 
 def click_next(page):
@@ -119,24 +133,22 @@ def test_study_to_report_through_a_browser(browser_page, served, tmp_path):
     page.check("#consent")
     page.click("#start")
 
-    # headphone check: the right answers are the ones the server stored for this participant
+    # headphone check, answered as a listener on headphones would: the tone heard as quietest
     page.wait_for_selector("#headphones-form")
-    storage = Storage(database_url_for(folder.name, served.results_dir, None))
-    try:
-        with storage.reading() as s:
-            key = answer_key(s.scalar(select(Page.setup).where(Page.kind == "headphones"))["rounds"])
-    finally:
-        storage.dispose()
-    assert len(key) == 2
-    for r, answer in enumerate(key):
+    data = page.evaluate("JSON.parse(document.getElementById('page-data').textContent)")
+    assert len(data["rounds"]) == 2
+    for r, url in enumerate(data["rounds"]):
+        response = page.context.request.get(served.url + url)
+        assert response.ok
         page.click(f".play-round[data-round='{r}']")
-        page.check(f"input[name='round-{r}'][value='{answer}']")
+        page.check(f"input[name='round-{r}'][value='{quietest_tone(response.body())}']")
     click_next(page)
 
     # volume
     page.wait_for_selector("#volume-play")
     page.click("#volume-play")
     page.wait_for_selector("#volume-play:has-text('Stop')")
+    page.fill("#gain", "-2")
     click_next(page)
 
     # training, then the two rated trials
@@ -168,7 +180,24 @@ def test_study_to_report_through_a_browser(browser_page, served, tmp_path):
     export = tmp_path / "ratings.csv"
     export.write_bytes(response.body())
     rows = list(csv.DictReader(io.StringIO(response.text())))
-    assert len(rows) == 2 * 5  # rated trials only, 5 sounds each
+    # rated trials only, each sound once, with the score entered for it
+    assert sorted((r["item"], r["condition"], int(r["score"])) for r in rows) == sorted(
+        (item, condition, score) for item, scores in SCORES.items() for condition, score in scores.items()
+    )
+    # the command-line export of the same database says the same
+    cli = subprocess.run(
+        [sys.executable, "-m", "webapp", "export", str(folder), "--format", "ratings",
+         "--results-dir", str(served.results_dir)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout == response.text()
+    response = page.request.get(f"{served.url}/admin/{folder.name}/export/participants")
+    assert response.ok
+    (participant,) = csv.DictReader(io.StringIO(response.text()))
+    assert (participant["pages_submitted"], participant["pages_total"]) == ("6", "6")
+    assert participant["headphone_correct"] == "2" and participant["headphone_passed"] == "True" and float(participant["volume_gain_db"]) == -2.0
+    assert (participant["q_age"], participant["q_hearing_problems"], participant["q_experience"]) == ("33", "no", "some")
 
     # the analyst's report on the export and the set
     out = tmp_path / "report"
@@ -187,5 +216,6 @@ def test_study_to_report_through_a_browser(browser_page, served, tmp_path):
             assert by_item.loc[(item, condition), "mean"] == pytest.approx(score, abs=1e-9), (item, condition)
 
     numbers = json.loads((out / "numbers.json").read_text())
+    assert numbers["screening"]["listeners_after"] == 1 and numbers["screening"]["excluded"] == []
     means = {r["condition"]: r["mean"] for r in numbers["descriptives"]}
     assert means == pytest.approx(EXPECTED_MEANS, abs=1e-9)
