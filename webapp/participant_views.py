@@ -19,6 +19,7 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_wtf.csrf import generate_csrf
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 from sqlalchemy import and_, bindparam, func, select
@@ -147,6 +148,27 @@ def _page_data_json(data: dict, language: str) -> Markup:
     return Markup(f'{head[:-1]}, "messages": {_messages_json(language)}}}')
 
 
+_CSRF_MARK = "\x00earshot-csrf\x00"
+_DATA_MARK = "\x00earshot-data\x00"
+_rendered: dict[tuple, str] = {}
+
+
+def _render_page(template: str, key: tuple, data_json: Markup, **ctx) -> Response:
+    """``template`` rendered around this request's CSRF token and page data.
+
+    A test page's HTML depends only on the test, the language and the page's shape (``key``),
+    never on the participant: it is rendered once per shape with markers where the token and
+    the data go, and each request fills them in. (No blindness risk: the audio tokens and
+    everything else per participant live in the data, which is filled in per request.)
+    """
+    key = (template, *key)
+    html = _rendered.get(key)
+    if html is None:
+        html = render_template(template, csrf_token=lambda: _CSRF_MARK, data_json=Markup(_DATA_MARK), **ctx)
+        _rendered[key] = html
+    return make_response(html.replace(_CSRF_MARK, generate_csrf(), 1).replace(_DATA_MARK, data_json, 1))
+
+
 @bp.get("/t/<test>/page")
 def page(test: str):
     rt = _runtime(test)
@@ -154,8 +176,7 @@ def page(test: str):
     token = request.cookies.get(COOKIE)
     row = None
     if token:
-        with rt.storage.reading_core() as conn:
-            row = conn.execute(_CURRENT_PAGE, {"token": token, "test": rt.stim.name}).first()
+        row = rt.storage.read_one(_CURRENT_PAGE, {"token": token, "test": rt.stim.name})
     if row is None:
         return redirect(url_for(".welcome", test=test))
     lang = row.language
@@ -190,17 +211,17 @@ def page(test: str):
                 "one_at_100": cfg.enforce.one_at_100,
             },
         )
-        return render_template(
-            "mushra.html", sounds=sounds, n=row.n, total=row.total, data_json=_page_data_json(data, lang), **ctx
-        )
+        shape = (test, lang, row.kind, row.n, row.total, len(sounds))
+        return _render_page("mushra.html", shape, _page_data_json(data, lang), sounds=sounds, n=row.n, total=row.total, **ctx)
     if row.kind == "headphones":
         data["rounds"] = [audio_prefix + tok for tok in row.tokens]
         data["on_failure"] = cfg.headphone_check.on_failure
-        return render_template("headphones.html", rounds=data["rounds"], data_json=_page_data_json(data, lang), **ctx)
+        shape = (test, lang, len(data["rounds"]))
+        return _render_page("headphones.html", shape, _page_data_json(data, lang), rounds=data["rounds"], **ctx)
     if row.kind == "volume":
         data["sound"] = audio_prefix + row.tokens[0]
-        return render_template("volume.html", data_json=_page_data_json(data, lang), **ctx)
-    return render_template("questionnaire.html", fields=cfg.questionnaire, data_json=_page_data_json(data, lang), **ctx)
+        return _render_page("volume.html", (test, lang), _page_data_json(data, lang), **ctx)
+    return _render_page("questionnaire.html", (test, lang), _page_data_json(data, lang), fields=cfg.questionnaire, **ctx)
 
 
 def _json_error(status: int, code: str, message: str):

@@ -156,6 +156,8 @@ def _sqlite_engine(path: Path, synchronous: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
+        if conn.get_execution_options().get("sqlite_no_begin", False):
+            return
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -177,6 +179,7 @@ class Storage:
             write_engine = self.engine
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write_engine = write_engine
+        self._single_read_engine = self.engine.execution_options(sqlite_no_begin=True)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
         self._thread_lock = threading.Lock()
@@ -214,12 +217,14 @@ class Storage:
             with self._write() as session, session.begin():
                 yield session
 
-    @contextmanager
-    def reading_core(self):
-        """A Core connection in a read transaction: the participant pages' hot path, without the
-        ORM's per-object bookkeeping."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+    def read_one(self, statement, params: dict):
+        """The first row of one read-only ``statement`` (None when there is none), without the ORM.
+
+        One statement sees one consistent snapshot on its own, so on SQLite no BEGIN/COMMIT pair
+        is spent on it: the participant pages' hot path.
+        """
+        with self._single_read_engine.connect() as conn:
+            return conn.execute(statement, params).first()
 
     @contextmanager
     def writing_core(self):
