@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,25 +44,42 @@ def served(stimulus_set, tmp_path):
     assert server.process.returncode is not None
 
 
-@pytest.fixture(scope="session")
+class BrowserThread:
+    """Debian's chromium under Playwright's sync API, owned by one worker thread.
+
+    Playwright's sync API refuses to start while another instance runs on the same thread, and
+    the web app tests keep a session-long one on the main thread; so every browser call of this
+    test runs on this thread (``run``), which works whichever folder's tests run first."""
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="e2e-chromium")
+        self._pool.submit(self._start).result()
+
+    def _start(self) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self._playwright = sync_playwright().start()
+        self.browser = self._playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+    def _stop(self) -> None:
+        self.browser.close()
+        self._playwright.stop()
+
+    def run(self, fn, *args):
+        """``fn(browser, *args)`` on the browser's thread; its result, or its exception re-raised here."""
+        return self._pool.submit(fn, self.browser, *args).result()
+
+    def close(self) -> None:
+        try:
+            self._pool.submit(self._stop).result()
+        finally:
+            self._pool.shutdown()
+
+
+@pytest.fixture(scope="module")
 def chromium():
     if not Path(CHROMIUM).exists():
         missing_tool("chromium", "apt-get install chromium", "EARSHOT_REQUIRE_BROWSER")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def browser_page(chromium):
-    """A fresh browser context (own cookies) and page; JavaScript errors fail the test."""
-    context = chromium.new_context(viewport={"width": 1100, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    browser = BrowserThread()
+    yield browser
+    browser.close()

@@ -122,64 +122,84 @@ def rate_page(page, conditions, references) -> tuple[str, str | None, dict[str, 
     return data["kind"], item, entered
 
 
-def test_study_to_report_through_a_browser(browser_page, served, tmp_path):
-    page = browser_page
+def take_the_test(browser, served, conditions, references) -> dict:
+    """A participant completes every page in a fresh browser context, then the experimenter logs
+    in to the admin pages and downloads the exports. Runs on the browser's thread."""
+    folder = served.folder
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    js_errors: list[str] = []
+    page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+    try:
+        # consent
+        page.goto(f"{served.url}/t/{folder.name}/")
+        page.check("#consent")
+        page.click("#start")
+
+        # headphone check, answered as a listener on headphones would: the tone heard as quietest
+        page.wait_for_selector("#headphones-form")
+        data = page.evaluate("JSON.parse(document.getElementById('page-data').textContent)")
+        assert len(data["rounds"]) == 2
+        for r, url in enumerate(data["rounds"]):
+            response = page.context.request.get(served.url + url)
+            assert response.ok
+            page.click(f".play-round[data-round='{r}']")
+            page.check(f"input[name='round-{r}'][value='{quietest_tone(response.body())}']")
+        click_next(page)
+
+        # volume
+        page.wait_for_selector("#volume-play")
+        page.click("#volume-play")
+        page.wait_for_selector("#volume-play:has-text('Stop')")
+        page.fill("#gain", "-2")
+        click_next(page)
+
+        # training, then the two rated trials
+        rated: dict[str, dict[str, int]] = {}
+        kinds = []
+        for _ in range(3):
+            kind, item, entered = rate_page(page, conditions, references)
+            kinds.append(kind)
+            if kind == "trial":
+                rated[item] = entered
+
+        # questionnaire
+        page.wait_for_selector("#questionnaire")
+        page.fill("#q-age", "33")
+        page.select_option("#q-hearing_problems", "no")
+        page.select_option("#q-experience", "some")
+        page.click("#next")
+        page.wait_for_selector("text=Thank you!")
+
+        # the experimenter downloads the exports from the admin pages
+        page.goto(f"{served.url}/admin/login")
+        page.fill("#password", ADMIN_PASSWORD)
+        page.click("#login")
+        page.wait_for_url("**/admin/")
+        exports = {}
+        for fmt in ("ratings", "participants"):
+            response = page.request.get(f"{served.url}/admin/{folder.name}/export/{fmt}")
+            assert response.ok, (fmt, response.status)
+            exports[fmt] = response.text()
+    finally:
+        context.close()
+    return {"kinds": kinds, "rated": rated, "exports": exports, "js_errors": js_errors}
+
+
+def test_study_to_report_through_a_browser(chromium, served, tmp_path):
     folder = served.folder
     conditions, references = files_by_hash(folder)
     assert len(references) == 2  # two rated trials, told apart by their references
 
-    # consent
-    page.goto(f"{served.url}/t/{folder.name}/")
-    page.check("#consent")
-    page.click("#start")
+    visit = chromium.run(take_the_test, served, conditions, references)
+    assert visit["js_errors"] == []
+    assert visit["kinds"] == ["training", "trial", "trial"]
+    assert visit["rated"] == SCORES
 
-    # headphone check, answered as a listener on headphones would: the tone heard as quietest
-    page.wait_for_selector("#headphones-form")
-    data = page.evaluate("JSON.parse(document.getElementById('page-data').textContent)")
-    assert len(data["rounds"]) == 2
-    for r, url in enumerate(data["rounds"]):
-        response = page.context.request.get(served.url + url)
-        assert response.ok
-        page.click(f".play-round[data-round='{r}']")
-        page.check(f"input[name='round-{r}'][value='{quietest_tone(response.body())}']")
-    click_next(page)
-
-    # volume
-    page.wait_for_selector("#volume-play")
-    page.click("#volume-play")
-    page.wait_for_selector("#volume-play:has-text('Stop')")
-    page.fill("#gain", "-2")
-    click_next(page)
-
-    # training, then the two rated trials
-    rated: dict[str, dict[str, int]] = {}
-    kinds = []
-    for _ in range(3):
-        kind, item, entered = rate_page(page, conditions, references)
-        kinds.append(kind)
-        if kind == "trial":
-            rated[item] = entered
-    assert kinds == ["training", "trial", "trial"]
-    assert rated == SCORES
-
-    # questionnaire
-    page.wait_for_selector("#questionnaire")
-    page.fill("#q-age", "33")
-    page.select_option("#q-hearing_problems", "no")
-    page.select_option("#q-experience", "some")
-    page.click("#next")
-    page.wait_for_selector("text=Thank you!")
-
-    # the experimenter exports the ratings from the admin pages
-    page.goto(f"{served.url}/admin/login")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("#login")
-    page.wait_for_url("**/admin/")
-    response = page.request.get(f"{served.url}/admin/{folder.name}/export/ratings")
-    assert response.ok
+    ratings = visit["exports"]["ratings"]
     export = tmp_path / "ratings.csv"
-    export.write_bytes(response.body())
-    rows = list(csv.DictReader(io.StringIO(response.text())))
+    export.write_text(ratings, encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(ratings)))
     # rated trials only, each sound once, with the score entered for it
     assert sorted((r["item"], r["condition"], int(r["score"])) for r in rows) == sorted(
         (item, condition, score) for item, scores in SCORES.items() for condition, score in scores.items()
@@ -191,12 +211,11 @@ def test_study_to_report_through_a_browser(browser_page, served, tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert cli.returncode == 0, cli.stderr
-    assert cli.stdout == response.text()
-    response = page.request.get(f"{served.url}/admin/{folder.name}/export/participants")
-    assert response.ok
-    (participant,) = csv.DictReader(io.StringIO(response.text()))
+    assert cli.stdout == ratings
+    (participant,) = csv.DictReader(io.StringIO(visit["exports"]["participants"]))
     assert (participant["pages_submitted"], participant["pages_total"]) == ("6", "6")
-    assert participant["headphone_correct"] == "2" and participant["headphone_passed"] == "True" and float(participant["volume_gain_db"]) == -2.0
+    assert (participant["headphone_correct"], participant["headphone_passed"]) == ("2", "True")
+    assert float(participant["volume_gain_db"]) == -2.0
     assert (participant["q_age"], participant["q_hearing_problems"], participant["q_experience"]) == ("33", "no", "some")
 
     # the analyst's report on the export and the set
