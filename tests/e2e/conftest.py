@@ -16,13 +16,13 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "webapp"))
 from e2e_support import GROUPS, ITEMS, STUDY, TEST_YAML, ServedTest  # noqa: E402
 from webapp_support import CHROMIUM, CHROMIUM_ARGS, missing_tool  # noqa: E402
 
-from models.cli import main as models_main  # noqa: E402
-
 
 @pytest.fixture(scope="session")
 def stimulus_set(tmp_path_factory) -> Path:
     """``stimuli/e2e``: the tiny study trained and rendered through the models CLI (2 items × 1
     group, 2 s excerpts, 1 training trial; ``--no-strict`` because 2 items are fewer than BS.1534's 5)."""
+    from models.cli import main as models_main  # torch is imported only when the test runs
+
     root = tmp_path_factory.mktemp("e2e")
     study = root / "study.yaml"
     study.write_text(yaml.safe_dump({**STUDY, "output_dir": str(root / "zoo")}))

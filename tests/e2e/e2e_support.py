@@ -35,7 +35,7 @@ GROUPS = [{"name": "S-8-8", "layers": [8, 8],
 TEST_YAML = {"headphone_check": {"trials": 2, "pass_threshold": 2}}
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     """The environment without the developer's own web app settings, so the server sees only ours."""
     return {k: v for k, v in os.environ.items() if not k.startswith("EARSHOT_")}
 
@@ -49,7 +49,7 @@ class ServedTest:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = results_dir.parent / "server.log"
-        env = _clean_env()
+        env = clean_env()
         setpw = subprocess.run(
             [sys.executable, "-m", "webapp", "set-password", "--password-stdin", "--results-dir", str(results_dir)],
             input=ADMIN_PASSWORD + "\n", capture_output=True, text=True, env=env, timeout=60,

@@ -1,7 +1,10 @@
 """Issue 7's end-to-end test: a tiny study → ``python -m models stimuli`` → ``python -m webapp
 serve`` → chromium, driven with the keyboard, completes every page with scores chosen here →
 the admin export → ``python -m evaluation report``; the report's per-condition numbers are the
-hand-computed means of what was entered.
+hand-computed means of what was entered. The models and evaluation verbs run in this process
+through their CLIs' ``main`` (the same code as ``python -m``, without paying torch's import
+twice); the server is a separate gunicorn process, and the web app's export also runs as
+``python -m webapp export``.
 
 Which condition a slider holds is found the way no part of the app could fake: the sound the
 page loads for that slider is fetched and its bytes are matched against the WAV files of the
@@ -21,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from e2e_support import ADMIN_PASSWORD
+from e2e_support import ADMIN_PASSWORD, clean_env
 
 from evaluation.__main__ import main as evaluation_main
 
@@ -208,7 +211,7 @@ def test_study_to_report_through_a_browser(chromium, served, tmp_path):
     cli = subprocess.run(
         [sys.executable, "-m", "webapp", "export", str(folder), "--format", "ratings",
          "--results-dir", str(served.results_dir)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, env=clean_env(), timeout=60,
     )
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout == ratings
