@@ -215,7 +215,7 @@ def test_sandwich_training_with_inplace_distillation_improves_every_width():
     torch.manual_seed(0)
     model = build_wavenet(from_preset("nano")).train()
     generator = torch.Generator().manual_seed(0)
-    x = 0.5 * torch.randn(4, 512, 1, generator=generator)
+    x = 0.5 * torch.randn(2, 256, 1, generator=generator)
     target = torch.tanh(3.0 * x)
     widths = allowed_widths(model)  # 1/4 … 4/4 of nano's 4/2 channels
 
@@ -224,13 +224,13 @@ def test_sandwich_training_with_inplace_distillation_improves_every_width():
             return {w: float(_mse(model(x, width=w)[0], target)) for w in (widths[0], 1.0)}
 
     before = errors()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
+    for _ in range(30):
         drawn = sample_widths(widths, "sandwich", generator, count=3)
         loss, _ = slimmable_loss(model, x, target, drawn, _mse, inplace_distillation=True)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     after = errors()
-    assert after[1.0] < 0.5 * before[1.0]
+    assert after[1.0] < 0.3 * before[1.0]
     assert after[widths[0]] < 0.8 * before[widths[0]]
