@@ -159,7 +159,8 @@ def _sqlite_engine(path: Path, synchronous: str) -> Engine:
         if conn.get_execution_options().get("sqlite_no_begin", False):
             return
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: a statement through SQLAlchemy costs more than BEGIN itself.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -240,7 +241,14 @@ class Storage:
         """Create or upgrade the tables; several workers may call this at the same time."""
         for attempt in range(5):
             try:
-                self._initialise_once()
+                if self.is_sqlite:
+                    # Workers starting together on a new file would otherwise fail at once with
+                    # "database is locked": SQLite refuses (without waiting) a reader's upgrade
+                    # to writer while another connection writes.
+                    with self._sqlite_write_lock():
+                        self._initialise_once()
+                else:
+                    self._initialise_once()
                 return
             except (OperationalError, IntegrityError) as exc:
                 if attempt == 4:
