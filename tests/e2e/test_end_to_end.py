@@ -116,7 +116,7 @@ def rate_page(page, conditions, references) -> tuple[str, str | None, dict[str, 
         response = fetch.get(page.url.split("/t/")[0] + sound["url"])
         assert response.ok
         ids = conditions[sha256(response.body())] - {"reference"}
-        assert len(ids) == 1, ids
+        assert len(ids) == 1, f"conditions {sorted(ids)} are byte-identical WAVs: the test cannot tell them apart"
         (condition,) = ids
         set_slider_with_keyboard(page, slot, wanted[condition])
         entered[condition] = wanted[condition]
