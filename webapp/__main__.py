@@ -36,7 +36,7 @@ def _settings(args, stimulus_sets=()):
 def cmd_serve(args) -> int:
     from .app import create_app
     from .manifest import load_stimulus_set
-    from .settings import resolve_secret_key
+    from .settings import default_gunicorn_threads, resolve_secret_key
     from .storage import Storage, database_url_for
 
     folders = [_set_folder(s) for s in args.stimulus_sets]
@@ -67,7 +67,7 @@ def cmd_serve(args) -> int:
         def load_config(self):
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
-            self.cfg.set("threads", args.threads)
+            self.cfg.set("threads", args.threads or default_gunicorn_threads(settings.database_url))
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("graceful_timeout", 10)
@@ -134,6 +134,12 @@ def cmd_import_webmushra(args) -> int:
     return 0
 
 
+THREADS_HELP = (
+    "threads per worker (default 2 with SQLite, 4 with PostgreSQL: more Python threads only fight "
+    "over the interpreter lock, except while they wait for a database server)"
+)
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -155,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; a reverse proxy serves the public side)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
-    p.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    p.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (default 3: tuned on 2 cores, see webapp/docs/running-a-study.md)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--access-log", action="store_true", help="print one line per request")
     p.add_argument("--allow-external", action="store_true", help="allow a non-loopback --host")
     p.add_argument("--development", action="store_true", help="Flask's debug server with tracebacks in the browser; never for real participants")
@@ -185,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="load test: simulated participants against gunicorn on loopback")
     p.add_argument("--participants", type=int, default=50, help="concurrent simulated participants (default 50)")
     p.add_argument("--trials", type=int, default=8, help="rated trials in the generated test (default 8)")
-    p.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4)")
-    p.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    p.add_argument("--workers", type=int, default=3, help="gunicorn workers (default 3)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--database-url", help="PostgreSQL URL to bench instead of SQLite")
     p.add_argument("--crash", action="store_true", help="kill -9 the server mid-run, restart it, and check that no acknowledged page was lost")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")

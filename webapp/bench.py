@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 
 from .errors import ConfigError
 from .manifest import load_stimulus_set
+from .settings import default_gunicorn_threads
 from .storage import Page, Participant, Rating, Storage, database_url_for
 
 META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
@@ -287,10 +288,11 @@ def _run_bench(args, root: Path) -> int:
         with storage.reading() as s:
             if s.scalar(select(func.count()).select_from(Participant)):
                 raise ConfigError(f"--database-url {args.database_url}: the database already holds participants; use an empty one")
+    server_threads = args.threads or default_gunicorn_threads(args.database_url)
     pages_each = 2 + 1 + args.trials + 1
-    print(f"bench: {args.participants} participants x {pages_each} pages, gunicorn {args.workers} workers x {args.threads} threads, "
+    print(f"bench: {args.participants} participants x {pages_each} pages, gunicorn {args.workers} workers x {server_threads} threads, "
           f"{'PostgreSQL' if args.database_url else 'SQLite (WAL)'}")
-    server = _start_server(port, args.workers, args.threads, env)
+    server = _start_server(port, args.workers, server_threads, env)
     stats = Stats()
     clients = [Client(port, stats) for _ in range(args.participants)]
     threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
@@ -308,7 +310,7 @@ def _run_bench(args, root: Path) -> int:
             server_cpu += _server_cpu_s(server)
             _stop(server, signal.SIGKILL)
             print(f"crash: killed the server (SIGKILL) after {before} acknowledged pages; restarting")
-            server = _start_server(port, args.workers, args.threads, env)
+            server = _start_server(port, args.workers, server_threads, env)
             server_cpu -= _server_cpu_s(server)
         for t in threads:
             t.join()

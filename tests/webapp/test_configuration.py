@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,31 @@ def test_sqlite_is_wal_and_schema_versioned(tmp_path):
         conn.execute(text("UPDATE schema_info SET value = :v WHERE key = 'schema_version'"), {"v": str(SCHEMA_VERSION + 1)})
     with pytest.raises(StorageError, match=f"schema version {SCHEMA_VERSION + 1}, newer than"):
         newer.initialise()
+
+
+def test_sqlite_synchronous_setting(tmp_path):
+    # SQLite's PRAGMA synchronous reads back 1 for NORMAL and 2 for FULL (sqlite.org/pragma.html).
+    folder = make_stimulus_set(tmp_path / "stimuli", n_trials=1)
+    for value, expected in (("normal", 1), ("full", 2)):
+        app = create_app({"stimulus_sets": [str(folder)], "results_dir": str(tmp_path / value), "sqlite_synchronous": value})
+        storage = app.extensions["earshot"].tests["demo"].storage
+        with storage.writing_core() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == expected
+        storage.dispose()
+    settings = load_settings(environ={"EARSHOT_SQLITE_SYNCHRONOUS": "full"})
+    assert settings.sqlite_synchronous == "full"
+    with pytest.raises(ConfigError, match="sqlite_synchronous"):
+        load_settings(environ={"EARSHOT_SQLITE_SYNCHRONOUS": "off"})
+
+
+def test_workers_starting_together_initialise_a_new_sqlite_file(tmp_path):
+    # Four processes create the schema of the same new file at once, as gunicorn workers do.
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = "import sys; from webapp.storage import Storage; s = Storage(sys.argv[1]); s.initialise(); print(s.schema_version())"
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == [str(SCHEMA_VERSION)] * 4
 
 
 def test_migrations_run_in_order(tmp_path, monkeypatch):
