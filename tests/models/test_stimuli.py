@@ -425,3 +425,21 @@ def test_stimuli_verb_explains_its_options_and_refuses_mixed_modes(tmp_path, cap
     assert "give no CONFIG and no --out" in capsys.readouterr().err
     assert main(["stimuli", "--check", str(tmp_path)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_silent_output_names_the_run(study, tmp_path, monkeypatch):
+    # A model that renders silence (here: a render replaced by zeros for one run) must stop the
+    # build: loudness alignment would otherwise amplify nothing into noise.
+    import models.stimulus_sets as stimulus_sets
+
+    original = stimulus_sets.render_item
+
+    def silent_for_kd(model, payload, item, knobs, threads):
+        y = original(model, payload, item, knobs, threads)
+        return np.zeros_like(y) if "_kd-" in payload.get("run_id", "") else y
+
+    monkeypatch.setattr(stimulus_sets, "render_item", silent_for_kd)
+    config = write_config(tmp_path, study, training_trials=0)
+    with pytest.raises(StimulusError, match=r"run \S+_kd-\S+ on item '\w+': the output is silent"):
+        build_from_file(config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
