@@ -58,6 +58,11 @@ def _participant(session, rt: TestRuntime) -> Participant | None:
     )
 
 
+_KNOWN_PARTICIPANT = select(Participant.__table__.c.id).where(
+    Participant.__table__.c.token == bindparam("token"), Participant.__table__.c.test == bindparam("test")
+)
+
+
 def _language(rt: TestRuntime, requested: str | None) -> str:
     return requested if requested in languages() else rt.stim.settings.language
 
@@ -85,12 +90,11 @@ def start(test: str):
         return render_template(
             "welcome.html", t=t, cfg=cfg, test=test, crowd=crowd, lang=lang, error=t("consent_required")
         ), 400
-    with rt.storage.writing() as s:
-        existing = _participant(s, rt)
-        if existing is not None:
+    with rt.storage.writing_core() as conn:
+        known = request.cookies.get(COOKIE)
+        if known and conn.execute(_KNOWN_PARTICIPANT, {"token": known, "test": rt.stim.name}).first():
             return redirect(url_for(".page", test=test))
-        participant = start_participant(s, rt.stim, crowd, lang, request.headers.get("User-Agent", ""))
-        token = participant.token
+        token = start_participant(conn, rt.stim, crowd, lang, request.headers.get("User-Agent", ""))
     response = redirect(url_for(".page", test=test))
     response.set_cookie(
         COOKIE,

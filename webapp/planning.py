@@ -9,12 +9,12 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.engine import Connection
 
 from . import headphones
 from .manifest import StimulusSet, Trial
-from .storage import AudioToken, Page, Participant
+from .storage import AudioToken, Page, Participant, utcnow
 
 TOKEN_BYTES = 24
 
@@ -24,10 +24,10 @@ def new_token() -> str:
 
 
 def _balanced_subset(
-    session: Session, stim: StimulusSet, k: int, rng: secrets.SystemRandom
+    conn: Connection, stim: StimulusSet, k: int, rng: secrets.SystemRandom
 ) -> list[Trial]:
     """The ``k`` rated trials assigned least often so far (ties broken at random)."""
-    rows = session.execute(
+    rows = conn.execute(
         select(Page.trial, func.count())
         .join(Participant, Participant.id == Page.participant_id)
         .where(Participant.test == stim.name, Page.kind == "trial")
@@ -40,54 +40,56 @@ def _balanced_subset(
     return [t for _, _, t in keyed[:k]]
 
 
+_PAGE_IDS = select(Page.position, Page.id).where(Page.participant_id == bindparam("participant_id"))
+
+
 def start_participant(
-    session: Session,
+    conn: Connection,
     stim: StimulusSet,
     crowd: dict[str, str],
     language: str,
     user_agent: str = "",
     rng: secrets.SystemRandom | None = None,
-) -> Participant:
-    """Create a participant and all their pages inside ``session``'s transaction."""
+) -> str:
+    """Create a participant and all their pages inside ``conn``'s transaction; returns the
+    participant's (secret) token. Core statements: a few executemany calls, no ORM objects."""
     rng = rng or secrets.SystemRandom()
     cfg = stim.settings
-    participant = Participant(
-        test=stim.name,
-        token=new_token(),
-        code="P" + secrets.token_hex(5),
-        language=language,
-        crowd=crowd,
-        user_agent=user_agent[:512],
-    )
-    session.add(participant)
-    session.flush()
+    token = new_token()
+    participant_id = conn.execute(
+        insert(Participant.__table__).values(
+            test=stim.name,
+            token=token,
+            code="P" + secrets.token_hex(5),
+            language=language,
+            crowd=crowd,
+            user_agent=user_agent[:512],
+            created_at=utcnow(),
+            excluded=False,
+            stopped=False,
+        )
+    ).inserted_primary_key[0]
 
-    pages: list[Page] = []
-    tokens: list[tuple[Page, int]] = []
-
+    # Each page: its column values and its audio slots (in token order).
+    pages: list[tuple[dict, list[int]]] = []
     if cfg.headphone_check.enabled:
         rounds = headphones.plan_rounds(cfg.headphone_check.trials, rng)
-        page = Page(kind="headphones", setup={"rounds": rounds})
-        pages.append(page)
-        tokens += [(page, i) for i in range(len(rounds))]
+        pages.append(({"kind": "headphones", "setup": {"rounds": rounds}}, list(range(len(rounds)))))
     if cfg.volume_check:
         first = (stim.training_trials or stim.rated_trials)[0]
-        page = Page(kind="volume", trial=first.id)
-        pages.append(page)
-        tokens.append((page, -1))
+        pages.append(({"kind": "volume", "trial": first.id}, [-1]))
 
-    def mushra_page(kind: str, trial: Trial, trial_position: int | None) -> Page:
+    def mushra_page(kind: str, trial: Trial, trial_position: int | None) -> tuple[dict, list[int]]:
         order = [c.id for c in trial.conditions]
         if cfg.randomise_conditions:
             rng.shuffle(order)
-        page = Page(kind=kind, trial=trial.id, trial_position=trial_position, condition_order=order)
-        tokens.extend((page, slot) for slot in range(-1, len(order)))
-        return page
+        values = {"kind": kind, "trial": trial.id, "trial_position": trial_position, "condition_order": order}
+        return values, list(range(-1, len(order)))
 
     for trial in stim.training_trials:
         pages.append(mushra_page("training", trial, None))
     if cfg.trials_per_participant is not None:
-        rated = _balanced_subset(session, stim, cfg.trials_per_participant, rng)
+        rated = _balanced_subset(conn, stim, cfg.trials_per_participant, rng)
     else:
         rated = list(stim.rated_trials)
     if cfg.randomise_trials:
@@ -95,20 +97,22 @@ def start_participant(
     for i, trial in enumerate(rated, start=1):
         pages.append(mushra_page("trial", trial, i))
     if cfg.questionnaire:
-        pages.append(Page(kind="questionnaire"))
+        pages.append(({"kind": "questionnaire"}, []))
 
-    assigned: list[tuple[Page, int, str]] = []
-    for page, slot in tokens:
-        token = new_token()
-        page.tokens = [*(page.tokens or []), token]
-        assigned.append((page, slot, token))
-    for position, page in enumerate(pages):
-        page.participant_id = participant.id
-        page.position = position
-    session.add_all(pages)
-    session.flush()
-    session.execute(
-        insert(AudioToken),
-        [{"token": tok, "participant_id": participant.id, "page_id": page.id, "slot": slot} for page, slot, tok in assigned],
-    )
-    return participant
+    columns = ("kind", "trial", "trial_position", "condition_order", "tokens", "setup")
+    rows, assigned = [], []
+    for position, (values, slots) in enumerate(pages):
+        tokens = [new_token() for _ in slots]
+        values = {**dict.fromkeys(columns), **values, "tokens": tokens or None}
+        rows.append({**values, "participant_id": participant_id, "position": position})
+        assigned.append(list(zip(slots, tokens, strict=True)))
+    conn.execute(insert(Page.__table__), rows)
+    ids = dict(conn.execute(_PAGE_IDS, {"participant_id": participant_id}).all())
+    audio = [
+        {"token": tok, "participant_id": participant_id, "page_id": ids[position], "slot": slot}
+        for position, slots in enumerate(assigned)
+        for slot, tok in slots
+    ]
+    if audio:
+        conn.execute(insert(AudioToken.__table__), audio)
+    return token

@@ -46,7 +46,9 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict: JSON, list: JSON}
+    # none_as_null: Python None is stored as SQL NULL (not the JSON text 'null') also when it is
+    # passed explicitly, as the participant pages' executemany inserts do.
+    type_annotation_map = {dict: JSON(none_as_null=True), list: JSON(none_as_null=True)}
 
 
 class SchemaInfo(Base):
