@@ -48,10 +48,11 @@ class Settings:
     login_window_s: int = 300
     audio_max_age_s: int = 3600
     development: bool = False
-    sqlite_synchronous: Literal["normal", "full"] = "normal"
-    """SQLite durability. ``normal`` (with WAL): an acknowledged page survives the server being
-    killed (kill -9, OOM, a crash); a power cut or kernel panic may lose the last moments' pages.
-    ``full``: also survives a power cut, at one disk flush per submitted page."""
+    sqlite_synchronous: Literal["normal", "full"] = "full"
+    """SQLite durability. ``full``: an acknowledged page survives a power cut too, at one disk
+    flush per submitted page. ``normal`` (with WAL): it survives the server being killed (kill -9,
+    OOM, a crash) but a power cut or kernel panic may lose the last moments' pages; for a disk
+    whose flushes are slow enough to limit the page rate."""
 
     @property
     def instance_dir(self) -> Path:

@@ -149,8 +149,9 @@ def _sqlite_engine(path: Path, synchronous: str) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        # NORMAL (WAL): a commit is in the OS's page cache before the page is acknowledged, so it
-        # survives a killed server; FULL also flushes the disk at every commit (power cuts).
+        # FULL (default): every commit is flushed to the disk before the page is acknowledged, so
+        # it survives a power cut. NORMAL (WAL): a commit reaches the OS's page cache, which
+        # survives a killed server but not a power cut.
         cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
@@ -170,7 +171,7 @@ def _sqlite_engine(path: Path, synchronous: str) -> Engine:
 class Storage:
     """One database: an engine plus session factories for reading and for writing."""
 
-    def __init__(self, url: str, sqlite_synchronous: str = "normal"):
+    def __init__(self, url: str, sqlite_synchronous: str = "full"):
         if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
             raise StorageError(f"sqlite_synchronous: expected one of {SQLITE_SYNCHRONOUS}, found {sqlite_synchronous!r}")
         self.url = url
