@@ -71,6 +71,9 @@ def cmd_serve(args) -> int:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("graceful_timeout", 10)
+            # gunicorn 27 opens a control socket at ~/.gunicorn/gunicorn.ctl shared by every server
+            # of the user: a second server takes it over and the first one's shutdown deletes it.
+            self.cfg.set("control_socket_disable", True)
 
         def load(self):
             return create_app(settings)

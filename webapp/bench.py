@@ -184,7 +184,7 @@ def _free_port() -> int:
 
 
 def _start_server(port: int, workers: int, threads: int, env: dict) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads), "-k", "gthread",
+    cmd = [sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(workers), "--threads", str(threads), "-k", "gthread",
            "-b", f"127.0.0.1:{port}", "--log-level", "warning", "webapp.wsgi:app"]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
