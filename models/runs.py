@@ -71,9 +71,28 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        digest = hashlib.sha256(json.dumps(to_dict(self), sort_keys=True).encode()).hexdigest()[:8]
+        digest = hashlib.sha256(json.dumps(identity(self), sort_keys=True).encode()).hexdigest()[:8]
         who = self.variant if self.teacher is None else f"{self.variant}-{self.teacher}"
         return f"{self.dataset.name}_{self.model.label}_{who}_s{self.seed}_{digest}"
+
+
+def identity(config: Any) -> Any:
+    """The config without fields left at their defaults, recursively: what a run id hashes.
+
+    A setting added to the code later, with a default that keeps the old behaviour, then leaves
+    every existing run id — and so every finished run — valid.
+    """
+    if dataclasses.is_dataclass(config):
+        out = {}
+        for f in dataclasses.fields(config):
+            value = getattr(config, f.name)
+            if f.default is not dataclasses.MISSING and value == f.default:
+                continue
+            if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
+                continue
+            out[f.name] = identity(value)
+        return out
+    return to_dict(config)
 
 
 def git_commit() -> str:

@@ -245,3 +245,17 @@ def test_study_on_a_local_ray_instance(tmp_path):
     assert list(on_ray["run_id"]) == list(sequential["run_id"])
     pd.testing.assert_series_equal(on_ray["test_esr"], sequential["test_esr"])
     assert (tmp_path / "ray_out" / "runs.csv").is_file()
+
+
+def test_run_ids_ignore_settings_left_at_their_defaults():
+    from models.nets import NetConfig
+    from models.runs import RunConfig
+    from models.training import TrainingConfig
+
+    base = RunConfig(dataset=DatasetConfig(name="od", device="overdrive"), model=NetConfig(layers=(8, 8)))
+    explicit = RunConfig(dataset=DatasetConfig(name="od", device="overdrive", sample_rate=48000),
+                         model=base.model, training=TrainingConfig(batch_size=8), bits=32)
+    assert explicit.run_id == base.run_id
+    other = RunConfig(dataset=base.dataset, model=base.model, training=TrainingConfig(batch_size=4))
+    assert other.run_id != base.run_id
+
