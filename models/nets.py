@@ -14,6 +14,9 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .wavenet import PRESETS as WAVENET_PRESETS
+from .wavenet import WaveNet, WaveNetConfig, from_preset, slimmed_config
+from .wavenet import macs_per_sample as wavenet_macs_per_sample
 
 log = logging.getLogger(__name__)
 
@@ -24,27 +27,58 @@ TEACHER_LAYERS = (8, 16, 32, 64, 32, 16, 8)
 class NetConfig:
     """What a network is; enough to rebuild it from a checkpoint.
 
-    ``layers`` are the LSTM sizes from input to output; ``conditioning`` says how knob values
-    (``n_knobs`` of them) enter: ``film`` scales and shifts every LSTM layer's output, ``concat``
-    appends them to the input sample.
+    ``arch: lstm``: ``layers`` are the LSTM sizes from input to output; ``conditioning`` says how
+    knob values (``n_knobs`` of them) enter: ``film`` scales and shifts every LSTM layer's output,
+    ``concat`` appends them to the input sample. ``arch: wavenet``: NAM's WaveNet ``preset``
+    (standard, lite, feather, nano, slimmable) at ``width`` (the fraction of its channels kept;
+    1.0 unslimmed); knob values always enter through the input mixer, and ``layers`` and
+    ``conditioning`` do not apply. A slimmed LSTM is simply an LSTM with fewer units.
     """
 
-    arch: Literal["lstm"] = "lstm"
+    arch: Literal["lstm", "wavenet"] = "lstm"
     layers: tuple[int, ...] = (32, 8)
     conditioning: Literal["film", "concat"] = "film"
     n_knobs: int = 0
+    preset: str | None = None
+    width: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.layers or any(u < 1 for u in self.layers):
             raise ConfigError(f"model.layers: expected a non-empty list of positive sizes, found {list(self.layers)}")
         if self.n_knobs < 0:
             raise ConfigError(f"model.n_knobs: expected >= 0, found {self.n_knobs}")
+        if self.arch == "wavenet":
+            if self.preset not in WAVENET_PRESETS:
+                raise ConfigError(f"model.preset: a wavenet needs one of {sorted(WAVENET_PRESETS)}, "
+                                  f"found {self.preset!r}")
+            if not 0.0 < self.width <= 1.0:
+                raise ConfigError(f"model.width: expected a fraction in (0, 1], found {self.width}")
+        elif self.preset is not None or self.width != 1.0:
+            raise ConfigError(f"model: preset and width describe wavenets; an lstm is sized by its layers "
+                              f"(found preset {self.preset!r}, width {self.width})")
+
+    def wavenet_config(self) -> WaveNetConfig:
+        """The WaveNet layout of an ``arch: wavenet`` config (ConfigError for an LSTM)."""
+        if self.arch != "wavenet":
+            raise ConfigError(f"model: expected a wavenet, found arch {self.arch!r}")
+        full = from_preset(self.preset, self.n_knobs)
+        return full if self.width == 1.0 else slimmed_config(full, self.width)
 
     @property
     def label(self) -> str:
-        """Short human name: ``S-32-8`` for two-layer students, ``LSTM-8-16-…`` otherwise."""
+        """Short human name: ``S-32-8`` for two-layer students, ``LSTM-8-16-…`` for other stacks,
+        ``WN-standard`` or ``WN-slimmable@25%`` for WaveNets."""
+        if self.arch == "wavenet":
+            return self.wavenet_config().label
         sizes = "-".join(str(u) for u in self.layers)
         return f"S-{sizes}" if len(self.layers) == 2 else f"LSTM-{sizes}"
+
+    @property
+    def size_label(self) -> str:
+        """What runs.csv's ``layers`` column holds: LSTM units, or a WaveNet's channels per array."""
+        if self.arch == "wavenet":
+            return "-".join(str(a.channels) for a in self.wavenet_config().arrays)
+        return "-".join(str(u) for u in self.layers)
 
 
 class LSTMStack(nn.Module):
@@ -107,7 +141,9 @@ def build_model(config: NetConfig) -> nn.Module:
     """A fresh, randomly initialised network for ``config``."""
     if config.arch == "lstm":
         return LSTMStack(config)
-    raise ConfigError(f"model.arch: unknown architecture {config.arch!r} (known: lstm)")
+    if config.arch == "wavenet":
+        return WaveNet(config.wavenet_config())
+    raise ConfigError(f"model.arch: unknown architecture {config.arch!r} (known: lstm, wavenet)")
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -129,6 +165,8 @@ def macs_per_sample(config: NetConfig) -> int:
     three element-wise products of the cell update — by the usual convention, and because they
     are what the paper leaves out when it quotes ≈ 49 k for the teacher.
     """
+    if config.arch == "wavenet":
+        return wavenet_macs_per_sample(config.wavenet_config())
     if config.arch != "lstm":
         raise ConfigError(f"macs_per_sample: unknown architecture {config.arch!r}")
     macs = 0
@@ -143,6 +181,8 @@ def macs_per_sample(config: NetConfig) -> int:
 
 def feature_size(config: NetConfig, layer: int) -> int:
     """Units of LSTM layer ``layer`` (negative counts from the end); ConfigError when out of range."""
+    if config.arch != "lstm":
+        raise ConfigError(f"feature distillation aligns LSTM layers; {config.label} is a {config.arch}")
     n = len(config.layers)
     if not -n <= layer < n:
         raise ConfigError(f"layer index {layer} is out of range for a {n}-layer model {list(config.layers)}")

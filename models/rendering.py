@@ -69,8 +69,10 @@ def render(
     Chunk 0 is the first ``warmup + chunk`` samples from a zero state, exactly as whole-file
     rendering starts; chunk k ≥ 1 reads ``audio[k·C : k·C + W + C]`` and keeps its last C outputs.
     ``chunk_samples`` None picks C for about TARGET_BATCH chunks. ``max_batch`` bounds memory on
-    very long files by running the chunks in groups.
+    very long files by running the chunks in groups. A network with a finite ``receptive_field``
+    (a WaveNet) gets a warm-up of at least ``receptive_field − 1``, which makes chunking exact.
     """
+    warmup_samples = max(warmup_samples, getattr(model, "receptive_field", 1) - 1)
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     total = audio.shape[0]
     if chunk_samples is None:

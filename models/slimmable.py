@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -32,6 +33,37 @@ from .wavenet import WaveNet, slimmed_config, width_channels
 log = logging.getLogger(__name__)
 
 WidthRule = Literal["uniform", "sandwich"]
+
+
+@dataclass(frozen=True)
+class SlimmableConfig:
+    """How a slimmable network is trained, and the widths a study evaluates and renders.
+
+    ``widths``: the fractions of the full width made into runs of their own (each a really smaller
+    network cut from the trained one); their mean validation loss picks the best epoch.
+    ``train_widths``: the widths drawn during training (None: every width the widest layer allows,
+    k/c for k = 1 … c, as the slimmable NAM paper). ``rule`` and ``count``: see
+    :func:`sample_widths`. ``inplace_distillation``: slimmer widths learn from the full-width output.
+    """
+
+    widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    train_widths: tuple[float, ...] | None = None
+    rule: WidthRule = "uniform"
+    count: int | None = None
+    inplace_distillation: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.widths:
+            raise ConfigError("slimmable.widths: expected at least one width, found none")
+        for name, values in (("widths", self.widths), ("train_widths", self.train_widths or ())):
+            for w in values:
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 < w <= 1.0:
+                    raise ConfigError(f"slimmable.{name}: expected fractions in (0, 1], found {w!r}")
+        if self.rule not in ("uniform", "sandwich"):
+            raise ConfigError(f"slimmable.rule: expected 'uniform' or 'sandwich', found {self.rule!r}")
+        if self.count is not None and self.count < (2 if self.rule == "sandwich" else 1):
+            raise ConfigError(f"slimmable.count: expected >= {2 if self.rule == 'sandwich' else 1} for the "
+                              f"{self.rule} rule, found {self.count}")
 
 
 def _check_width(width: float | None) -> float:
@@ -200,6 +232,8 @@ def slim(model: nn.Module, width: float) -> nn.Module:
 def allowed_widths(model_or_config) -> tuple[float, ...]:
     """Every distinct width of the widest layer: k / c_max for k = 1 … c_max (the paper's c′ ∈ [1, c])."""
     config = getattr(model_or_config, "config", model_or_config)
+    if isinstance(config, NetConfig) and config.arch == "wavenet":
+        config = config.wavenet_config()
     if isinstance(config, NetConfig):
         widest = max(config.layers)
     elif hasattr(config, "arrays"):

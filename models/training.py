@@ -28,6 +28,7 @@ from .distill import DistillConfig, FeatureAligner, TeacherTargets
 from .errors import CheckpointError, ConfigError, TrainingError
 from .losses import WeightedLoss
 from .nets import NetConfig
+from .slimmable import SlimmableConfig, allowed_widths, forward_at_width, sample_widths, slimmable_loss
 from .windows import Windows
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,10 @@ def forward(model: torch.nn.Module, x: torch.Tensor, knobs: torch.Tensor | None,
 
 
 def validation_loss(model: torch.nn.Module, windows: Windows, loss: WeightedLoss, batch_size: int,
-                    weight_transform: WeightTransform | None = None) -> float:
-    """Task loss over all validation windows (warm-up masked), weighted by window count."""
+                    weight_transform: WeightTransform | None = None,
+                    widths: tuple[float, ...] | None = None) -> float:
+    """Task loss over all validation windows (warm-up masked), weighted by window count; for a
+    slimmable network the mean over ``widths``."""
     model.eval()
     total = 0.0
     warm = windows.warmup_samples
@@ -118,6 +121,11 @@ def validation_loss(model: torch.nn.Module, windows: Windows, loss: WeightedLoss
         for begin in range(0, len(windows), batch_size):
             sl = slice(begin, begin + batch_size)
             knobs = windows.knobs[sl] if windows.knobs.shape[1] else None
+            if widths:
+                for width in widths:
+                    y, _ = forward_at_width(model, windows.inputs[sl], knobs, width=width)
+                    total += float(loss(y[:, warm:], windows.targets[sl, warm:])) * y.shape[0] / len(widths)
+                continue
             y, _ = forward(model, windows.inputs[sl], knobs, weight_transform=weight_transform)
             total += float(loss(y[:, warm:], windows.targets[sl, warm:])) * y.shape[0]
     return total / len(windows)
@@ -136,11 +144,14 @@ def fit(
     progress: bool = False,
     extra_payload: dict[str, Any] | None = None,
     weight_transform: WeightTransform | None = None,
+    slimmable: SlimmableConfig | None = None,
 ) -> TrainState:
     """Train ``model`` in place and keep ``checkpoint.pt`` (best validation) and ``last.pt``.
 
     ``weight_transform`` (quantization-aware training) replaces weights in every forward pass,
     training and validation alike, while the optimiser updates the model's fp32 shadow weights.
+    ``slimmable`` trains every mini-batch at widths drawn by its rule (the draws are seeded per
+    epoch, so a resumed run repeats them).
 
     Raises TrainingError when the loss stops being finite; KeyboardInterrupt propagates after the
     last finished epoch's checkpoint is safely on disk.
@@ -179,6 +190,13 @@ def fit(
     warm = config.warmup_samples
     payload_base = {"net": to_dict(net), **(extra_payload or {})}
     sample_weights = distillation.sample_weights if distillation else None
+    if slimmable is not None and (distillation is not None or weight_transform is not None):
+        raise ConfigError("slimmable training combines with neither distillation nor quantization-aware training")
+    train_widths = (slimmable.train_widths or allowed_widths(model)) if slimmable else ()
+
+    def masked(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return loss_fn(y[:, warm:], t[:, warm:])
+
     epochs = tqdm(range(state.epoch, config.max_epochs), desc=run_dir.name, disable=not progress,
                   initial=state.epoch, total=config.max_epochs, leave=False)
     for epoch in epochs:
@@ -189,11 +207,16 @@ def fit(
                                config.max_batches_per_epoch)
         started = time.perf_counter()
         running = 0.0
+        width_generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 500_009)
         for step, index in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", disable=not progress, leave=False)):
             knobs = train.knobs[index] if train.knobs.shape[1] else None
             x = train.inputs[index]
             target = train.targets[index, warm:]
-            if distillation is None:
+            if slimmable is not None:
+                widths = sample_widths(train_widths, slimmable.rule, width_generator, slimmable.count)
+                loss, _ = slimmable_loss(model, x, train.targets[index], widths, masked, knobs,
+                                         slimmable.inplace_distillation)
+            elif distillation is None:
                 y, _ = forward(model, x, knobs, weight_transform=weight_transform)
                 loss = loss_fn(y[:, warm:], target)
             else:
@@ -215,7 +238,8 @@ def fit(
             optimizer.step()
             running += loss.item()
         train_loss = running / max(len(batches), 1)
-        val = validation_loss(model, validation, loss_fn, config.validation_batch_size, weight_transform)
+        val = validation_loss(model, validation, loss_fn, config.validation_batch_size, weight_transform,
+                              slimmable.widths if slimmable else None)
         if not math.isfinite(val):
             raise TrainingError(f"{run_dir.name}: the validation loss became {val} at epoch {epoch + 1}")
         improved = val < state.best_validation
