@@ -24,13 +24,15 @@ import torch
 from evaluation.metrics import compute_all
 
 from .checkpoints import CHECKPOINT, load_model, save_atomic, write_json_atomic
-from .config import to_dict
+from .config import from_dict, to_dict
 from .datasets import AudioDataset, DatasetConfig, load_dataset
 from .distill import DistillConfig, balanced_weights, teacher_targets, window_embeddings
 from .errors import CheckpointError, ConfigError
 from .nets import NetConfig, build_model, fp32_bytes, macs_per_sample, parameter_count
 from .quantize import check_bits, fake_quantized_parameters, quantize_model, save_quantized
-from .rendering import render, render_stream, torch_threads
+from .rendering import render, torch_threads
+from .slimmable import SlimmableConfig, lstm_widths, slim
+from .streaming import stream
 from .training import Distillation, TrainingConfig, TrainState, fit
 from .windows import cut_windows
 
@@ -49,7 +51,7 @@ class RunConfig:
 
     dataset: DatasetConfig
     model: NetConfig
-    recipe: Literal["baseline", "kd", "ptq", "qat", "kd_qat"] = "baseline"
+    recipe: Literal["baseline", "kd", "ptq", "qat", "kd_qat", "slimmable"] = "baseline"
     variant: str = "baseline"
     teacher: str | None = None
     teacher_run: str | None = None
@@ -58,8 +60,22 @@ class RunConfig:
     seed: int = 0
     bits: int = 32
     init_run: str | None = None
+    width: float = 1.0
+    slimmable: SlimmableConfig | None = None
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.width <= 1.0:
+            raise ConfigError(f"width: expected a fraction in (0, 1], found {self.width}")
+        if self.recipe == "slimmable":
+            if self.width == 1.0 and (self.slimmable is None or self.init_run is not None):
+                raise ConfigError("a slimmable run at full width trains: it needs slimmable settings and no init_run")
+            if self.width < 1.0 and self.init_run is None:
+                raise ConfigError(f"a slimmable run at width {self.width} needs init_run: the trained slimmable run")
+        elif self.width != 1.0 or self.slimmable is not None:
+            raise ConfigError(f"recipe {self.recipe} trains at full width; width and slimmable settings belong "
+                              "to the slimmable recipe")
+        if self.recipe in ("kd", "kd_qat") and self.model.arch != "lstm":
+            raise ConfigError(f"a {self.recipe} run distils LSTM features; {self.model.label} is a {self.model.arch}")
         if self.recipe in ("kd", "kd_qat") and (self.teacher_run is None or self.distill is None):
             raise ConfigError(f"a {self.recipe} run needs teacher_run and distill settings")
         if self.recipe in QUANTIZED_RECIPES:
@@ -133,6 +149,26 @@ def _finalise_quantized(run_dir: Path, bits: int) -> int:
     return weights.packed_bytes
 
 
+def slimmed_net(net: NetConfig, width: float) -> NetConfig:
+    """The config of ``net`` cut to ``width``: fewer LSTM units, or a WaveNet's width fraction."""
+    if net.arch == "wavenet":
+        return dataclasses.replace(net, width=net.width * width)
+    return dataclasses.replace(net, layers=lstm_widths(net, width))
+
+
+def wavenet_training(training: TrainingConfig, net: NetConfig) -> TrainingConfig:
+    """A WaveNet's windows must be warmed up over its receptive field, or the first outputs of
+    every window would see the zero padding instead of the audio that preceded it."""
+    if net.arch != "wavenet":
+        return training
+    needed = net.wavenet_config().receptive_field - 1
+    if training.warmup_samples >= needed:
+        return training
+    log.info("%s: warm-up raised from %d to %d samples (the receptive field)", net.label,
+             training.warmup_samples, needed)
+    return dataclasses.replace(training, warmup_samples=needed)
+
+
 def evaluate(model: torch.nn.Module, dataset: AudioDataset, threads: int | None = 1) -> dict[str, float]:
     """Test-split metrics of ``model`` plus its offline and streaming real-time factors."""
     predictions, targets = [], []
@@ -145,8 +181,9 @@ def evaluate(model: torch.nn.Module, dataset: AudioDataset, threads: int | None 
         rendered_s = time.perf_counter() - started
         first = dataset.splits["test"][0]
         stream_len = min(len(first.input), 2 * dataset.sample_rate)
+        stream(model, first.input[: STREAM_BLOCK_SAMPLES * 8], STREAM_BLOCK_SAMPLES, first.knobs)  # warm-up
         started = time.perf_counter()
-        render_stream(model, first.input[:stream_len], STREAM_BLOCK_SAMPLES, first.knobs)
+        stream(model, first.input[:stream_len], STREAM_BLOCK_SAMPLES, first.knobs)
         stream_s = time.perf_counter() - started
     prediction = np.concatenate(predictions)
     target = np.concatenate(targets)
@@ -174,7 +211,7 @@ def execute_run(
                 "knob_names": list(dataset.knob_names), "latency_samples": dataset.latency_samples}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(resolved, run_dir / "config.json")
-    training = config.training
+    training = wavenet_training(config.training, net)
     with torch_threads(training.threads):
         torch.manual_seed(config.seed)
         model = build_model(net)
@@ -201,7 +238,13 @@ def execute_run(
         extra = {"dataset": dataset.name, "sample_rate": dataset.sample_rate,
                  "knob_names": list(dataset.knob_names), "run_id": config.run_id}
         started = time.perf_counter()
-        if config.recipe == "ptq":
+        if config.recipe == "slimmable" and config.width < 1.0:
+            # No training: the trained slimmable network's first channels, as a really smaller net.
+            small_net = slimmed_net(net, config.width)
+            save_atomic({"net": to_dict(small_net), **extra, "model": slim(model, config.width).state_dict(),
+                         "epoch": 0, "width": config.width}, run_dir / CHECKPOINT)
+            state = TrainState()
+        elif config.recipe == "ptq":
             # No training: the fp32 source, quantized as it is.
             if not (run_dir / SHADOW).exists():
                 save_atomic({"net": to_dict(net), **extra, "model": model.state_dict(), "epoch": 0},
@@ -214,21 +257,23 @@ def execute_run(
                 transform = lambda m: fake_quantized_parameters(m, bits)  # noqa: E731
             state = fit(model, net, train, validation, training, run_dir, config.seed, resume=resume,
                         distillation=distillation, progress=progress, extra_payload=extra,
-                        weight_transform=transform)
+                        weight_transform=transform, slimmable=config.slimmable)
         train_s = time.perf_counter() - started
     size_bytes = None
     if config.recipe in QUANTIZED_RECIPES:
         size_bytes = _finalise_quantized(run_dir, config.bits)
-    best, _ = load_model(run_dir)
+    best, payload = load_model(run_dir)
+    best_net = from_dict(NetConfig, payload["net"], where=f"{run_dir / CHECKPOINT}: net")
     scores = evaluate(best, dataset)
     fp32 = fp32_bytes(best)
     size_bytes = size_bytes or fp32
     file_bytes = (run_dir / (QUANTIZED if config.recipe in QUANTIZED_RECIPES else CHECKPOINT)).stat().st_size
     row = {
         "run_id": config.run_id, "dataset": dataset.name, "arch": net.arch,
-        "layers": "-".join(map(str, net.layers)), "recipe": config.recipe, "variant": config.variant,
-        "teacher": config.teacher or "", "bits": config.bits, "width": 1.0,
-        "params": parameter_count(best), "bytes": size_bytes, "macs_per_sample": macs_per_sample(net),
+        "layers": best_net.size_label, "recipe": config.recipe, "variant": config.variant,
+        "teacher": config.teacher or "", "bits": config.bits, "width": config.width,
+        "params": parameter_count(best), "bytes": size_bytes, "macs_per_sample": macs_per_sample(best_net),
+        "model": best_net.label,
         "epochs": state.epoch, "best_epoch": state.best_epoch + 1, "seed": config.seed,
         **scores, "train_seconds": round(train_s, 1),
         "file_bytes": file_bytes, "fp32_bytes": fp32, "ratio_to_fp32": size_bytes / fp32,

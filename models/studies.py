@@ -27,12 +27,13 @@ from .errors import ConfigError  # noqa: E402
 from .nets import NetConfig  # noqa: E402
 from .quantize import check_bits  # noqa: E402
 from .runs import QUANTIZED_RECIPES, RunConfig, execute_run, is_complete  # noqa: E402
+from .slimmable import SlimmableConfig  # noqa: E402
 from .training import TrainingConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 RUNS_COLUMNS = [
-    "run_id", "dataset", "arch", "layers", "recipe", "teacher", "bits", "width", "params", "bytes",
+    "run_id", "dataset", "arch", "model", "layers", "recipe", "teacher", "bits", "width", "params", "bytes",
     "macs_per_sample", "epochs", "test_mae", "test_mse", "test_esr", "test_esr_pre", "test_mrstft",
     "rtf_offline", "rtf_stream",
 ]
@@ -51,7 +52,25 @@ class TeacherSpec:
 
 @dataclass(frozen=True)
 class StudentSpec:
-    layers: tuple[int, ...]
+    """A student network: an LSTM stack (``layers``) or a NAM WaveNet (``arch: wavenet``,
+    ``preset``, optionally trained from scratch at a ``width`` below 1 — the independently trained
+    counterpart of a slimmed width)."""
+
+    layers: tuple[int, ...] = ()
+    arch: Literal["lstm", "wavenet"] = "lstm"
+    preset: str | None = None
+    width: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.arch == "lstm" and not self.layers:
+            raise ConfigError("student: an lstm student needs layers, e.g. [16, 8]")
+        if self.arch == "wavenet" and self.layers:
+            raise ConfigError(f"student: a wavenet is sized by preset and width, not layers (found {list(self.layers)})")
+
+    def net(self, conditioning: str) -> NetConfig:
+        if self.arch == "wavenet":
+            return NetConfig(arch="wavenet", preset=self.preset, width=self.width)
+        return NetConfig(layers=self.layers, conditioning=conditioning)
 
 
 @dataclass(frozen=True)
@@ -63,19 +82,27 @@ class RecipeSpec:
     ``bits``, start from the fp32 run of the same student made by the recipe named in ``source``:
     ``ptq`` quantizes it as it is, ``qat`` fine-tunes through the quantizer (straight-through
     gradients to fp32 shadow weights), ``kd_qat`` does that with the distillation loss of a kd
-    source's teacher added (quantized distillation). ``training`` overrides the study's training
-    settings for this recipe (e.g. a shorter fine-tuning budget).
+    source's teacher added (quantized distillation). ``slimmable`` trains one network at widths
+    drawn per mini-batch (``slimmable`` options) and makes each of its ``widths`` below 1 a run of
+    its own, cut from it. ``students`` limits the recipe to students with these labels (``S-16-8``,
+    ``WN-slimmable``); by default it applies to every student it can (distillation to LSTM
+    students, slimming to full-width ones). ``training`` overrides the study's training settings
+    for this recipe (e.g. a shorter fine-tuning budget).
     """
 
-    recipe: Literal["baseline", "kd", "ptq", "qat", "kd_qat"]
+    recipe: Literal["baseline", "kd", "ptq", "qat", "kd_qat", "slimmable"]
     name: str | None = None
     teachers: tuple[str, ...] | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
     bits: tuple[int, ...] = ()
     source: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    students: tuple[str, ...] | None = None
+    slimmable: SlimmableConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.slimmable is not None and self.recipe != "slimmable":
+            raise ConfigError(f"recipe {self.label!r}: slimmable options apply to the slimmable recipe only")
         quantized = self.recipe in QUANTIZED_RECIPES
         if quantized and (not self.bits or self.source is None):
             raise ConfigError(f"recipe {self.label!r}: {self.recipe} needs bits (e.g. [8, 4]) and source "
@@ -88,6 +115,16 @@ class RecipeSpec:
     @property
     def label(self) -> str:
         return self.name or self.recipe
+
+    def applies_to(self, student: NetConfig) -> bool:
+        """Whether this recipe makes runs of ``student`` (see the class docstring)."""
+        if self.students is not None:
+            return student.label in self.students
+        if self.recipe in ("kd", "kd_qat"):
+            return student.arch == "lstm"
+        if self.recipe == "slimmable":
+            return student.width == 1.0
+        return True
 
 
 @dataclass(frozen=True)
@@ -115,6 +152,21 @@ class StudyConfig:
             if unknown:
                 raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} names unknown teacher(s) "
                                   f"{sorted(unknown)} (known: {sorted(teacher_names)})")
+        student_labels = [s.net(self.conditioning).label for s in self.students]
+        for recipe in self.recipes:
+            unknown = sorted(set(recipe.students or ()) - set(student_labels))
+            if unknown:
+                raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} names unknown student(s) {unknown} "
+                                  f"(known: {student_labels})")
+            for student in self.students:
+                net = student.net(self.conditioning)
+                if recipe.students and net.label in recipe.students:
+                    if recipe.recipe in ("kd", "kd_qat") and net.arch != "lstm":
+                        raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} distils LSTM features; "
+                                          f"student {net.label} is a {net.arch}")
+                    if recipe.recipe == "slimmable" and net.width != 1.0:
+                        raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} slims full-width "
+                                          f"networks; student {net.label} is already at width {net.width}")
         labels = [r.label for r in self.recipes]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"study {self.name!r}: recipe names must be unique, found {labels}")
@@ -165,11 +217,27 @@ def expand(study: StudyConfig) -> list[RunConfig]:
                 teacher_runs[teacher.name] = run
                 runs.setdefault(run.run_id, run)
             for student in study.students:
-                net = NetConfig(layers=student.layers, conditioning=study.conditioning)
+                net = student.net(study.conditioning)
                 # fp32 runs per recipe label, keyed by teacher name (None for baseline)
                 made: dict[str, dict[str | None, RunConfig]] = {}
                 for recipe in sorted(study.recipes, key=lambda r: r.recipe in QUANTIZED_RECIPES):
+                    if not recipe.applies_to(net):
+                        continue
                     training = _training(study.training, recipe.training, "training")
+                    if recipe.recipe == "slimmable":
+                        options = recipe.slimmable or SlimmableConfig()
+                        run = RunConfig(dataset=dataset, model=net, recipe="slimmable", variant=recipe.label,
+                                        training=training, seed=seed, slimmable=options)
+                        made[recipe.label] = {None: run}
+                        runs.setdefault(run.run_id, run)
+                        for width in sorted(set(options.widths), reverse=True):
+                            if width == 1.0:
+                                continue
+                            cut = RunConfig(dataset=dataset, model=net, recipe="slimmable",
+                                            variant=f"{recipe.label}{round(100 * width)}", training=training,
+                                            seed=seed, width=width, init_run=run.run_id)
+                            runs.setdefault(cut.run_id, cut)
+                        continue
                     if recipe.recipe == "baseline":
                         run = RunConfig(dataset=dataset, model=net, training=training, seed=seed,
                                         variant=recipe.label)
@@ -181,7 +249,7 @@ def expand(study: StudyConfig) -> list[RunConfig]:
                         for name, teacher_run in teacher_runs.items():
                             if recipe.teachers is not None and name not in recipe.teachers:
                                 continue
-                            if teacher_run.model.layers == student.layers:
+                            if teacher_run.model.layers == net.layers:
                                 continue  # a model does not distil into itself
                             run = RunConfig(dataset=dataset, model=net, recipe="kd", variant=recipe.label,
                                             teacher=name, teacher_run=teacher_run.run_id, distill=recipe.distill,
@@ -215,8 +283,9 @@ def comparison(runs: pd.DataFrame) -> pd.DataFrame:
     """
     columns = ["dataset", "teacher", "variant", "layers", "student_units", "metric", "baseline",
                "distilled", "improvement_pct", "seeds"]
-    kd = runs[runs["recipe"] == "kd"]
-    base = runs[runs["recipe"] == "baseline"]
+    lstm = runs[runs["arch"] == "lstm"]  # a WaveNet's channels "16-8" are not the LSTM S-16-8
+    kd = lstm[lstm["recipe"] == "kd"]
+    base = lstm[lstm["recipe"] == "baseline"]
     if kd.empty or base.empty:
         return pd.DataFrame(columns=columns)
     base_mean = base.groupby(["dataset", "layers"])[COMPARED_METRICS].mean()
@@ -296,6 +365,78 @@ def quantization_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _model_labels(runs: pd.DataFrame) -> pd.Series:
+    """runs.csv's ``model`` column, rebuilt for rows written before it existed (LSTM runs)."""
+    def label(row) -> str:
+        value = row.get("model")
+        if isinstance(value, str) and value:
+            return value
+        layers = str(row["layers"])
+        return f"S-{layers}" if layers.count("-") == 1 else f"LSTM-{layers}"
+    return runs.apply(label, axis=1) if len(runs) else pd.Series(dtype=str)
+
+
+WIDTH_SWEEP_COLUMNS = ["dataset", "model", "width", "layers", "params", "macs_per_sample", "test_esr", "rtf_stream",
+                       "independent_run", "independent_test_esr", "independent_rtf_stream", "run_id"]
+
+
+def width_sweep(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every width of every slimmable network next to an independently trained network of the same
+    layout (a baseline run of the same model label), where the study has one — the comparison the
+    slimmable NAM paper makes."""
+    if runs.empty or "width" not in runs.columns:
+        return pd.DataFrame(columns=WIDTH_SWEEP_COLUMNS)
+    if "model" not in runs.columns:
+        runs = runs.assign(model=_model_labels(runs))
+    slimmable = runs[runs["recipe"] == "slimmable"]
+    baselines = runs[runs["recipe"] == "baseline"]
+    rows = []
+    for _, full in slimmable[slimmable["width"] == 1.0].iterrows():
+        family = slimmable[(slimmable["run_id"] == full["run_id"]) | (slimmable["init_run"] == full["run_id"])]
+        for _, run in family.sort_values("width").iterrows():
+            match = baselines[(baselines["dataset"] == run["dataset"]) & (baselines["model"] == run["model"])
+                              & (baselines["seed"] == run["seed"])]
+            independent = match.iloc[0] if len(match) else None
+            rows.append({
+                "dataset": run["dataset"], "model": full["model"], "width": float(run["width"]),
+                "layers": run["layers"], "params": int(run["params"]), "macs_per_sample": int(run["macs_per_sample"]),
+                "test_esr": float(run["test_esr"]), "rtf_stream": float(run["rtf_stream"]),
+                "independent_run": "" if independent is None else independent["run_id"],
+                "independent_test_esr": float("nan") if independent is None else float(independent["test_esr"]),
+                "independent_rtf_stream": float("nan") if independent is None else float(independent["rtf_stream"]),
+                "run_id": run["run_id"],
+            })
+    return pd.DataFrame(rows, columns=WIDTH_SWEEP_COLUMNS)
+
+
+def width_sweep_figure(table: pd.DataFrame, path: Path) -> None:
+    """Test ESR and streaming real-time factor against width: a line per slimmable network,
+    hollow markers for independently trained networks of the same layout."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+    for (dataset, model), group in table.groupby(["dataset", "model"]):
+        group = group.sort_values("width")
+        name = model if table["dataset"].nunique() == 1 else f"{dataset}: {model}"
+        for ax, column in ((axes[0][0], "test_esr"), (axes[0][1], "rtf_stream")):
+            line, = ax.plot(100 * group["width"], group[column], marker="o", label=f"{name} (slimmable)")
+            independent = group[group["independent_run"] != ""]
+            if len(independent):
+                ax.scatter(100 * independent["width"], independent[f"independent_{column}"], marker="s",
+                           facecolors="none", edgecolors=line.get_color(), s=48, zorder=3,
+                           label=f"{name} widths trained alone")
+    axes[0][0].set_yscale("log")
+    axes[0][0].set_ylabel("test ESR")
+    axes[0][1].set_ylabel("streaming real-time factor (×, one thread)")
+    for ax in axes[0]:
+        ax.set_xlabel("width (% of channels / units)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 FAMILY_COLOURS = {"baseline": "#0072B2", "kd": "#D55E00", "ptq": "#009E73", "qat": "#CC79A7", "kd_qat": "#E69F00",
                   "slimmable": "#56B4E9"}
 
@@ -309,7 +450,8 @@ def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
             ax.scatter(group[column], group["test_esr"], label=family, color=FAMILY_COLOURS.get(family, "0.3"),
                        edgecolor="black", linewidth=0.4, s=36, zorder=3)
             for _, row in group.iterrows():
-                ax.annotate(f"{row['layers']}" + (f" q{int(row['bits'])}" if row["bits"] < 32 else ""),
+                name = row["model"] if row["arch"] == "wavenet" else row["layers"]
+                ax.annotate(f"{name}" + (f" q{int(row['bits'])}" if row["bits"] < 32 else ""),
                             (row[column], row["test_esr"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -326,6 +468,7 @@ def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
 
 def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
+    frame["model"] = _model_labels(frame)
     ordered = RUNS_COLUMNS + [c for c in frame.columns if c not in RUNS_COLUMNS]
     frame = frame.reindex(columns=ordered)
     _write_csv_atomic(frame, out_dir / "runs.csv")
@@ -337,6 +480,10 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
     if not quantized.empty:
         _write_csv_atomic(quantized, out_dir / "quantization.csv")
     pareto_figure(frame, out_dir / "pareto.png")
+    sweep = width_sweep(frame)
+    if not sweep.empty:
+        _write_csv_atomic(sweep, out_dir / "width_sweep.csv")
+        width_sweep_figure(sweep, out_dir / "width_sweep.png")
     return frame
 
 

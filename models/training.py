@@ -28,7 +28,13 @@ from .distill import DistillConfig, FeatureAligner, TeacherTargets
 from .errors import CheckpointError, ConfigError, TrainingError
 from .losses import WeightedLoss
 from .nets import NetConfig
-from .slimmable import SlimmableConfig, allowed_widths, forward_at_width, sample_widths, slimmable_loss
+from .slimmable import (
+    SlimmableConfig,
+    allowed_widths,
+    forward_at_width,
+    sample_widths,
+    slimmable_loss,
+)
 from .windows import Windows
 
 log = logging.getLogger(__name__)

@@ -259,3 +259,77 @@ def test_run_ids_ignore_settings_left_at_their_defaults():
     other = RunConfig(dataset=base.dataset, model=base.model, training=TrainingConfig(batch_size=4))
     assert other.run_id != base.run_id
 
+
+
+SLIM = {
+    "name": "slim",
+    "datasets": [{"name": "od", "device": "overdrive", "sample_rate": 16000, "duration_s": 3.0}],
+    "students": [{"layers": [8, 4]}, {"arch": "wavenet", "preset": "slimmable"},
+                 {"arch": "wavenet", "preset": "slimmable", "width": 0.25}],
+    "recipes": [{"recipe": "baseline", "students": ["WN-slimmable@25%"]},
+                {"recipe": "slimmable", "slimmable": {"widths": [0.25, 0.5, 1.0], "rule": "sandwich",
+                                                      "inplace_distillation": True}}],
+    "training": {"window_samples": 512, "warmup_samples": 64, "max_epochs": 1, "max_batches_per_epoch": 2,
+                 "batch_size": 2, "learning_rate": 0.003},
+}
+
+
+def test_slimmable_recipe_trains_once_and_cuts_every_width(tmp_path):
+    from models.nets import NetConfig, build_model
+    from models.slimmable import slim
+    from models.wavenet import from_preset
+
+    out = tmp_path / "out"
+    frame = run_study(load_study(write_study(tmp_path, SLIM)), out).set_index("variant")
+    wn = frame[frame["arch"] == "wavenet"]
+    # the slimmable WaveNet at 1.0 / 0.5 / 0.25, and the quarter-width layout trained alone
+    assert sorted(zip(wn["recipe"], wn["width"], wn["layers"], strict=True)) == [
+        ("baseline", 1.0, "4-2"), ("slimmable", 0.25, "4-2"), ("slimmable", 0.5, "8-4"), ("slimmable", 1.0, "16-8")]
+    full = wn[(wn["recipe"] == "slimmable") & (wn["width"] == 1.0)].iloc[0]
+    quarter = wn[(wn["recipe"] == "slimmable") & (wn["width"] == 0.25)].iloc[0]
+    assert full["params"] == 13_801 and quarter["init_run"] == full["run_id"]
+    # Hand count of the 25 % layout (channels 4 and 2, 10 + 10 layers of kernel 3, mono condition):
+    # array 1: rechannel 4 + 10·(conv 3·4·4 + 4, mixer 4, 1×1 16 + 4) + head 2·4 = 4 + 760 + 8 = 772
+    # array 2: rechannel 2·4 + 10·(3·2·2 + 2 + 2 + 4 + 2) + head 2 + bias 1 = 8 + 220 + 3 = 231
+    assert quarter["params"] == 772 + 231
+    assert quarter["model"] == "WN-slimmable@25%"
+    # The cut run holds exactly the first channels of the trained slimmable network.
+    big, _ = load_model(out / "runs" / full["run_id"])
+    small, payload = load_model(out / "runs" / quarter["run_id"])
+    x = torch.randn(1, 700, 1) * 0.2
+    cut = slim(big, 0.25)
+    with torch.inference_mode():
+        assert torch.equal(small(x)[0], cut(x)[0])
+        assert not torch.allclose(small(x)[0], big(x)[0])
+    assert payload["net"]["width"] == 0.25
+    # The slimmable LSTM S-8-4: widths 1.0, 0.5 (S-4-2) and 0.25 (S-2-1).
+    lstm = frame[(frame["arch"] == "lstm") & (frame["recipe"] == "slimmable")].set_index("width")
+    assert lstm.loc[0.5, "layers"] == "4-2" and lstm.loc[0.25, "layers"] == "2-1"
+    assert lstm.loc[0.5, "params"] == sum(p.numel() for p in build_model(NetConfig(layers=(4, 2))).parameters())
+
+    sweep = pd.read_csv(out / "width_sweep.csv")
+    wn_sweep = sweep[sweep["model"] == "WN-slimmable"].set_index("width")
+    assert list(wn_sweep.index) == [0.25, 0.5, 1.0]
+    baseline_quarter = wn[wn["recipe"] == "baseline"].iloc[0]
+    assert wn_sweep.loc[0.25, "independent_run"] == baseline_quarter["run_id"]
+    assert wn_sweep.loc[0.25, "independent_test_esr"] == pytest.approx(baseline_quarter["test_esr"])
+    assert pd.isna(wn_sweep.loc[0.5, "independent_test_esr"])
+    assert (out / "width_sweep.png").is_file()
+    assert from_preset("slimmable").receptive_field - 1 == 4092
+    config = __import__("json").loads((out / "runs" / full["run_id"] / "config.json").read_text())
+    assert config["training"]["warmup_samples"] == 64  # as written; the run itself warmed up over 4092
+    log = (out / "runs" / full["run_id"] / "log.jsonl").read_text()
+    assert log.count("\n") == 1
+
+
+def test_slimmable_study_errors(tmp_path):
+    with pytest.raises(ConfigError, match="distils LSTM features"):
+        load_study(write_study(tmp_path, {**SLIM, "teachers": [{"name": "t", "layers": [16, 8]}],
+                                          "recipes": [{"recipe": "kd", "students": ["WN-slimmable"]}]}))
+    with pytest.raises(ConfigError, match="unknown student"):
+        load_study(write_study(tmp_path, {**SLIM, "recipes": [{"recipe": "baseline", "students": ["S-9-9"]}]}))
+    with pytest.raises(ConfigError, match="already at width 0.25"):
+        load_study(write_study(tmp_path, {**SLIM, "recipes": [
+            {"recipe": "slimmable", "students": ["WN-slimmable@25%"]}]}))
+    with pytest.raises(ConfigError, match="slimmable.widths: expected fractions"):
+        load_study(write_study(tmp_path, {**SLIM, "recipes": [{"recipe": "slimmable", "slimmable": {"widths": [1.5]}}]}))
