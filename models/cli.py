@@ -110,6 +110,29 @@ def _parser() -> argparse.ArgumentParser:
                    "records bs1534_enforced: false and which limits were exceeded")
     p.add_argument("--force", action="store_true", help="replace --out if it exists (only once the new set is complete)")
     p.add_argument("--threads", type=int, default=1, help="torch threads while rendering (default 1)")
+
+    p = verbs.add_parser("export", help="export a trained run: self-describing .pt + JSON manifest, or NAM .nam",
+                         description="Export the best checkpoint of RUN_DIR so it loads without the run folder "
+                         "or the training config. pt: <name>.pt (network config, sample rate, knob names, "
+                         "weights; a quantized run's bit-packed integers and per-row scales) and <name>.json "
+                         "(architecture, parameters, multiply-adds, bits, widths, sample rate, loudness on a "
+                         "fixed test signal, latency, test metrics, provenance with the .pt's sha256); load it "
+                         "with models.export.load_export. nam: Neural Amp Modeler's .nam (format 0.5.4), for "
+                         "WaveNets only. Files are written under temporary names and renamed when complete.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder (holding checkpoint.pt)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="folder to write the files into (created if missing; files of the same name are replaced)")
+    p.add_argument("--format", choices=["pt", "nam", "both"], default="pt", dest="format",
+                   help="pt (default): .pt + .json manifest, works for every run; nam: a .nam file, for "
+                   "WaveNets without knobs (an LSTM stack is refused: its input skip has no NAM equivalent); "
+                   "both: all three files, the manifest naming the .nam")
+    p.add_argument("--width", type=float, default=None, metavar="W",
+                   help="export the network cut to this fraction of its channels (0 < W <= 1, at least one "
+                   "channel of the widest layer; models.slimmable.slim), meant for slimmable runs; quantized "
+                   "integers are cut with their weights. Default: the full network")
+    p.add_argument("--name", default=None,
+                   help="base file name without extension (default: the run id, with _w<percent> at a width "
+                   "below 1)")
     return parser
 
 
@@ -307,8 +330,26 @@ def _cmd_stimuli(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    result = export_run(args.run_dir, args.out, fmt=args.format, width=args.width, name=args.name)
+    for path in result["paths"].values():
+        print(f"wrote {path} ({path.stat().st_size} bytes)")
+    manifest = result["manifest"]
+    if manifest is not None:
+        loudness = manifest["loudness"]["output_lufs"]
+        print(f"{manifest['architecture']['label']}: {manifest['parameters']} parameters, "
+              f"{manifest['macs_per_sample']} multiply-adds per sample, {manifest['bits']}-bit, "
+              f"{manifest['size']['bytes']} bytes, {manifest['sample_rate']} Hz, output loudness "
+              f"{'silent' if loudness is None else f'{loudness:.1f} LUFS'} on the test signal; "
+              f"sha256 {manifest['provenance']['weights_sha256'][:16]}…")
+    return 0
+
+
 COMMANDS = {"study": _cmd_study, "train": _cmd_train, "dataset": _cmd_dataset, "devices": _cmd_devices,
-            "render": _cmd_render, "bench": _cmd_bench, "stimuli": _cmd_stimuli}
+            "render": _cmd_render, "bench": _cmd_bench, "stimuli": _cmd_stimuli,
+            "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
