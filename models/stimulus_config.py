@@ -79,11 +79,12 @@ class ItemSpec:
 @dataclass(frozen=True)
 class SystemSpec:
     """One model condition of a group: ``id`` is the condition id, stable across trials
-    (``distilled``, ``non_distilled``, later ``kd_q4`` …). The other keys select exactly one run of
-    the study: any of ``run_id``, ``recipe``, ``variant``, ``teacher``, ``bits`` (quantized
-    recipes, e.g. ``{id: kd_q4, recipe: kd_qat, bits: 4}``), ``layers`` (default: the group's),
-    ``seed`` (default: the study's first seed). ``teacher: none`` selects runs without
-    a teacher."""
+    (``distilled``, ``non_distilled``, ``kd_q4``, ``slim_25`` …). The other keys select exactly one
+    run of the study: any of ``run_id``, ``recipe``, ``variant``, ``teacher``, ``bits`` (quantized
+    recipes, e.g. ``{id: kd_q4, recipe: kd_qat, bits: 4}``), ``width`` (slimmable recipes, e.g.
+    ``{id: slim_25, recipe: slimmable, width: 0.25}``), ``layers`` or ``model`` (a student's
+    label such as ``WN-slimmable``; default: the group's), ``seed`` (default: the study's first
+    seed). ``teacher: none`` selects runs without a teacher."""
 
     id: str
     run_id: str | None = None
@@ -93,9 +94,13 @@ class SystemSpec:
     layers: tuple[int, ...] | None = None
     seed: int | None = None
     bits: int | None = None
+    width: float | None = None
+    model: str | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.id, "system id")
+        if self.layers is not None and self.model is not None:
+            raise ConfigError(f"system {self.id!r}: expected one of 'layers' or 'model', found both")
         if self.id in RESERVED_IDS:
             raise ConfigError(f"system id {self.id!r} is reserved for the reference and the anchors; "
                               f"choose another (reserved: {sorted(RESERVED_IDS)})")
@@ -103,16 +108,20 @@ class SystemSpec:
 
 @dataclass(frozen=True)
 class GroupSpec:
-    """The models compared in one trial. ``teacher`` (a study teacher's name) adds that teacher as
-    the condition ``teacher``."""
+    """The models compared in one trial. ``layers`` (an LSTM student's sizes) or ``model`` (a
+    student's label, e.g. ``WN-slimmable``) is the default selector of its systems. ``teacher`` (a
+    study teacher's name) adds that teacher as the condition ``teacher``."""
 
     name: str
     systems: tuple[SystemSpec, ...]
     layers: tuple[int, ...] | None = None
+    model: str | None = None
     teacher: str | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.name, "group name")
+        if self.layers is not None and self.model is not None:
+            raise ConfigError(f"group {self.name!r}: expected one of 'layers' or 'model', found both")
         if not self.systems and self.teacher is None:
             raise ConfigError(f"group {self.name!r}: expected at least one system, found none")
         ids = [s.id for s in self.systems] + (["teacher"] if self.teacher else [])

@@ -54,6 +54,7 @@ from .stimulus_config import (
     MAX_DURATION_S,
     MAX_SIGNALS_PER_TRIAL,
     MIN_ITEMS,
+    GroupSpec,
     ItemSpec,
     StimulusConfig,
     SystemSpec,
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 SCHEMA = 1
 PEAK_MARGIN_DB = 0.01
 SILENT_BELOW_REFERENCE_LU = 40.0  # an output this much quieter than the reference is no render of it  # keeps PCM rounding from lifting a true peak above the ceiling
-MODEL_FACTS = ("run_id", "dataset", "arch", "layers", "recipe", "variant", "teacher", "bits", "width", "params",
+MODEL_FACTS = ("run_id", "dataset", "arch", "model", "layers", "recipe", "variant", "teacher", "bits", "width", "params",
                "bytes", "macs_per_sample", "rtf_offline", "rtf_stream")
 OBJECTIVE_BASIS = ("each system against the reference after the 5 ms fades and latency compensation, "
                    "before the loudness gains (evaluation.metrics.compute_all)")
@@ -126,11 +127,18 @@ def _set_violations(config: StimulusConfig) -> list[str]:
 # --- selecting runs ------------------------------------------------------------------------------
 
 
-def _matches(run, spec: SystemSpec, layers: tuple[int, ...] | None, seed: int) -> bool:
+def _matches(run, spec: SystemSpec, group: GroupSpec, seed: int) -> bool:
     if spec.run_id is not None:
         return run.run_id == spec.run_id
-    wanted_layers = spec.layers or layers
-    if wanted_layers is not None and tuple(run.model.layers) != tuple(wanted_layers):
+    model = spec.model or (None if spec.layers else group.model)
+    if model is not None:
+        if run.model.label != model:
+            return False
+    else:
+        wanted_layers = spec.layers or group.layers
+        if wanted_layers is not None and (run.model.arch != "lstm" or tuple(run.model.layers) != tuple(wanted_layers)):
+            return False
+    if spec.width is not None and getattr(run, "width", 1.0) != spec.width:
         return False
     if spec.recipe is not None and run.recipe != spec.recipe:
         return False
@@ -146,8 +154,10 @@ def _matches(run, spec: SystemSpec, layers: tuple[int, ...] | None, seed: int) -
 
 
 def _describe(run) -> str:
-    return (f"{run.run_id} (layers {list(run.model.layers)}, recipe {run.recipe}, variant {run.variant}, "
-            f"teacher {run.teacher or 'none'}, bits {getattr(run, 'bits', 32)}, seed {run.seed})")
+    size = f"layers {list(run.model.layers)}" if run.model.arch == "lstm" else f"model {run.model.label}"
+    return (f"{run.run_id} ({size}, recipe {run.recipe}, variant {run.variant}, "
+            f"teacher {run.teacher or 'none'}, bits {getattr(run, 'bits', 32)}, width {getattr(run, 'width', 1.0)}, "
+            f"seed {run.seed})")
 
 
 def _run_folder(study_root: Path, run_id: str, where: str, study_file: str) -> SelectedRun:
@@ -194,7 +204,7 @@ def select_runs(config: StimulusConfig) -> tuple[Any, Any, Path, dict[str, list[
         chosen = []
         for spec in group.systems:
             where = f"group {group.name!r}, system {spec.id!r}"
-            hits = [r for r in runs if _matches(r, spec, group.layers, seed)]
+            hits = [r for r in runs if _matches(r, spec, group, seed)]
             if len(hits) != 1:
                 known = "\n  ".join(_describe(r) for r in runs)
                 raise StimulusError(f"{where}: expected exactly one run of study {study.name!r} to match, found "

@@ -443,3 +443,29 @@ def test_silent_output_names_the_run(study, tmp_path, monkeypatch):
     with pytest.raises(StimulusError, match=r"run \S+_kd-\S+ on item '\w+': the output is silent"):
         build_from_file(config, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_slimmed_and_wavenet_runs_are_selected_by_model_and_width(tmp_path):
+    from models.stimulus_config import GroupSpec, SystemSpec
+    from models.stimulus_sets import _matches
+    from models.studies import expand
+
+    data = {"name": "s", "datasets": [{"name": "od", "device": "overdrive", "sample_rate": 16000, "duration_s": 3.0}],
+            "students": [{"layers": [16, 8]}, {"arch": "wavenet", "preset": "slimmable"}],
+            "recipes": [{"recipe": "baseline", "students": ["S-16-8"]},
+                        {"recipe": "slimmable", "slimmable": {"widths": [0.25, 0.5, 1.0]}}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    runs = expand(load_study(tmp_path / "s.yaml"))
+    wn = GroupSpec(name="wn", model="WN-slimmable", systems=(SystemSpec(id="slim_25", recipe="slimmable", width=0.25),))
+    lstm = GroupSpec(name="lstm", layers=(16, 8), systems=(SystemSpec(id="base", recipe="baseline"),
+                                                            SystemSpec(id="slim_50", recipe="slimmable", width=0.5)))
+
+    def hits(group, system):
+        return [(r.model.label, r.recipe, r.width) for r in runs if _matches(r, system, group, 0)]
+
+    assert hits(wn, wn.systems[0]) == [("WN-slimmable", "slimmable", 0.25)]
+    # the group's layers select LSTM runs only: the WaveNet's channels (16, 8) are no LSTM sizes
+    assert hits(lstm, lstm.systems[0]) == [("S-16-8", "baseline", 1.0)]
+    assert hits(lstm, lstm.systems[1]) == [("S-16-8", "slimmable", 0.5)]
+    with pytest.raises(ConfigError, match="one of 'layers' or 'model'"):
+        GroupSpec(name="x", layers=(8, 8), model="WN-slimmable", systems=())
