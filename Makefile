@@ -18,7 +18,7 @@ venv: $(STAMP)
 DEMO_PASSWORD := results/webapp/demo-admin-password
 
 demo: $(STAMP)
-	$(PY) -m models study models/studies/demo.yaml
+	$(PY) -m models study models/studies/demo.yaml --jobs 2
 	@$(MAKE) --no-print-directory stimuli/demo/manifest.json
 	@$(MAKE) --no-print-directory serve-demo
 
