@@ -162,7 +162,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     frame = run_study(study, out_dir, progress=not args.quiet, on_run=on_run, jobs=args.jobs,
                       ray_address=args.ray)
-    shown = ["run_id", "params", "macs_per_sample", "epochs", "test_esr", "test_esr_pre", "test_mrstft", "rtf_offline"]
+    shown = ["run_id", "bits", "width", "params", "bytes", "macs_per_sample", "epochs", "test_esr", "test_mrstft",
+             "rtf_offline", "rtf_stream"]
     with _pandas_display():
         print(frame[shown].to_string(index=False))
     table_path = out_dir / "comparison.csv"
@@ -174,7 +175,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
             print("\nDistilled vs non-distilled (improvement in % of the error):")
             print(table.pivot_table(index=["dataset", "teacher", "variant", "layers"], columns="metric",
                                     values="improvement_pct").round(1).to_string())
-    print(f"\nwrote {out_dir / 'runs.csv'}, {table_path}" + (f", {out_dir / 'comparison.png'}" if not table.empty else ""))
+    written = [out_dir / name for name in ("runs.csv", "comparison.csv", "comparison.png", "quantization.csv",
+                                           "pareto.png", "width_sweep.csv", "width_sweep.png")]
+    print("\nwrote " + ", ".join(str(p) for p in written if p.exists()))
     return 0
 
 
