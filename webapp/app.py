@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from flask import Flask, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -60,6 +61,16 @@ class Earshot:
             storage.dispose()
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, minus the cost of building a signer for a request that
+    carries no session cookie (every participant request: only the admin pages use the session)."""
+
+    def open_session(self, app: Flask, request):
+        if app.config["SESSION_COOKIE_NAME"] not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def create_app(config: Settings | dict | None = None) -> Flask:
     """Build the app. ``config``: a :class:`Settings`, a mapping of its fields, or None to read
     the ``EARSHOT_*`` environment (and the file named by ``EARSHOT_SETTINGS``)."""
@@ -88,14 +99,17 @@ def create_app(config: Settings | dict | None = None) -> Flask:
             app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count, x_host=settings.proxy_count
         )
     app.extensions["earshot"] = Earshot(settings)
-    CSRFProtect(app)
+    app.session_interface = _SessionInterface()
+    csrf = CSRFProtect(app)
     add_security_headers(app)
 
+    from . import participant_views
     from .admin_views import bp as admin_bp
-    from .participant_views import bp as participant_bp
 
-    app.register_blueprint(participant_bp)
+    app.register_blueprint(participant_views.bp)
     app.register_blueprint(admin_bp)
+    for name in participant_views.CSRF_EXEMPT_FROM_FLASK_WTF:
+        csrf.exempt(getattr(participant_views, name))
 
     def wants_json() -> bool:
         return "/api/" in request.path or request.is_json or request.accept_mimetypes.best == "application/json"

@@ -19,7 +19,7 @@ from flask import (
     send_file,
     url_for,
 )
-from flask_wtf.csrf import generate_csrf
+from flask_wtf.csrf import CSRFError
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 from sqlalchemy import and_, bindparam, func, select
@@ -29,7 +29,8 @@ from . import headphones
 from .app import TestRuntime
 from .catalogue import Translator, catalogue, languages
 from .errors import SubmissionError
-from .planning import start_participant
+from .planning import new_token, start_participant
+from .security import CSRF_HEADERS, csrf_problem, csrf_token_for
 from .storage import AudioToken, Page, Participant
 from .submissions import submit
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("participant", __name__)
 
 COOKIE = "earshot_participant"
+CONSENT_COOKIE = "earshot_consent"
+"""A random nonce, set by the welcome page, that the consent form's CSRF token is tied to."""
 COOKIE_MAX_AGE_S = 60 * 24 * 3600
 MAX_CROWD_VALUE = 200
 
@@ -63,6 +66,40 @@ _KNOWN_PARTICIPANT = select(Participant.__table__.c.id).where(
 )
 
 
+# CSRF on participant pages: the token is an HMAC of a secret HttpOnly cookie (the participant's
+# token, or before consent a nonce), not Flask-WTF's token in the signed session cookie, so a
+# participant's requests need no session: decoding and re-signing it cost about a third of a test
+# page's CPU time. Same guarantees: only this server can make the token, another site cannot read
+# the cookie it is tied to, and over HTTPS the Referer must name this origin.
+CSRF_EXEMPT_FROM_FLASK_WTF = ("start", "submit_page")
+"""Views that run :func:`_check_csrf` themselves (create_app exempts them from Flask-WTF)."""
+
+
+def _csrf_token(purpose: str, value: str) -> str:
+    return csrf_token_for(current_app.secret_key, purpose, value)
+
+
+def _check_csrf(purpose: str, value: str | None, presented: str | None) -> None:
+    problem = csrf_problem(
+        current_app.secret_key, purpose, value, presented,
+        request.is_secure, request.referrer, f"https://{request.host}/",
+    )
+    if problem:
+        raise CSRFError(problem)
+
+
+def _set_cookie(response, test: str, name: str, value: str, max_age: int | None) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=f"/t/{test}/",
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
+
+
 def _language(rt: TestRuntime, requested: str | None) -> str:
     return requested if requested in languages() else rt.stim.settings.language
 
@@ -76,19 +113,29 @@ def welcome(test: str):
     cfg = rt.stim.settings
     crowd = {k: request.args[k][:MAX_CROWD_VALUE] for k in cfg.crowd_parameters if k in request.args}
     lang = _language(rt, request.args.get("lang"))
-    return render_template("welcome.html", t=Translator(lang), cfg=cfg, test=test, crowd=crowd, lang=lang, error=None)
+    nonce = request.cookies.get(CONSENT_COOKIE) or new_token()
+    token = _csrf_token("consent", nonce)
+    response = make_response(render_template(
+        "welcome.html", t=Translator(lang), cfg=cfg, test=test, crowd=crowd, lang=lang, error=None, csrf_token=lambda: token
+    ))
+    _set_cookie(response, test, CONSENT_COOKIE, nonce, None)
+    return response
 
 
 @bp.post("/t/<test>/start")
 def start(test: str):
     rt = _runtime(test)
+    nonce = request.cookies.get(CONSENT_COOKIE)
+    _check_csrf("consent", nonce, request.form.get("csrf_token"))
     cfg = rt.stim.settings
     crowd = {k: request.form[k][:MAX_CROWD_VALUE] for k in cfg.crowd_parameters if request.form.get(k)}
     lang = _language(rt, request.form.get("lang"))
     if request.form.get("consent") != "yes":
         t = Translator(lang)
+        token = _csrf_token("consent", nonce)
         return render_template(
-            "welcome.html", t=t, cfg=cfg, test=test, crowd=crowd, lang=lang, error=t("consent_required")
+            "welcome.html", t=t, cfg=cfg, test=test, crowd=crowd, lang=lang, error=t("consent_required"),
+            csrf_token=lambda: token,
         ), 400
     with rt.storage.writing_core() as conn:
         known = request.cookies.get(COOKIE)
@@ -96,15 +143,7 @@ def start(test: str):
             return redirect(url_for(".page", test=test))
         token = start_participant(conn, rt.stim, crowd, lang, request.headers.get("User-Agent", ""))
     response = redirect(url_for(".page", test=test))
-    response.set_cookie(
-        COOKIE,
-        token,
-        max_age=COOKIE_MAX_AGE_S,
-        path=f"/t/{test}/",
-        httponly=True,
-        samesite="Lax",
-        secure=current_app.config["SESSION_COOKIE_SECURE"],
-    )
+    _set_cookie(response, test, COOKIE, token, COOKIE_MAX_AGE_S)
     return response
 
 
@@ -157,7 +196,7 @@ _DATA_MARK = "\x00earshot-data\x00"
 _rendered: dict[tuple, str] = {}
 
 
-def _render_page(template: str, key: tuple, data_json: Markup, **ctx) -> Response:
+def _render_page(template: str, key: tuple, data_json: Markup, csrf: str, **ctx) -> Response:
     """``template`` rendered around this request's CSRF token and page data.
 
     A test page's HTML depends only on the test, the language and the page's shape (``key``),
@@ -170,7 +209,21 @@ def _render_page(template: str, key: tuple, data_json: Markup, **ctx) -> Respons
     if html is None:
         html = render_template(template, csrf_token=lambda: _CSRF_MARK, data_json=Markup(_DATA_MARK), **ctx)
         _rendered[key] = html
-    return make_response(html.replace(_CSRF_MARK, generate_csrf(), 1).replace(_DATA_MARK, data_json, 1))
+    return make_response(html.replace(_CSRF_MARK, csrf, 1).replace(_DATA_MARK, data_json, 1))
+
+
+_urls: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+
+def _test_urls(test: str) -> tuple[str, str, str]:
+    """(page, submit, audio prefix) URLs of ``test``; they change only with the mount point."""
+    key = (request.script_root, test)
+    urls = _urls.get(key)
+    if urls is None:
+        urls = _urls[key] = (
+            url_for(".page", test=test), url_for(".submit_page", test=test), url_for(".audio", test=test, token="-")[:-1]
+        )
+    return urls
 
 
 @bp.get("/t/<test>/page")
@@ -180,26 +233,28 @@ def page(test: str):
     token = request.cookies.get(COOKIE)
     row = None
     if token:
-        row = rt.storage.read_one(_CURRENT_PAGE, {"token": token, "test": rt.stim.name})
+        params = {"token": token, "test": rt.stim.name}
+        row = rt.storage.run_fast(lambda conn: conn.first(_CURRENT_PAGE, params), write=False)
     if row is None:
         return redirect(url_for(".welcome", test=test))
     lang = row.language
     t = Translator(lang)
+    csrf = _csrf_token("participant", token)
     if row.stopped:
-        return render_template("stopped.html", t=t, cfg=cfg, lang=lang)
+        return render_template("stopped.html", t=t, cfg=cfg, lang=lang, csrf_token=lambda: csrf)
     if row.kind is None:
         code = cfg.completion_code
         link = cfg.completion_redirect.replace("{code}", code or "") if cfg.completion_redirect else None
-        return render_template("thanks.html", t=t, cfg=cfg, lang=lang, code=code, link=link)
+        return render_template("thanks.html", t=t, cfg=cfg, lang=lang, code=code, link=link, csrf_token=lambda: csrf)
 
-    audio_prefix = url_for(".audio", test=test, token="-")[:-1]
+    page_url, submit_url, audio_prefix = _test_urls(test)
     data = {
         "kind": row.kind,
         "position": row.position,
-        "submit_url": url_for(".submit_page", test=test),
-        "next_url": url_for(".page", test=test),
+        "submit_url": submit_url,
+        "next_url": page_url,
     }
-    ctx = {"t": t, "cfg": cfg, "lang": lang, "page": row}
+    ctx = {"t": t, "cfg": cfg, "lang": lang, "page": row, "csrf": csrf}
     if row.kind in ("training", "trial"):
         sounds = [
             {"label": chr(ord("A") + i), "stimulus": tok, "url": audio_prefix + tok}
@@ -235,14 +290,14 @@ def _json_error(status: int, code: str, message: str):
 @bp.post("/t/<test>/api/page")
 def submit_page(test: str):
     rt = _runtime(test)
+    token = request.cookies.get(COOKIE)
+    _check_csrf("participant", token, next((v for h in CSRF_HEADERS if (v := request.headers.get(h))), None))
     body = request.get_json(silent=True)
     if body is None:
         return _json_error(400, "malformed_json", "expected a JSON object in the request body (Content-Type: application/json)")
-    token = request.cookies.get(COOKIE)
     for attempt in range(2):
         try:
-            with rt.storage.writing_core() as conn:
-                result = submit(conn, rt.stim, token, body)
+            result = rt.storage.run_fast(lambda conn: submit(conn, rt.stim, token, body), write=True)
             break
         except SubmissionError as exc:
             return _json_error(exc.status, exc.code, exc.message)
@@ -250,7 +305,7 @@ def submit_page(test: str):
             # A concurrent retry of the same page won the race; the second pass answers it as a replay.
             if attempt == 1:
                 return _json_error(409, "conflict", "the page was submitted concurrently; reload the page")
-    result["next_url"] = url_for(".page", test=test)
+    result["next_url"] = _test_urls(test)[0]
     return jsonify(result)
 
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.engine import Connection, Row
 
 from .errors import SubmissionError
 from .headphones import answer_key
 from .manifest import StimulusSet
-from .storage import Page, Participant, Rating, utcnow
+from .storage import FastConnection, Page, Participant, Rating, utcnow
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_DURATION_MS = 24 * 3600 * 1000
@@ -60,7 +60,7 @@ def _number(value: Any, lo: float, hi: float, where: str) -> float:
 COMMON = {"position", "idempotency_key"}
 
 
-def _check_mushra(stim: StimulusSet, page: Row, body: dict, page_values: dict) -> list[dict]:
+def _check_mushra(stim: StimulusSet, page: NamedTuple, body: dict, page_values: dict) -> list[dict]:
     _keys(body, COMMON | {"ratings", "duration_ms", "loop_used"}, COMMON | {"ratings", "duration_ms", "loop_used"}, "submission")
     duration_ms = _int(body["duration_ms"], 0, MAX_DURATION_MS, "duration_ms")
     if not isinstance(body["loop_used"], bool):
@@ -116,7 +116,7 @@ def _check_mushra(stim: StimulusSet, page: Row, body: dict, page_values: dict) -
     ]
 
 
-def _check_headphones(stim: StimulusSet, page: Row, body: dict, page_values: dict, participant_values: dict) -> dict:
+def _check_headphones(stim: StimulusSet, page: NamedTuple, body: dict, page_values: dict, participant_values: dict) -> dict:
     _keys(body, COMMON | {"answers"}, COMMON | {"answers"}, "submission")
     key = answer_key(page.setup["rounds"])
     answers = body["answers"]
@@ -177,8 +177,7 @@ def _check_questionnaire(stim: StimulusSet, body: dict, page_values: dict, parti
 _P = Participant.__table__
 _PG = Page.__table__
 _PENDING = _PG.alias("pending")
-# Built once: with bound parameters the statements' compiled forms stay in SQLAlchemy's cache
-# and a request pays for neither building nor compiling them.
+# Built once, compiled once per database (Storage.prepared): a request pays for neither.
 _LOCK_PARTICIPANT = (
     select(_P.c.id).where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test")).with_for_update()
 )
@@ -198,20 +197,41 @@ _LOOKUP = (
     .join(_PG, _PG.c.participant_id == _P.c.id)
     .where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test"), _PG.c.position == bindparam("position"))
 )
-# "submitted_at IS NULL": a page is stored once even if the checks above were ever bypassed.
-_STORE_PAGE = (
-    update(_PG)
-    .where(_PG.c.id == bindparam("page_id"), _PG.c.submitted_at.is_(None))
-    .values(submitted_at=bindparam("now"), idempotency_key=bindparam("key"))
-)
 _INSERT_RATINGS = insert(Rating.__table__)
 
 
-def submit(conn: Connection, stim: StimulusSet, participant_token: str | None, body: Any) -> dict:
+@cache
+def _store_page(columns: tuple[str, ...]):
+    """The UPDATE storing a page with values for ``columns`` besides the submission time and key
+    (bound as ``v_<column>``); one statement per page kind's set of columns."""
+    # "submitted_at IS NULL": a page is stored once even if the checks above were ever bypassed.
+    return (
+        update(_PG)
+        .where(_PG.c.id == bindparam("page_id"), _PG.c.submitted_at.is_(None))
+        .values(
+            submitted_at=bindparam("now", type_=_PG.c.submitted_at.type),
+            idempotency_key=bindparam("key", type_=_PG.c.idempotency_key.type),
+            **{c: bindparam(f"v_{c}", type_=_PG.c[c].type) for c in columns},
+        )
+    )
+
+
+@cache
+def _update_participant(columns: tuple[str, ...]):
+    return (
+        update(_P)
+        .where(_P.c.id == bindparam("participant_id"))
+        .values(**{c: bindparam(f"v_{c}", type_=_P.c[c].type) for c in columns})
+    )
+
+
+def submit(conn: FastConnection, stim: StimulusSet, participant_token: str | None, body: Any) -> dict:
     """Validate ``body`` and store it as the participant's current page; returns the JSON answer.
 
-    Runs inside the caller's transaction: on :class:`SubmissionError` the caller rolls back, so a
-    refused submission leaves the database unchanged.
+    Runs inside the caller's transaction (``Storage.run_fast(..., write=True)``): on
+    :class:`SubmissionError` it rolls back, so a refused submission leaves the database unchanged.
+    Three statements for a MUSHRA page (four on PostgreSQL): the lookup of participant and page,
+    the page's UPDATE and one INSERT of all its ratings.
     """
     if not isinstance(body, dict):
         raise _invalid(f"expected a JSON object, found {type(body).__name__}")
@@ -224,14 +244,14 @@ def submit(conn: Connection, stim: StimulusSet, participant_token: str | None, b
     if not participant_token:
         raise SubmissionError(403, "no_participant", "no participant cookie; open the test link again")
     who = {"token": participant_token, "test": stim.name}
-    if conn.dialect.name != "sqlite":
+    if conn.dialect_name != "sqlite":
         # Lock the participant first (PostgreSQL): a concurrent retry of the same page waits here,
         # and the lookup below, a new statement under READ COMMITTED, then sees what it stored.
         # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
-        conn.execute(_LOCK_PARTICIPANT, who)
-    row = conn.execute(_LOOKUP, {**who, "position": position}).first()
+        conn.first(_LOCK_PARTICIPANT, who)
+    row = conn.first(_LOOKUP, {**who, "position": position})
     if row is None:
-        if conn.execute(_FIND_PARTICIPANT, who).first() is None:
+        if conn.first(_FIND_PARTICIPANT, who) is None:
             raise SubmissionError(403, "no_participant", "unknown participant; open the test link again")
         raise SubmissionError(404, "no_such_page", f"position {position}: this participant has no such page")
     if row.submitted_at is not None:
@@ -258,15 +278,18 @@ def submit(conn: Connection, stim: StimulusSet, participant_token: str | None, b
     if row.remaining == 1:
         participant_values["finished_at"] = now
     stored = conn.execute(
-        _STORE_PAGE.values(**page_values) if page_values else _STORE_PAGE,
-        {"page_id": row.page_id, "now": now, "key": key},
+        _store_page(tuple(sorted(page_values))),
+        {"page_id": row.page_id, "now": now, "key": key, **{f"v_{k}": v for k, v in page_values.items()}},
     )
-    if stored.rowcount != 1:
+    if stored != 1:
         raise SubmissionError(409, "already_submitted", f"page {position} was already submitted")
     if ratings:
-        conn.execute(_INSERT_RATINGS, ratings)
+        conn.executemany(_INSERT_RATINGS, ratings)
     if participant_values:
-        conn.execute(update(_P).where(_P.c.id == row.participant_id).values(**participant_values))
+        conn.execute(
+            _update_participant(tuple(sorted(participant_values))),
+            {"participant_id": row.participant_id, **{f"v_{k}": v for k, v in participant_values.items()}},
+        )
     return {
         "ok": True,
         "replayed": False,
