@@ -137,12 +137,18 @@ def start(test: str):
             "welcome.html", t=t, cfg=cfg, test=test, crowd=crowd, lang=lang, error=t("consent_required"),
             csrf_token=lambda: token,
         ), 400
-    with rt.storage.writing_core() as conn:
-        known = request.cookies.get(COOKIE)
-        if known and conn.execute(_KNOWN_PARTICIPANT, {"token": known, "test": rt.stim.name}).first():
-            return redirect(url_for(".page", test=test))
-        token = start_participant(conn, rt.stim, crowd, lang, request.headers.get("User-Agent", ""))
+    known = request.cookies.get(COOKIE)
+    user_agent = request.headers.get("User-Agent", "")
+
+    def create(conn):
+        if known and conn.first(_KNOWN_PARTICIPANT, {"token": known, "test": rt.stim.name}):
+            return None
+        return start_participant(conn, rt.stim, crowd, lang, user_agent)
+
+    token = rt.storage.run_fast(create, write=True)
     response = redirect(url_for(".page", test=test))
+    if token is None:  # already a participant (consented twice, in two tabs)
+        return response
     _set_cookie(response, test, COOKIE, token, COOKIE_MAX_AGE_S)
     return response
 

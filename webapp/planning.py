@@ -10,11 +10,10 @@ import secrets
 from collections import Counter
 
 from sqlalchemy import bindparam, func, insert, select
-from sqlalchemy.engine import Connection
 
 from . import headphones
 from .manifest import StimulusSet, Trial
-from .storage import AudioToken, Page, Participant, utcnow
+from .storage import AudioToken, FastConnection, Page, Participant, utcnow
 
 TOKEN_BYTES = 24
 
@@ -23,16 +22,22 @@ def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 
+_ASSIGNED = (
+    select(Page.trial, func.count().label("n"))
+    .join(Participant, Participant.id == Page.participant_id)
+    .where(Participant.test == bindparam("test"), Page.kind == "trial")
+    .group_by(Page.trial)
+)
+_INSERT_PARTICIPANT = insert(Participant.__table__).returning(Participant.__table__.c.id)
+_INSERT_PAGES = insert(Page.__table__)
+_INSERT_AUDIO_TOKENS = insert(AudioToken.__table__)
+
+
 def _balanced_subset(
-    conn: Connection, stim: StimulusSet, k: int, rng: secrets.SystemRandom
+    conn: FastConnection, stim: StimulusSet, k: int, rng: secrets.SystemRandom
 ) -> list[Trial]:
     """The ``k`` rated trials assigned least often so far (ties broken at random)."""
-    rows = conn.execute(
-        select(Page.trial, func.count())
-        .join(Participant, Participant.id == Page.participant_id)
-        .where(Participant.test == stim.name, Page.kind == "trial")
-        .group_by(Page.trial)
-    ).all()
+    rows = conn.all(_ASSIGNED, {"test": stim.name})
     counts = Counter({trial: n for trial, n in rows})
     trials = list(stim.rated_trials)
     keyed = [(counts.get(t.id, 0), rng.random(), t) for t in trials]
@@ -44,7 +49,7 @@ _PAGE_IDS = select(Page.position, Page.id).where(Page.participant_id == bindpara
 
 
 def start_participant(
-    conn: Connection,
+    conn: FastConnection,
     stim: StimulusSet,
     crowd: dict[str, str],
     language: str,
@@ -52,23 +57,25 @@ def start_participant(
     rng: secrets.SystemRandom | None = None,
 ) -> str:
     """Create a participant and all their pages inside ``conn``'s transaction; returns the
-    participant's (secret) token. Core statements: a few executemany calls, no ORM objects."""
+    participant's (secret) token. Four statements: the participant, its pages (one executemany),
+    their ids, their audio tokens (one executemany)."""
     rng = rng or secrets.SystemRandom()
     cfg = stim.settings
     token = new_token()
-    participant_id = conn.execute(
-        insert(Participant.__table__).values(
-            test=stim.name,
-            token=token,
-            code="P" + secrets.token_hex(5),
-            language=language,
-            crowd=crowd,
-            user_agent=user_agent[:512],
-            created_at=utcnow(),
-            excluded=False,
-            stopped=False,
-        )
-    ).inserted_primary_key[0]
+    participant_id = conn.insert(
+        _INSERT_PARTICIPANT,
+        {
+            "test": stim.name,
+            "token": token,
+            "code": "P" + secrets.token_hex(5),
+            "language": language,
+            "crowd": crowd,
+            "user_agent": user_agent[:512],
+            "created_at": utcnow(),
+            "excluded": False,
+            "stopped": False,
+        },
+    ).id
 
     # Each page: its column values and its audio slots (in token order).
     pages: list[tuple[dict, list[int]]] = []
@@ -106,13 +113,13 @@ def start_participant(
         values = {**dict.fromkeys(columns), **values, "tokens": tokens or None}
         rows.append({**values, "participant_id": participant_id, "position": position})
         assigned.append(list(zip(slots, tokens, strict=True)))
-    conn.execute(insert(Page.__table__), rows)
-    ids = dict(conn.execute(_PAGE_IDS, {"participant_id": participant_id}).all())
+    conn.executemany(_INSERT_PAGES, rows)
+    ids = dict(conn.all(_PAGE_IDS, {"participant_id": participant_id}))
     audio = [
         {"token": tok, "participant_id": participant_id, "page_id": ids[position], "slot": slot}
         for position, slots in enumerate(assigned)
         for slot, tok in slots
     ]
     if audio:
-        conn.execute(insert(AudioToken.__table__), audio)
+        conn.executemany(_INSERT_AUDIO_TOKENS, audio)
     return token

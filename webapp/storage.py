@@ -177,8 +177,11 @@ class Prepared:
     datetimes and booleans, psycopg's JSON wrapper) and drops the rest. Rows are named tuples.
     """
 
-    def __init__(self, statement: ClauseElement, dialect: Dialect, column_keys: list[str] | None = None):
-        compiled = statement.compile(dialect=dialect, column_keys=column_keys, for_executemany=column_keys is not None)
+    def __init__(
+        self, statement: ClauseElement, dialect: Dialect, column_keys: list[str] | None = None, many: bool = False
+    ):
+        # column_keys: an INSERT's columns, when its values come with each execution.
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys, for_executemany=many)
         self.sql = compiled.string
         self._defaults = {k: v for k, v in compiled.construct_params(_check=False).items() if v is not None}
         self._order = list(compiled.positiontup) if compiled.positional else None
@@ -190,10 +193,15 @@ class Prepared:
         self._dialect = dialect
         self._column_types = None
         self._result = None
+        columns = []
         if getattr(statement, "is_select", False):
             columns = list(statement.selected_columns)
+        elif getattr(statement, "is_dml", False):
+            columns = list(statement.exported_columns)  # RETURNING
+        if columns:
             self._column_types = [c.type.dialect_impl(dialect) for c in columns]
             self._row = namedtuple("Row", [c.key for c in columns])
+        self.returns_rows = bool(columns)
 
     def parameters(self, values: dict):
         p = {**self._defaults, **values}
@@ -231,6 +239,27 @@ class FastConnection:
         finally:
             cursor.close()
 
+    def all(self, statement: ClauseElement, values: dict) -> list:
+        """Every row of a SELECT."""
+        prepared = self.storage.prepared(statement)
+        cursor = self.dbapi_connection.cursor()
+        try:
+            cursor.execute(prepared.sql, prepared.parameters(values))
+            return [prepared.row(cursor, raw) for raw in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def insert(self, statement: ClauseElement, row: dict):
+        """One row of an ``insert(table)`` whose values are ``row``'s; the RETURNING row if any.
+        (Give every column with a Python-side default: they are not filled in here.)"""
+        prepared = self.storage.prepared(statement, sorted(row), many=False)
+        cursor = self.dbapi_connection.cursor()
+        try:
+            cursor.execute(prepared.sql, prepared.parameters(row))
+            return prepared.row(cursor, cursor.fetchone()) if prepared.returns_rows else None
+        finally:
+            cursor.close()
+
     def execute(self, statement: ClauseElement, values: dict) -> int:
         """Run an INSERT/UPDATE; returns the number of rows it changed."""
         prepared = self.storage.prepared(statement)
@@ -243,7 +272,7 @@ class FastConnection:
 
     def executemany(self, statement: ClauseElement, rows: list[dict]) -> None:
         """One INSERT for many rows (all rows must have the same keys)."""
-        prepared = self.storage.prepared(statement, sorted(rows[0]))
+        prepared = self.storage.prepared(statement, sorted(rows[0]), many=True)
         cursor = self.dbapi_connection.cursor()
         try:
             cursor.executemany(prepared.sql, [prepared.parameters(r) for r in rows])
@@ -318,12 +347,12 @@ class Storage:
             with self._write_engine.connect() as conn, conn.begin():
                 yield conn
 
-    def prepared(self, statement: ClauseElement, column_keys: list[str] | None = None) -> Prepared:
+    def prepared(self, statement: ClauseElement, column_keys: list[str] | None = None, many: bool = False) -> Prepared:
         """``statement`` compiled for this database, once (statements are module-level constants)."""
-        key = (statement, None if column_keys is None else tuple(column_keys))
+        key = (statement, None if column_keys is None else tuple(column_keys), many)
         prepared = self._prepared.get(key)
         if prepared is None:
-            prepared = self._prepared[key] = Prepared(statement, self.engine.dialect, column_keys)
+            prepared = self._prepared[key] = Prepared(statement, self.engine.dialect, column_keys, many)
         return prepared
 
     def _fast_connection(self) -> FastConnection:
@@ -363,34 +392,37 @@ class Storage:
         ``work`` raises); SQLite writers take the write lock first, as :meth:`writing_core`
         does. Otherwise every statement sees its own snapshot (pass one statement).
         Driver errors come out as SQLAlchemy's exceptions (``IntegrityError``, ...). A
-        connection the server dropped (a PostgreSQL restart) is replaced and ``work`` run again
-        once: if the commit had reached the database, the caller's idempotency check tells.
+        connection found dropped (a PostgreSQL restart) is replaced; ``work`` runs again once on
+        the new one unless the COMMIT had been sent (whether it landed is then unknown, and the
+        error goes to the caller: a retried page submission is answered from its idempotency key).
         """
         for attempt in range(2):
             conn = self._fast_connection()
+            committing = [False]
             try:
                 if not write:
                     return work(conn)
                 if self.is_sqlite:
                     with self._sqlite_write_lock():
-                        return self._transaction(conn, work, "BEGIN IMMEDIATE")
-                return self._transaction(conn, work, "BEGIN")
+                        return self._transaction(conn, work, "BEGIN IMMEDIATE", committing)
+                return self._transaction(conn, work, "BEGIN", committing)
             except self._dbapi_error as exc:
                 disconnected = self.engine.dialect.is_disconnect(exc, conn.dbapi_connection, None)
                 if disconnected:
                     self._drop_fast_connection()
-                if disconnected and attempt == 0:
+                if disconnected and attempt == 0 and not committing[0]:
                     log.info("database connection lost, reconnecting: %s", exc)
                     continue
                 raise DBAPIError.instance(None, None, exc, self._dbapi_error) from exc
 
     @staticmethod
-    def _transaction(conn: FastConnection, work, begin: str):
+    def _transaction(conn: FastConnection, work, begin: str, committing: list[bool]):
         cursor = conn.dbapi_connection.cursor()
         try:
             cursor.execute(begin)
             try:
                 result = work(conn)
+                committing[0] = True
                 cursor.execute("COMMIT")
                 return result
             except BaseException:

@@ -178,9 +178,6 @@ _P = Participant.__table__
 _PG = Page.__table__
 _PENDING = _PG.alias("pending")
 # Built once, compiled once per database (Storage.prepared): a request pays for neither.
-_LOCK_PARTICIPANT = (
-    select(_P.c.id).where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test")).with_for_update()
-)
 _FIND_PARTICIPANT = select(_P.c.id).where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test"))
 _LOOKUP = (
     select(
@@ -196,6 +193,11 @@ _LOOKUP = (
     )
     .join(_PG, _PG.c.participant_id == _P.c.id)
     .where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test"), _PG.c.position == bindparam("position"))
+)
+_PAGE_STATE = (
+    select(_PG.c.idempotency_key, _P.c.finished_at, _P.c.stopped)
+    .join(_P, _P.c.id == _PG.c.participant_id)
+    .where(_PG.c.id == bindparam("page_id"))
 )
 _INSERT_RATINGS = insert(Rating.__table__)
 
@@ -230,8 +232,9 @@ def submit(conn: FastConnection, stim: StimulusSet, participant_token: str | Non
 
     Runs inside the caller's transaction (``Storage.run_fast(..., write=True)``): on
     :class:`SubmissionError` it rolls back, so a refused submission leaves the database unchanged.
-    Three statements for a MUSHRA page (four on PostgreSQL): the lookup of participant and page,
-    the page's UPDATE and one INSERT of all its ratings.
+    Three statements for a MUSHRA page: the lookup of participant and page, the page's UPDATE
+    (which a concurrent retry of the same page waits on, on PostgreSQL) and one INSERT of all
+    its ratings.
     """
     if not isinstance(body, dict):
         raise _invalid(f"expected a JSON object, found {type(body).__name__}")
@@ -244,11 +247,6 @@ def submit(conn: FastConnection, stim: StimulusSet, participant_token: str | Non
     if not participant_token:
         raise SubmissionError(403, "no_participant", "no participant cookie; open the test link again")
     who = {"token": participant_token, "test": stim.name}
-    if conn.dialect_name != "sqlite":
-        # Lock the participant first (PostgreSQL): a concurrent retry of the same page waits here,
-        # and the lookup below, a new statement under READ COMMITTED, then sees what it stored.
-        # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
-        conn.first(_LOCK_PARTICIPANT, who)
     row = conn.first(_LOOKUP, {**who, "position": position})
     if row is None:
         if conn.first(_FIND_PARTICIPANT, who) is None:
@@ -282,6 +280,13 @@ def submit(conn: FastConnection, stim: StimulusSet, participant_token: str | Non
         {"page_id": row.page_id, "now": now, "key": key, **{f"v_{k}": v for k, v in page_values.items()}},
     )
     if stored != 1:
+        # A concurrent submission of this page committed after the lookup above (PostgreSQL: the
+        # UPDATE waited for its row lock, then found the page submitted; SQLite serialises writers
+        # and never gets here). This new statement sees what it stored, under READ COMMITTED.
+        # Nothing was written yet: answering from here leaves the database as the other one left it.
+        state = conn.first(_PAGE_STATE, {"page_id": row.page_id})
+        if state.idempotency_key == key:
+            return {"ok": True, "replayed": True, "finished": state.finished_at is not None, "stopped": bool(state.stopped)}
         raise SubmissionError(409, "already_submitted", f"page {position} was already submitted")
     if ratings:
         conn.executemany(_INSERT_RATINGS, ratings)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
+import time
 from base64 import urlsafe_b64encode
 from datetime import UTC, datetime
 
@@ -197,3 +199,70 @@ def test_run_fast_matches_the_orm_and_keeps_transactions(stim_root, make_app, ba
         lambda conn: conn.execute(update(Page).where(Page.position == 1).values(duration_ms=7), {}), write=True
     )
     assert changed == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("same_key", [True, False])
+def test_a_submission_racing_a_committed_one_is_a_replay_or_a_conflict(stim_root, make_app, postgres_url, same_key):
+    """PostgreSQL, READ COMMITTED: another transaction submits the page after our lookup; our
+    UPDATE waits for its row lock, finds the page submitted and answers from what it stored."""
+    import psycopg
+
+    app = make_app(make_stimulus_set(stim_root, n_trials=1, test_yaml=QUIET), database_url=postgres_url)
+    d = Driver(app.test_client())
+    d.start()
+    _, data = d.current()
+    storage = storage_of(app)
+    with storage.reading() as s:
+        page_id = s.scalar(select(Page.id).where(Page.position == data["position"]))
+    key = "first-key-1234"
+    other = psycopg.connect(postgres_url)  # its UPDATE opens a transaction that holds the row lock
+    other.execute("UPDATE pages SET submitted_at = now(), idempotency_key = %s WHERE id = %s", (key, page_id))
+    result = {}
+
+    def post():
+        t0 = time.monotonic()
+        r = d.post(Driver.mushra_body(data), key=key if same_key else "second-key-1234")
+        result.update(status=r.status_code, json=r.json, waited_s=time.monotonic() - t0)
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive()  # our UPDATE waits for the other transaction
+    other.commit()
+    other.close()
+    thread.join(10)
+    assert result["waited_s"] >= 0.45
+    if same_key:
+        assert result["status"] == 200 and result["json"]["replayed"] is True
+    else:
+        assert result["status"] == 409 and result["json"]["error"] == "already_submitted"
+    assert count(storage, Rating) == 0  # the waiting request stored nothing
+    with storage.reading() as s:
+        assert s.scalar(select(Page.idempotency_key).where(Page.id == page_id)) == key
+
+
+@pytest.mark.postgres
+def test_fast_connections_replace_ones_the_server_dropped(stim_root, make_app, postgres_url):
+    import psycopg
+
+    app = make_app(make_stimulus_set(stim_root, n_trials=1, test_yaml=QUIET), database_url=postgres_url)
+    d = Driver(app.test_client())
+    d.start()
+    d.current()
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+    assert killed >= 1  # this thread's kept connection among them
+    _, data = d.current()  # a read on a dead connection: replaced, the page still shown
+    assert data["kind"] == "training"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    r = d.post(Driver.mushra_body(data))  # a write on a dead connection: BEGIN fails, run again
+    assert r.status_code == 200 and r.json["replayed"] is False
+    assert count(storage_of(app), Rating) == len(data["sounds"])
