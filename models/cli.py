@@ -79,12 +79,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="knob value for conditioned models, e.g. --knob drive=0.7 (repeatable)")
 
-    p = verbs.add_parser("bench", help="measure size, multiply-adds, training speed and rendering speed",
+    p = verbs.add_parser("bench", help="measure size, multiply-adds, training, rendering and streaming speed",
                          description="Print, per preset architecture: parameters, multiply-adds per sample, "
-                         "training throughput at batch 8 × 2048 with 1 and 2 threads, offline render "
+                         "training throughput at batch 8 × 2048 with 1 and 2 threads (train); offline render "
                          "real-time factors (chunked and whole-file) and the chunked/whole-file speed-up with "
-                         "its max abs difference. Prints the CPU model.")
-    p.add_argument("--repeats", type=int, default=5, help="timed repetitions per figure; the median is shown")
+                         "its max abs difference (render); streaming real-time factor per block size "
+                         "64/128/256/512 on one thread for the LSTM students and teacher, the WaveNet presets, "
+                         "the slimmable WaveNet at 25/50/75/100 %% width and 8-/4-bit quantized models, with "
+                         "each row's multiply-add rate as a fraction of a measured single-thread matmul peak, "
+                         "and the streaming targets checked (streaming). Prints the CPU model, versions and "
+                         "machine load. The full run takes about 10 minutes on 2 cores; --quick about 3.")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed repetitions per figure; the median is shown (streaming uses at least 5)")
+    p.add_argument("--only", action="append", choices=("train", "render", "streaming"), default=None,
+                   metavar="SECTION", help="run only this section: train, render or streaming (repeatable; "
+                   "default all)")
+    p.add_argument("--quick", action="store_true",
+                   help="shorter run: 1 s streamed per figure, at most 5 s rendered, rendering and training "
+                   "for S-64-8 (and the teacher's training) only, no chunking sweep")
     p.add_argument("--audio-s", type=float, default=10.0, help="seconds of audio rendered per repetition")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="trained S-64-8 run folder for the chunked-vs-whole difference "
@@ -296,7 +308,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return run_stimulus_bench(args.study_dir)
     from .bench import run_bench
 
-    return run_bench(repeats=args.repeats, audio_s=args.audio_s, checkpoint=args.checkpoint)
+    return run_bench(repeats=args.repeats, audio_s=args.audio_s, checkpoint=args.checkpoint, only=args.only,
+                     quick=args.quick)
 
 
 def _cmd_stimuli(args: argparse.Namespace) -> int:

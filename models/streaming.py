@@ -8,7 +8,7 @@ to its length. The output equals whole-file rendering (tested to 1e-5).
 WaveNets stream through a NumPy engine by default (:class:`WaveNetStreamer`): the same
 matrix-product plan as the PyTorch forward, but NumPy's per-call cost is a few times lower than
 PyTorch's, and on short blocks the per-call cost, not the arithmetic, is what limits speed
-(20 layers × about 7 calls per block). ``engine="torch"`` streams through ``model.forward``.
+(20 layers × 5–6 calls per block, see :class:`WaveNetStreamer`). ``engine="torch"`` streams through ``model.forward``.
 
 The real-time factor is seconds of audio per second of computation, measured on one thread
 (``torch.set_num_threads`` and the BLAS thread pool) as the median of repeated runs after one
@@ -49,9 +49,11 @@ _NUMPY_ACTIVATIONS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 log = logging.getLogger(__name__)
-# Ring columns after a layer's span, in blocks: more room rewinds less often but spreads the
-# writes over more memory; 2 measured fastest for WaveNet standard at 512-sample blocks.
-ROOM_FACTOR = 2
+# Ring columns after a layer's span (at least one block): more room rewinds less often but spreads
+# the writes over more memory that falls out of the cache. Measured for WaveNet standard on one
+# thread at 512-sample blocks: 930 µs per block with one block of room, 1 300 µs with four or more;
+# short blocks gain from a few blocks of room (fewer rewinds), hence a fixed column count.
+ROOM_COLUMNS = 512
 # Up to this many channels the residual addition rides in the residual product ([W | I] @ [act; g]):
 # c² more multiply-adds per sample cost less than a NumPy call (about 2.5 µs) at these widths.
 FOLD_RESIDUAL_CHANNELS = 8
@@ -131,7 +133,7 @@ class WaveNetStreamer:
 
     def _allocate(self, time: int) -> None:
         """(Re)size the slabs for blocks of up to ``time`` and the rings for some blocks of room."""
-        room = ROOM_FACTOR * time
+        room = max(ROOM_COLUMNS, time)
         for a in self._arrays:
             config = a["config"]
             c, mid, kernel = config.channels, config.mid_channels, config.kernel_size
@@ -158,6 +160,16 @@ class WaveNetStreamer:
                 now = span + self._position
                 ring[:, :span] = ring[:, now - span:now].copy()
         self._position = 0
+
+    def numpy_calls_per_block(self) -> int:
+        """NumPy calls :meth:`process` makes per block (ring rewinds aside): its fixed cost."""
+        calls = 0
+        for a in self._arrays:
+            config = a["config"]
+            per_layer = 2 + (config.kernel_size - 2) + (4 if config.gated else 1)
+            per_layer += 1 if config.channels <= FOLD_RESIDUAL_CHANNELS else 2
+            calls += 4 + (a["head_bias"] is not None) + len(a["layers"]) * per_layer + (a is not self._arrays[0])
+        return calls
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """block: (time,) float32 → (time,) float32."""

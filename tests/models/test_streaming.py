@@ -117,3 +117,16 @@ def test_measure_rtf_restores_mode_and_threads():
         measure_rtf(model, 8000, 256, repeats=0)
     with pytest.raises(ConfigError, match="'wall' or 'cpu'"):
         measure_rtf(model, 8000, 256, clock="gpu")
+
+
+def test_numpy_streamer_with_changing_block_lengths(wavenet, audio):
+    """Blocks that grow past the buffers (re-allocation keeps the history) and shrink again, and
+    enough of them to rewind the rings several times, still give the whole-file output."""
+    from models.streaming import WaveNetStreamer
+
+    streamer = WaveNetStreamer(wavenet)
+    lengths = [7, 64, 600, 1, 333, 1200, 64, 64, 900, 512, 512, 1000]
+    edges = np.cumsum([0] + lengths)
+    assert edges[-1] <= audio.size
+    out = np.concatenate([streamer.process(audio[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    np.testing.assert_allclose(out, render_whole(wavenet, audio[: edges[-1]]), atol=1e-5, rtol=0)
