@@ -76,15 +76,15 @@ class WaveNetStreamer:
     Layout, chosen to spend as few NumPy calls per layer as possible (on short blocks and narrow
     networks the per-call cost, not the arithmetic, is what limits speed):
 
-    - each layer's rows live in one (2c + 2, time) slab ``[act; g; x; 1]``: its activation, its
-      input g, the dry input and a row of ones, so one product ``[W_k … W_1 W_0 | mixer bias] @
-      [g; x; 1]`` gives every tap's contribution plus the input mixer and the bias;
-    - the dilated convolution keeps the *products* of its older taps, not its input history: a
-      ring of (k·mid, span + room) per layer, written by that one product, so a tap is a view
-      ``dilation·i`` columns back and the convolution is one product plus k − 1 additions;
-    - the activation is written into the slab's ``act`` rows, where the residual product and the
-      head (one sum over every layer's ``act`` rows per array) read it; on narrow layers the
-      residual addition is folded into the residual product.
+    - each layer keeps its input history in a ring (channels, span + room), channels-first, so a
+      tap ``i·dilation`` columns back is a plain view; one strided view of all k taps is copied in
+      one call into the layer's slab ``[act; g; g(−d); …; g(−(k−1)d); x; 1]``;
+    - one product ``[W_newest … W_oldest | mixer | bias] @ [g; …; x; 1]`` then gives the dilated
+      convolution, the input mixer and the bias at once, written into the slab's ``act`` rows where
+      the activation is applied in place;
+    - the residual product writes the next layer's input straight into that layer's ring; on
+      narrow layers the residual addition rides in it (``[W | I] @ [act; g]``);
+    - the head sums every layer's ``act`` rows of an array in one call.
     """
 
     def __init__(self, model: WaveNet, knobs: Sequence[float] | None = None):
@@ -101,27 +101,26 @@ class WaveNetStreamer:
             bias = plan.mixer_bias.numpy()
             if k is not None:
                 bias = bias + k[0].numpy() @ mixer[1:]
+            fold = c <= FOLD_RESIDUAL_CHANNELS
             layers = []
             for j, dilation in enumerate(config.dilations):
-                # Rows [tap k−1 (newest); …; tap 0 (oldest)], columns [g (c); x; 1]: the newest tap's
-                # rows also carry the input mixer and the bias, the older taps' do not.
-                weight = np.zeros((kernel * mid, c + 2), np.float32)
+                # Columns [tap k−1 (newest) … tap 0 (oldest) | mixer | bias], as the slab's rows.
+                weight = np.empty((mid, kernel * c + 2), np.float32)
                 for i in range(kernel):
-                    rows = slice((kernel - 1 - i) * mid, (kernel - i) * mid)
-                    weight[rows, :c] = plan.taps[j][i].numpy().T
-                weight[:mid, c] = mixer[0, j * mid:(j + 1) * mid]
-                weight[:mid, c + 1] = bias[j * mid:(j + 1) * mid]
-                span = (kernel - 1) * dilation
-                # The older taps' products over the silence history (span columns, oldest first).
-                past = weight[:, :c] @ history[index][0].numpy().T.astype(np.float32)
+                    back = kernel - 1 - i
+                    weight[:, back * c:(back + 1) * c] = plan.taps[j][i].numpy().T
+                weight[:, kernel * c] = mixer[0, j * mid:(j + 1) * mid]
+                weight[:, kernel * c + 1] = bias[j * mid:(j + 1) * mid]
                 out = plan.out[j].numpy().T
-                if c <= FOLD_RESIDUAL_CHANNELS:
+                if fold:
                     out = np.concatenate([out, np.eye(c, dtype=np.float32)], axis=1)
-                layers.append({"weight": weight, "dilation": dilation, "span": span, "past": past,
+                layers.append({"weight": weight, "dilation": dilation, "span": (kernel - 1) * dilation,
+                               "past": np.ascontiguousarray(history[index][0].numpy().T),
                                "out": np.ascontiguousarray(out)})
                 index += 1
             self._arrays.append({
                 "config": config,
+                "fold": fold,
                 "activation": _NUMPY_ACTIVATIONS[config.activation],
                 "rechannel": np.ascontiguousarray(plan.rechannel.numpy().T),
                 "layers": layers,
@@ -130,23 +129,25 @@ class WaveNetStreamer:
             })
         self._room = 0  # ring columns after the longest span; 0 until the first block sizes them
         self._position = 0
+        self._time = 0
 
     def _allocate(self, time: int) -> None:
-        """(Re)size the slabs for blocks of up to ``time`` and the rings for some blocks of room."""
+        """(Re)size the slabs for blocks of up to ``time`` and the rings for ``room`` more columns."""
         room = max(ROOM_COLUMNS, time)
         for a in self._arrays:
             config = a["config"]
-            c, mid, kernel = config.channels, config.mid_channels, config.kernel_size
-            slabs = np.zeros((len(a["layers"]) + 1, 2 * c + 2, time), np.float32)
-            slabs[:, 2 * c + 1] = 1.0
+            c, kernel = config.channels, config.kernel_size
+            slabs = np.zeros((len(a["layers"]), (kernel + 1) * c + 2, time), np.float32)
+            slabs[:, -1] = 1.0
             a["slabs"] = slabs
-            a["z"] = np.empty((mid, time), np.float32) if config.gated else None
+            a["z"] = np.empty((config.mid_channels, time), np.float32) if config.gated else None
+            a["output"] = np.empty((c, time), np.float32)
             for layer in a["layers"]:
                 span = layer["span"]
-                ring = np.zeros((kernel * mid, span + room), np.float32)
+                ring = np.zeros((c, span + room), np.float32)
                 if self._room:  # keep the history the old ring holds
-                    old, now = layer["ring"], span + self._position
-                    ring[:, :span] = old[:, now - span:now]
+                    now = span + self._position
+                    ring[:, :span] = layer["ring"][:, now - span:now]
                 else:
                     ring[:, :span] = layer["past"]
                 layer["ring"] = ring
@@ -164,11 +165,9 @@ class WaveNetStreamer:
     def numpy_calls_per_block(self) -> int:
         """NumPy calls :meth:`process` makes per block (ring rewinds aside): its fixed cost."""
         calls = 0
-        for a in self._arrays:
-            config = a["config"]
-            per_layer = 2 + (config.kernel_size - 2) + (4 if config.gated else 1)
-            per_layer += 1 if config.channels <= FOLD_RESIDUAL_CHANNELS else 2
-            calls += 4 + (a["head_bias"] is not None) + len(a["layers"]) * per_layer + (a is not self._arrays[0])
+        for n, a in enumerate(self._arrays):
+            per_layer = 2 + (5 if a["config"].gated else 1) + (1 if a["fold"] else 2)
+            calls += 4 + (n > 0) + (a["head_bias"] is not None) + len(a["layers"]) * per_layer
         return calls
 
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -184,38 +183,44 @@ class WaveNetStreamer:
         g = x
         for a in self._arrays:
             config = a["config"]
-            c, mid, kernel = config.channels, config.mid_channels, config.kernel_size
-            activation = a["activation"]
+            c, kernel, fold = config.channels, config.kernel_size, a["fold"]
+            activation, gated = a["activation"], config.gated
             slabs = a["slabs"][:, :, :time]
-            slabs[:, 2 * c] = x
-            np.matmul(a["rechannel"], g, out=slabs[0, c:2 * c])
-            for j, layer in enumerate(a["layers"]):
+            slabs[:, -2] = x
+            layers = a["layers"]
+            first = layers[0]
+            np.matmul(a["rechannel"], g, out=first["ring"][:, first["span"] + p:first["span"] + p + time])
+            for j, layer in enumerate(layers):
                 slab, ring, d = slabs[j], layer["ring"], layer["dilation"]
                 now = layer["span"] + p
-                np.matmul(layer["weight"], slab[c:], out=ring[:, now:now + time])
-                z = slab[:c] if a["z"] is None else a["z"][:, :time]
-                back = now - d
-                np.add(ring[:mid, now:now + time], ring[mid:2 * mid, back:back + time], out=z)
-                for i in range(2, kernel):
-                    back -= d
-                    z += ring[i * mid:(i + 1) * mid, back:back + time]
-                if a["z"] is None:
-                    activation(z, out=z)
-                else:
+                # Every tap at once, newest first: element [i, ch, t] is ring[ch, now − i·d + t].
+                taps = np.ndarray((kernel, c, time), np.float32, ring, 4 * now, (-4 * d, 4 * ring.shape[1], 4))
+                np.copyto(slab[c:(kernel + 1) * c].reshape(kernel, c, time), taps)
+                if gated:
+                    z = a["z"][:, :time]
+                    np.matmul(layer["weight"], slab[c:], out=z)
                     np.divide(activation(z[:c]), 1.0 + np.exp(-z[c:]), out=slab[:c])
-                g_next = slabs[j + 1, c:2 * c]
-                if c <= FOLD_RESIDUAL_CHANNELS:
+                else:
+                    np.matmul(layer["weight"], slab[c:], out=slab[:c])
+                    activation(slab[:c], out=slab[:c])
+                if j + 1 < len(layers):
+                    following = layers[j + 1]
+                    start = following["span"] + p
+                    g_next = following["ring"][:, start:start + time]
+                else:
+                    g_next = a["output"][:, :time]
+                if fold:
                     np.matmul(layer["out"], slab[:2 * c], out=g_next)
                 else:
                     np.matmul(layer["out"], slab[:c], out=g_next)
                     g_next += slab[c:2 * c]
-            summed = slabs[:-1, :c].sum(axis=0)
+            summed = slabs[:, :c].sum(axis=0)
             if head is not None:
                 summed += head
             head = a["head"] @ summed
             if a["head_bias"] is not None:
                 head += a["head_bias"]
-            g = slabs[-1, c:2 * c]
+            g = a["output"][:, :time]
         self._position = p + time
         return head[0]
 
