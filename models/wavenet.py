@@ -443,10 +443,12 @@ class WaveNet(nn.Module):
         Under ``no_grad``/``inference_mode`` the plan is rebuilt only when a parameter changes
         (version counters and storage), so streaming blocks do not pay for it.
         """
-        if torch.is_grad_enabled():
-            return _compile(self.weights_at(width), self._arrays_at(width), self.config.head_scale)
         if self._parameter_list is None:
             self._parameter_list = list(self.parameters())
+        # Parameters made under inference_mode (e.g. a network built inside it) keep no version
+        # counter, so an in-place change could not be seen: never cache their plan.
+        if torch.is_grad_enabled() or any(p.is_inference() for p in self._parameter_list):
+            return _compile(self.weights_at(width), self._arrays_at(width), self.config.head_scale)
         key = (width if width not in (None, 1.0) else 1.0, torch.is_inference_mode_enabled(),
                tuple((p._version, p.data_ptr()) for p in self._parameter_list))
         cached = self._plans.get(key[:2])

@@ -210,3 +210,18 @@ def test_config_round_trips_through_a_mapping():
     config = from_dict(WaveNetConfig, data)
     assert config.arrays[0].dilations == (1, 2) and config.arrays[0].gated and config.condition_size == 2
     assert config.receptive_field == 1 + 2 * 3
+
+
+def test_a_wavenet_built_under_inference_mode_runs_and_sees_weight_changes():
+    import torch
+
+    from models.wavenet import WaveNet, from_preset
+
+    x = torch.randn(1, 300, 1) * 0.2
+    with torch.inference_mode():
+        model = WaveNet(from_preset("nano"))
+        before = model(x)[0].clone()
+        model.arrays[1].head_rechannel.bias.add_(0.5)  # NAM's nano: the last head has a bias
+        after = model(x)[0]
+    # head_scale 0.02 times the added head bias shifts every output sample by 0.01
+    assert torch.allclose(after - before, torch.full_like(before, 0.01), atol=1e-6)
