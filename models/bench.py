@@ -272,9 +272,9 @@ def run_streaming(quick: bool, repeats: int) -> int:
         for label in ("WN-slimmable@25%", "WN-slimmable"):
             print(f"[{label}]")
             print(_profile_streamer(models[label], block, seconds))
-        print("At 25 % width a layer's products are 4 × 12 by 12 × block: the time per block is the fixed cost "
-              "of the NumPy calls (a few µs each), not arithmetic, so slimming further buys little; "
-              "longer blocks amortise it (the ratio grows with block length).")
+        print("At 25 % width a layer's products are 4 × 14 by 14 × block (4 × 8 by 8 × block for the residual): "
+              "the time per block is the fixed cost of the NumPy calls (a few µs each), not arithmetic, so "
+              "slimming further buys little; longer blocks amortise it (the ratio grows with block length).")
     return 0
 
 

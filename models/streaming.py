@@ -8,7 +8,7 @@ to its length. The output equals whole-file rendering (tested to 1e-5).
 WaveNets stream through a NumPy engine by default (:class:`WaveNetStreamer`): the same
 matrix-product plan as the PyTorch forward, but NumPy's per-call cost is a few times lower than
 PyTorch's, and on short blocks the per-call cost, not the arithmetic, is what limits speed
-(20 layers × 5–6 calls per block, see :class:`WaveNetStreamer`). ``engine="torch"`` streams through ``model.forward``.
+(20 layers × 4–5 calls per block, see :class:`WaveNetStreamer`). ``engine="torch"`` streams through ``model.forward``.
 
 The real-time factor is seconds of audio per second of computation, measured on one thread
 (``torch.set_num_threads`` and the BLAS thread pool) as the median of repeated runs after one
@@ -28,6 +28,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .errors import ConfigError
+from .nets import LSTMStack
 from .rendering import torch_threads
 from .wavenet import WaveNet
 
@@ -225,6 +226,40 @@ class WaveNetStreamer:
         return head[0]
 
 
+class LSTMStreamer:
+    """An :class:`models.nets.LSTMStack` streaming blocks through ``torch.lstm`` directly.
+
+    The operations of ``LSTMStack.forward`` (``torch.lstm`` is what ``nn.LSTM`` calls) without the
+    module machinery per block: time-major tensors, the FiLM scales and shifts computed once for
+    the fixed knob values, the states carried here. ``process`` takes and returns (time,) tensors.
+    """
+
+    def __init__(self, model: LSTMStack, knobs: Sequence[float] | None = None):
+        config = model.config
+        k = _knobs(knobs, config.n_knobs)
+        with torch.inference_mode():
+            self._films = []
+            for i in range(len(model.lstms)):
+                if model.films:
+                    gamma, beta = model.films[i](k).chunk(2, dim=-1)
+                    self._films.append(((1.0 + gamma)[None], beta[None]))
+        self._concat = k[None] if (k is not None and config.conditioning == "concat") else None
+        self._layers = [(lstm._flat_weights, lstm.bias) for lstm in model.lstms]
+        self._states = [(torch.zeros(1, 1, lstm.hidden_size),) * 2 for lstm in model.lstms]
+        self._dense_w, self._dense_b = model.dense.weight.detach().t(), model.dense.bias.detach()
+
+    def process(self, block: torch.Tensor) -> torch.Tensor:
+        """block: (time,) → (time,), under ``torch.inference_mode``."""
+        x = block[:, None, None]
+        h = x if self._concat is None else torch.cat([x, self._concat.expand(x.shape[0], -1, -1)], dim=-1)
+        for i, (weights, bias) in enumerate(self._layers):
+            h, h_n, c_n = torch.lstm(h, self._states[i], weights, bias, 1, 0.0, False, False, False)
+            self._states[i] = (h_n, c_n)
+            if self._films:
+                h = h * self._films[i][0] + self._films[i][1]
+        return torch.addmm(self._dense_b, h[:, 0], self._dense_w)[:, 0] + block
+
+
 def stream(
     model: torch.nn.Module,
     audio: np.ndarray,
@@ -234,9 +269,9 @@ def stream(
 ) -> np.ndarray:
     """Render ``audio`` (time,) block by block, carrying the state; returns (time,) float32.
 
-    The last block may be shorter. ``engine``: ``auto`` (NumPy for a WaveNet, PyTorch otherwise),
-    ``torch`` (``model(block, knobs, state)`` under ``torch.inference_mode``) or ``numpy``
-    (WaveNets only).
+    The last block may be shorter. ``engine``: ``auto`` (NumPy for a WaveNet, :class:`LSTMStreamer`
+    for an LSTM stack, ``model.forward`` otherwise), ``torch`` (``model(block, knobs, state)``
+    under ``torch.inference_mode``) or ``numpy`` (WaveNets only).
     """
     if isinstance(block_samples, bool) or not isinstance(block_samples, int) or block_samples < 1:
         raise ConfigError(f"block_samples: expected an integer >= 1, found {block_samples!r}")
@@ -254,8 +289,15 @@ def stream(
             block = audio[begin : begin + block_samples]
             out[begin : begin + block.shape[0]] = streamer.process(block)
         return out
-    k = _knobs(knobs, getattr(model.config, "n_knobs", 0))
     x = torch.from_numpy(audio)
+    if engine == "auto" and isinstance(model, LSTMStack):
+        with torch.inference_mode():
+            streamer = LSTMStreamer(model, knobs)
+            for begin in range(0, audio.shape[0], block_samples):
+                block = x[begin : begin + block_samples]
+                out[begin : begin + block.shape[0]] = streamer.process(block).numpy()
+        return out
+    k = _knobs(knobs, getattr(model.config, "n_knobs", 0))
     state = None
     with torch.inference_mode():
         for begin in range(0, audio.shape[0], block_samples):

@@ -55,11 +55,13 @@ def test_gated_relu_wavenet_streams_like_the_whole_file(audio, engine):
                                render_whole(model, audio, [0.7]), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("engine", ["auto", "torch"])
 @pytest.mark.parametrize("block", [64, 128, 512, 37])
-def test_lstm_stream_equals_whole_file(audio, block):
+def test_lstm_stream_equals_whole_file(audio, block, engine):
     torch.manual_seed(0)
     model = build_model(NetConfig(layers=(16, 8))).eval()
-    np.testing.assert_allclose(stream(model, audio, block), render_whole(model, audio), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(stream(model, audio, block, engine=engine), render_whole(model, audio),
+                               atol=1e-5, rtol=0)
 
 
 def test_stream_with_knobs_and_at_a_width(audio):
@@ -68,10 +70,11 @@ def test_stream_with_knobs_and_at_a_width(audio):
     for engine in ("numpy", "torch"):
         np.testing.assert_allclose(stream(model, audio, 128, [0.3], engine=engine), render_whole(model, audio, [0.3]),
                                    atol=1e-5, rtol=0)
-    torch.manual_seed(0)
-    lstm = build_model(NetConfig(layers=(16, 8), n_knobs=2)).eval()
-    np.testing.assert_allclose(stream(lstm, audio, 256, [0.1, 0.9]), render_whole(lstm, audio, [0.1, 0.9]),
-                               atol=1e-5, rtol=0)
+    for conditioning in ("film", "concat"):
+        torch.manual_seed(0)
+        lstm = build_model(NetConfig(layers=(16, 8), n_knobs=2, conditioning=conditioning)).eval()
+        np.testing.assert_allclose(stream(lstm, audio, 256, [0.1, 0.9]), render_whole(lstm, audio, [0.1, 0.9]),
+                                   atol=1e-5, rtol=0)
 
 
 def test_slimmed_stream_equals_sliced_whole_file(wavenet, audio):
