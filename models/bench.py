@@ -225,8 +225,8 @@ def run_streaming(quick: bool, repeats: int) -> int:
           f"({peak.detail})")
     print(f"streaming: {seconds:g} s of noise in blocks, one thread (torch and BLAS), wall-clock median of "
           f"{repeats} runs after a warm-up run; RTF = audio seconds per compute second (≥ 1 keeps up with "
-          f"real time); GMAC/s and % of peak at the largest block. LSTMs stream through nn.LSTM with "
-          f"carried states (torch), WaveNets through the NumPy engine with cached convolution history.")
+          f"real time); GMAC/s and % of peak at the largest block. LSTMs stream through torch.lstm (nn.LSTM's "
+          f"kernel) with carried states, WaveNets through the NumPy engine with cached convolution history.")
     print("* quantized rows run their dequantized fp32 weights (what quantized runs render with), so their "
           "speed equals fp32: measured to show nothing is added on the path.\n")
     header = (f"{'model':<20} {'engine':<6} {'MACs/sample':>11} "
