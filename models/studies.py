@@ -275,6 +275,14 @@ def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _save_figure(fig, path: Path) -> None:
+    """Write a figure under a temporary name and rename it: never a half-written image."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def comparison(runs: pd.DataFrame) -> pd.DataFrame:
     """Distilled vs non-distilled per dataset, teacher, variant and student, averaged over seeds.
 
@@ -329,10 +337,7 @@ def comparison_figure(table: pd.DataFrame, path: Path) -> None:
                 ax.set_xlabel("student units U (S-U-8)")
     axes[0][0].legend(fontsize=7, title="teacher", title_fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save_figure(fig, path)
 
 
 def quantization_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -431,10 +436,7 @@ def width_sweep_figure(table: pd.DataFrame, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save_figure(fig, path)
 
 
 FAMILY_COLOURS = {"baseline": "#0072B2", "kd": "#D55E00", "ptq": "#009E73", "qat": "#CC79A7", "kd_qat": "#E69F00",
@@ -460,10 +462,7 @@ def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7, title="recipe", title_fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save_figure(fig, path)
 
 
 def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
