@@ -32,11 +32,14 @@ def test_chunked_equals_whole_file(model, audio, chunk, warmup):
     assert np.abs(chunked - whole).max() <= 1e-4
 
 
-def test_too_little_warmup_shows(model, audio):
-    # A warm-up of 0 restarts each chunk from a zero state: the seams must differ from whole-file.
+def test_too_little_warmup_shows_and_the_state_check_repairs_it(model, audio):
+    # A warm-up of 0 restarts each chunk from a zero state: unchecked, the seams differ from whole-file.
     whole = render_whole(model, audio)
-    chunked = render(model, audio, chunk_samples=1000, warmup_samples=0)
-    assert np.abs(chunked - whole).max() > 1e-3
+    unchecked = render(model, audio, chunk_samples=1000, warmup_samples=0, state_tolerance=None)
+    assert np.abs(unchecked - whole).max() > 1e-3
+    # Checked, every chunk's state disagrees with its predecessor's and is run again from it.
+    checked = render(model, audio, chunk_samples=1000, warmup_samples=0)
+    np.testing.assert_allclose(checked, whole, atol=1e-5)
 
 
 def test_max_batch_groups_do_not_change_the_result(model, audio):
@@ -97,7 +100,8 @@ def test_trained_model_default_chunking_matches_whole_file(trained, threads):
     chunked = render(net, audio, threads=threads)
     assert np.abs(chunked - whole).max() <= 1e-4
     # The chunks really were cut short: a zero warm-up leaves audible seams on a trained network.
-    assert np.abs(render(net, audio, chunk_samples=2000, warmup_samples=0) - whole).max() > 1e-3
+    unchecked = render(net, audio, chunk_samples=2000, warmup_samples=0, state_tolerance=None)
+    assert np.abs(unchecked - whole).max() > 1e-3
 
 
 def test_demo_study_s64_8_default_chunking_matches_whole_file():
