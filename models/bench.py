@@ -95,6 +95,22 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def paired_medians(first: Callable[[], object], second: Callable[[], object], repeats: int,
+                   second_repeats: int) -> tuple[float, float]:
+    """Median seconds of two functions timed in alternation (first, second, first, …), so a change
+    of machine load between them falls on both and their ratio stays fair."""
+    first()
+    second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for r in range(repeats):
+        for fn, bucket, wanted in ((first, times[0], True), (second, times[1], r < second_repeats)):
+            if wanted:
+                started = time.perf_counter()
+                fn()
+                bucket.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def train_throughput(layers: tuple[int, ...], threads: int, repeats: int) -> float:
     """Samples per second of one Adam step at batch 8 × 2048 (plus a 256-sample warm-up)."""
     torch.manual_seed(0)
@@ -287,7 +303,7 @@ def run_render(repeats: int, audio_s: float, checkpoint: Path | None, quick: boo
           f"worker thread, each with a {DEFAULT_WARMUP_SAMPLES}-sample warm-up, as one batch (LSTMs time-major in "
           f"{TIME_TILE}-step tiles); 1t / 2t = one / two worker threads for chunked, torch threads for whole-file; "
           f"speed-up 1t = whole 1t / chunked 1t, best = best whole-file / best chunked; medians of {repeats} "
-          f"(whole-file: of {whole_repeats})\n")
+          f"(whole-file: of {whole_repeats}), chunked and whole-file timed in alternation\n")
     header = (f"{'preset':<8} {'params':>7} {'MACs/sample':>11} {'RTF chunked 1t/2t':>18} {'RTF whole 1t/2t':>16} "
               f"{'speed-up 1t':>11} {'best':>6}")
     print(header)
@@ -299,9 +315,14 @@ def run_render(repeats: int, audio_s: float, checkpoint: Path | None, quick: boo
         model = build_model(config).eval()
         chunked, whole = [], []
         for threads in (1, 2):
-            chunked.append(median_seconds(lambda m=model, t=threads: render(m, audio, threads=t), repeats))
-            with torch_threads(threads):
-                whole.append(median_seconds(lambda m=model: render_whole(m, audio), whole_repeats))
+            def whole_file(m=model, t=threads):
+                with torch_threads(t):
+                    return render_whole(m, audio)
+
+            c, w = paired_medians(lambda m=model, t=threads: render(m, audio, threads=t), whole_file, repeats,
+                                  whole_repeats)
+            chunked.append(c)
+            whole.append(w)
         print(f"{name:<8} {parameter_count(model):>7} {macs_per_sample(config):>11} "
               f"{audio_s / chunked[0]:>8.1f}×/{audio_s / chunked[1]:>5.1f}× {audio_s / whole[0]:>7.1f}×/"
               f"{audio_s / whole[1]:>5.1f}× {whole[0] / chunked[0]:>10.1f}× {min(whole) / min(chunked):>5.1f}×",

@@ -38,3 +38,13 @@ def test_matmul_peak_reports_a_plausible_rate():
     # Any CPU of the last decade does between 0.1 and 1000 GMAC/s on one float32 thread.
     assert 1e8 < peak.macs_per_s < 1e12
     assert "64: torch" in peak.detail and "128: torch" in peak.detail
+
+
+def test_paired_medians_alternate_and_count_runs():
+    from models.bench import paired_medians
+
+    order = []
+    a, b = paired_medians(lambda: order.append("a"), lambda: order.append("b"), repeats=4, second_repeats=2)
+    # One untimed run each, then a, b alternating while b still has timed runs left, then a alone.
+    assert order == ["a", "b", "a", "b", "a", "b", "a", "a"]
+    assert a >= 0 and b >= 0
