@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
                          "real-time factors (chunked and whole-file) and the chunked/whole-file speed-up with "
                          "its max abs difference (render); streaming real-time factor per block size "
                          "64/128/256/512 on one thread for the LSTM students and teacher, the WaveNet presets, "
-                         "the slimmable WaveNet at 25/50/75/100 %% width and 8-/4-bit quantized models, with "
+                         "the slimmable WaveNet at 25/50/75/100 % width and 8-/4-bit quantized models, with "
                          "each row's multiply-add rate as a fraction of a measured single-thread matmul peak, "
                          "and the streaming targets checked (streaming). Prints the CPU model, versions and "
                          "machine load. The full run takes about 10 minutes on 2 cores; --quick about 3.")
