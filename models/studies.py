@@ -24,7 +24,7 @@ from .config import from_dict, load_yaml, to_dict  # noqa: E402
 from .datasets import DatasetConfig  # noqa: E402
 from .distill import DistillConfig  # noqa: E402
 from .errors import ConfigError  # noqa: E402
-from .nets import NetConfig  # noqa: E402
+from .nets import NetConfig, macs_per_sample  # noqa: E402
 from .quantize import check_bits  # noqa: E402
 from .runs import QUANTIZED_RECIPES, RunConfig, execute_run, is_complete  # noqa: E402
 from .slimmable import SlimmableConfig  # noqa: E402
@@ -491,6 +491,22 @@ def dependencies(run: RunConfig) -> set[str]:
     return {r for r in (run.teacher_run, run.init_run) if r}
 
 
+def estimated_cost(run: RunConfig) -> float:
+    """Relative training work of a run (multiply-adds per sample × samples fed per epoch × epochs),
+    so that parallel workers start the longest runs first instead of ending on one long run."""
+    if run.recipe == "ptq" or (run.recipe == "slimmable" and run.width < 1.0):
+        return 0.0
+    training = run.training
+    warmup = training.warmup_samples
+    if run.model.arch == "wavenet":
+        warmup = max(warmup, run.model.wavenet_config().receptive_field - 1)
+    per_sample = macs_per_sample(run.model) * (training.window_samples + warmup) / training.window_samples
+    if run.slimmable is not None:
+        per_sample *= {"uniform": 1, "sandwich": 4}[run.slimmable.rule] if run.slimmable.count is None \
+            else run.slimmable.count
+    return per_sample * training.max_epochs
+
+
 def _execute_in_worker(run: RunConfig, runs_root: Path) -> dict[str, Any]:
     """One run in a worker process: no progress bars, one torch thread (runs.csv rows back)."""
     return execute_run(run, runs_root, resume=True, progress=False)
@@ -559,12 +575,14 @@ def _run_parallel(runs: list[RunConfig], runs_root: Path, jobs: int,
             rows[run.run_id] = execute_run(run, runs_root)  # reads metrics.json back
         else:
             pending.append(run)
+    dependents = {run.run_id: sum(run.run_id in dependencies(other) for other in pending) for run in runs}
     bar = tqdm(total=len(pending), desc="runs", disable=not progress)
     # spawn, not fork: torch's thread pools do not survive a fork.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         running = {}
         while pending or running:
-            ready = [r for r in pending if dependencies(r) <= set(rows)]
+            ready = sorted((r for r in pending if dependencies(r) <= set(rows)),
+                           key=lambda r: (-dependents[r.run_id], -estimated_cost(r)))
             for run in ready[: jobs - len(running)]:
                 pending.remove(run)
                 if on_run:
