@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .config import from_dict, load_yaml, to_dict  # noqa: E402
 from .datasets import DatasetConfig  # noqa: E402
@@ -457,6 +458,10 @@ def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
                             (row[column], row["test_esr"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # Minor tick labels of a log axis spanning less than two decades run into each other.
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
         ax.set_xlabel(label)
         ax.set_ylabel("test ESR")
         ax.grid(True, which="both", alpha=0.3)
