@@ -12,7 +12,7 @@ from .errors import ModelsError
 
 log = logging.getLogger("models")
 
-_RESOLVED_ONLY = {"run_id", "git_commit", "sample_rate", "knob_names", "latency_samples"}
+_RESOLVED_ONLY = {"run_id", "git_commit", "sample_rate", "knob_names", "latency_samples", "effective_training"}
 
 
 def _parser() -> argparse.ArgumentParser:

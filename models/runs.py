@@ -206,12 +206,15 @@ def execute_run(
         return json.loads((run_dir / METRICS).read_text())["row"]
     dataset = dataset or load_dataset(config.dataset)
     net = dataclasses.replace(config.model, n_knobs=len(dataset.knob_names))
-    resolved = {**to_dict(config), "model": to_dict(net), "run_id": config.run_id,
+    training = wavenet_training(config.training, net)
+    # "training" stays as configured (its hash is in the run id; `train RUN_DIR` rebuilds the run
+    # from it); "effective_training" is what the run used.
+    resolved = {**to_dict(config), "model": to_dict(net), "effective_training": to_dict(training),
+                "run_id": config.run_id,
                 "git_commit": git_commit(), "sample_rate": dataset.sample_rate,
                 "knob_names": list(dataset.knob_names), "latency_samples": dataset.latency_samples}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(resolved, run_dir / "config.json")
-    training = wavenet_training(config.training, net)
     with torch_threads(training.threads):
         torch.manual_seed(config.seed)
         model = build_model(net)

@@ -275,7 +275,7 @@ SLIM = {
 }
 
 
-def test_slimmable_recipe_trains_once_and_cuts_every_width(tmp_path):
+def test_slimmable_recipe_trains_once_and_cuts_every_width(tmp_path, capsys):
     from models.nets import NetConfig, build_model
     from models.slimmable import slim
     from models.wavenet import from_preset
@@ -318,7 +318,13 @@ def test_slimmable_recipe_trains_once_and_cuts_every_width(tmp_path):
     assert (out / "width_sweep.png").is_file()
     assert from_preset("slimmable").receptive_field - 1 == 4092
     config = __import__("json").loads((out / "runs" / full["run_id"] / "config.json").read_text())
-    assert config["training"]["warmup_samples"] == 64  # as written; the run itself warmed up over 4092
+    # the study asked for 64 warm-up samples; the WaveNet's windows were warmed up over its receptive field
+    assert config["training"]["warmup_samples"] == 64
+    assert config["effective_training"]["warmup_samples"] == 4092
+    # `train RUN_DIR` rebuilds the same run (same id, already complete) from that config.json
+    capsys.readouterr()
+    assert main(["-q", "train", str(out / "runs" / full["run_id"]), "--resume"]) == 0
+    assert f"training {full['run_id']} in" in capsys.readouterr().out
     log = (out / "runs" / full["run_id"] / "log.jsonl").read_text()
     assert log.count("\n") == 1
 
