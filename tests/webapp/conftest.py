@@ -99,6 +99,14 @@ def postgres_url(postgres_server, request):
 
 # ---- a real HTTP server and chromium ----
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request):
+    """App settings for each database the tests run against: SQLite, then a real PostgreSQL."""
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": request.getfixturevalue("postgres_url")}
+
+
 @pytest.fixture
 def live_server():
     servers = []

@@ -25,13 +25,6 @@ from webapp.storage import Page, Participant, Rating, utc_iso
 QUIET = "headphone_check: {enabled: false}\nvolume_check: false\n"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request):
-    if request.param == "sqlite":
-        return {}
-    return {"database_url": request.getfixturevalue("postgres_url")}
-
-
 def storage_of(app):
     return app.extensions["earshot"].tests["demo"].storage
 

@@ -16,13 +16,6 @@ from webapp.storage import Page, Participant, Rating
 QUIET = "headphone_check: {enabled: false}\nvolume_check: false\n"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request):
-    if request.param == "sqlite":
-        return {}
-    return {"database_url": request.getfixturevalue("postgres_url")}
-
-
 def storage_of(app, test="demo"):
     return app.extensions["earshot"].tests[test].storage
 
