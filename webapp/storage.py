@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import namedtuple
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -232,52 +232,37 @@ class FastConnection:
     def first(self, statement: ClauseElement, values: dict):
         """The first row of a SELECT (None: no rows), as a named tuple of its columns' keys."""
         prepared = self.storage.prepared(statement)
-        cursor = self.dbapi_connection.cursor()
-        try:
+        with closing(self.dbapi_connection.cursor()) as cursor:
             cursor.execute(prepared.sql, prepared.parameters(values))
             return prepared.row(cursor, cursor.fetchone())
-        finally:
-            cursor.close()
 
     def all(self, statement: ClauseElement, values: dict) -> list:
         """Every row of a SELECT."""
         prepared = self.storage.prepared(statement)
-        cursor = self.dbapi_connection.cursor()
-        try:
+        with closing(self.dbapi_connection.cursor()) as cursor:
             cursor.execute(prepared.sql, prepared.parameters(values))
             return [prepared.row(cursor, raw) for raw in cursor.fetchall()]
-        finally:
-            cursor.close()
 
     def insert(self, statement: ClauseElement, row: dict):
         """One row of an ``insert(table)`` whose values are ``row``'s; the RETURNING row if any.
         (Give every column with a Python-side default: they are not filled in here.)"""
         prepared = self.storage.prepared(statement, sorted(row), many=False)
-        cursor = self.dbapi_connection.cursor()
-        try:
+        with closing(self.dbapi_connection.cursor()) as cursor:
             cursor.execute(prepared.sql, prepared.parameters(row))
             return prepared.row(cursor, cursor.fetchone()) if prepared.returns_rows else None
-        finally:
-            cursor.close()
 
     def execute(self, statement: ClauseElement, values: dict) -> int:
         """Run an INSERT/UPDATE; returns the number of rows it changed."""
         prepared = self.storage.prepared(statement)
-        cursor = self.dbapi_connection.cursor()
-        try:
+        with closing(self.dbapi_connection.cursor()) as cursor:
             cursor.execute(prepared.sql, prepared.parameters(values))
             return cursor.rowcount
-        finally:
-            cursor.close()
 
     def executemany(self, statement: ClauseElement, rows: list[dict]) -> None:
         """One INSERT for many rows (all rows must have the same keys)."""
         prepared = self.storage.prepared(statement, sorted(rows[0]), many=True)
-        cursor = self.dbapi_connection.cursor()
-        try:
+        with closing(self.dbapi_connection.cursor()) as cursor:
             cursor.executemany(prepared.sql, [prepared.parameters(r) for r in rows])
-        finally:
-            cursor.close()
 
 
 class Storage:
