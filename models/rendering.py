@@ -1,4 +1,4 @@
-"""Running a trained network over audio: fast offline (chunked) rendering and block streaming.
+"""Running a trained network over audio: fast offline (chunked) rendering (block streaming: models.streaming).
 
 ``nn.LSTM`` over a whole file at batch 1 is slow on a CPU because every time step is a separate
 small matrix product. Offline rendering cuts the file into chunks that overlap by a warm-up
@@ -250,20 +250,3 @@ def _rerun_unsettled(model, frames, knobs, warmup, ys, warm_states, final_states
             rerun += 1
     if rerun:
         log.debug("chunked rendering: %d of %d chunks run again from their predecessor's state", rerun, len(ys))
-
-
-def render_stream(
-    model: torch.nn.Module, audio: np.ndarray, block_samples: int, knobs: Sequence[float] | None = None
-) -> np.ndarray:
-    """Real-time style rendering: blocks of ``block_samples`` in order, carrying the recurrent state."""
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
-    x = torch.from_numpy(audio)
-    k = _knob_tensor(knobs, 1)
-    out = np.empty_like(audio)
-    state = None
-    with torch.inference_mode():
-        for begin in range(0, audio.shape[0], block_samples):
-            block = x[begin : begin + block_samples][None, :, None]
-            y, state = model(block, k, state)
-            out[begin : begin + block.shape[1]] = y[0, :, 0].numpy()
-    return out

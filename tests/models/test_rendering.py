@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from models.nets import NetConfig, build_model
-from models.rendering import render, render_stream, render_whole
+from models.rendering import render, render_whole
+from models.streaming import stream
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_max_batch_groups_do_not_change_the_result(model, audio):
 
 @pytest.mark.parametrize("block", [64, 128, 333])
 def test_streaming_equals_whole_file(model, audio, block):
-    np.testing.assert_allclose(render_stream(model, audio[:20000], block), render_whole(model, audio[:20000]),
+    np.testing.assert_allclose(stream(model, audio[:20000], block, engine="torch"), render_whole(model, audio[:20000]),
                                atol=1e-5)
 
 
