@@ -14,6 +14,16 @@ from .errors import ConfigError, WebappError
 log = logging.getLogger("webapp")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, found {text!r}")
+    return value
+
+
 def _set_folder(value: str) -> Path:
     """A stimulus set given as a folder, or as a name under ./stimuli/."""
     path = Path(value)
@@ -36,7 +46,7 @@ def _settings(args, stimulus_sets=()):
 def cmd_serve(args) -> int:
     from .app import create_app
     from .manifest import load_stimulus_set
-    from .settings import default_gunicorn_threads, resolve_secret_key
+    from .settings import resolve_secret_key
     from .storage import Storage, database_url_for
 
     folders = [_set_folder(s) for s in args.stimulus_sets]
@@ -67,8 +77,8 @@ def cmd_serve(args) -> int:
         def load_config(self):
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
-            self.cfg.set("threads", args.threads or default_gunicorn_threads(settings.database_url))
-            self.cfg.set("worker_class", "gthread")
+            # threads 1: gunicorn's sync workers; more: gthread workers (gunicorn switches itself).
+            self.cfg.set("threads", args.threads)
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("graceful_timeout", 10)
             # gunicorn 27 opens a control socket at ~/.gunicorn/gunicorn.ctl shared by every server
@@ -138,8 +148,9 @@ def cmd_import_webmushra(args) -> int:
 
 
 THREADS_HELP = (
-    "threads per worker (default 2 with SQLite, 4 with PostgreSQL: more Python threads only fight "
-    "over the interpreter lock, except while they wait for a database server)"
+    "threads per worker (default 1: gunicorn's sync workers, one request at a time per process, "
+    "which measured fastest behind a buffering reverse proxy; more than 1: gthread workers, which "
+    "also serve slow clients without a proxy but cost more CPU per request)"
 )
 
 
@@ -164,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; a reverse proxy serves the public side)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (default 3: tuned on 2 cores, see webapp/docs/running-a-study.md)")
-    p.add_argument("--threads", type=int, help=THREADS_HELP)
+    p.add_argument("--workers", type=_positive_int, default=3, help="gunicorn worker processes (default 3: tuned on 2 cores, see webapp/docs/running-a-study.md)")
+    p.add_argument("--threads", type=_positive_int, default=1, help=THREADS_HELP)
     p.add_argument("--access-log", action="store_true", help="print one line per request")
     p.add_argument("--allow-external", action="store_true", help="allow a non-loopback --host")
     p.add_argument("--development", action="store_true", help="Flask's debug server with tracebacks in the browser; never for real participants")
@@ -194,11 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="load test: simulated participants against gunicorn on loopback")
     p.add_argument("--participants", type=int, default=50, help="concurrent simulated participants (default 50)")
     p.add_argument("--trials", type=int, default=8, help="rated trials in the generated test (default 8)")
-    p.add_argument("--workers", type=int, default=3, help="gunicorn workers (default 3)")
-    p.add_argument("--threads", type=int, help=THREADS_HELP)
+    p.add_argument("--workers", type=_positive_int, default=3, help="gunicorn workers (default 3)")
+    p.add_argument("--threads", type=_positive_int, default=1, help=THREADS_HELP)
     p.add_argument("--database-url", help="PostgreSQL URL to bench instead of SQLite")
     p.add_argument("--crash", action="store_true", help="kill -9 the server mid-run, restart it, and check that no acknowledged page was lost")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument(
+        "--connections", choices=("request", "keep"), default="request",
+        help="'request' (default): a new connection for every request, as gunicorn sees them behind the "
+        "documented nginx (HTTP/1.0 to its upstream); 'keep': one keep-alive connection per participant "
+        "for the whole test (gthread workers only; sync workers close every connection), which pins "
+        "each participant to the worker that accepted it first",
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -33,7 +33,6 @@ from sqlalchemy import func, select
 
 from .errors import ConfigError
 from .manifest import load_stimulus_set
-from .settings import default_gunicorn_threads
 from .storage import Page, Participant, Rating, Storage, database_url_for
 
 META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
@@ -64,16 +63,19 @@ def _make_set(root: Path, n_trials: int) -> Path:
 
 
 class Client:
-    """One simulated participant with its own keep-alive connection and cookies.
+    """One simulated participant with its own cookies and connection.
 
-    Speaks HTTP/1.1 on a plain socket, as a browser does: one write per request (headers and
+    ``connections="request"`` opens a new connection for every request, as gunicorn sees them
+    behind nginx; ``"keep"`` keeps one open while the server allows. Speaks HTTP/1.1 on a plain
+    socket, as a browser does: one write per request (headers and
     body together), responses framed by Content-Length (or chunked). http.client costs the bench
     about 0.5 ms of CPU per page in header parsing and split writes, taken from the 2 cores the
     server under test runs on.
     """
 
-    def __init__(self, port: int, stats: Stats):
+    def __init__(self, port: int, stats: Stats, connections: str = "request"):
         self.port = port
+        self.connections = connections
         self.stats = stats
         self.sock: socket.socket | None = None
         self.buf = b""
@@ -112,6 +114,8 @@ class Client:
         if self.cookies:
             lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
         request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        if self.connections == "request":
+            self._close()  # (a sync worker has closed it already)
         try:
             if self.sock is None:
                 self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
@@ -239,7 +243,8 @@ def _free_port() -> int:
 
 
 def _start_server(port: int, workers: int, threads: int, env: dict) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(workers), "--threads", str(threads), "-k", "gthread",
+    # --threads 1 runs gunicorn's sync workers, more its gthread workers (gunicorn's own rule).
+    cmd = [sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(workers), "--threads", str(threads),
            "-b", f"127.0.0.1:{port}", "--log-level", "warning", "webapp.wsgi:app"]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -343,13 +348,14 @@ def _run_bench(args, root: Path) -> int:
         with storage.reading() as s:
             if s.scalar(select(func.count()).select_from(Participant)):
                 raise ConfigError(f"--database-url {args.database_url}: the database already holds participants; use an empty one")
-    server_threads = args.threads or default_gunicorn_threads(args.database_url)
+    server_threads = args.threads
+    server_kind = f"{args.workers} sync workers" if server_threads == 1 else f"{args.workers} gthread workers x {server_threads} threads"
     pages_each = 2 + 1 + args.trials + 1
-    print(f"bench: {args.participants} participants x {pages_each} pages, gunicorn {args.workers} workers x {server_threads} threads, "
+    print(f"bench: {args.participants} participants x {pages_each} pages, gunicorn {server_kind}, connections: {args.connections}, "
           f"{'PostgreSQL' if args.database_url else 'SQLite (WAL)'}")
     server = _start_server(port, args.workers, server_threads, env)
     stats = Stats()
-    clients = [Client(port, stats) for _ in range(args.participants)]
+    clients = [Client(port, stats, args.connections) for _ in range(args.participants)]
     threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
     t0 = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -303,7 +303,7 @@ def submit_page(test: str):
         return _json_error(400, "malformed_json", "expected a JSON object in the request body (Content-Type: application/json)")
     for attempt in range(2):
         try:
-            result = rt.storage.run_fast(lambda conn: submit(conn, rt.stim, token, body), write=True)
+            result = submit(rt.storage, rt.stim, token, body)
             break
         except SubmissionError as exc:
             return _json_error(exc.status, exc.code, exc.message)

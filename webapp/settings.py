@@ -59,13 +59,6 @@ class Settings:
         return self.results_dir / "webapp"
 
 
-def default_gunicorn_threads(database_url: str | None) -> int:
-    """Threads per gunicorn worker measured best on 2 cores (``python -m webapp bench``): with
-    SQLite more threads only contend for the interpreter lock; with PostgreSQL threads also wait
-    on the database server, so a few more keep the cores busy."""
-    return 4 if database_url else 2
-
-
 _ENV_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
 
 

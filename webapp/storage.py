@@ -375,11 +375,13 @@ class Storage:
 
         ``write``: inside one transaction that commits before this returns (rolls back if
         ``work`` raises); SQLite writers take the write lock first, as :meth:`writing_core`
-        does. Otherwise every statement sees its own snapshot (pass one statement).
+        does. Otherwise autocommit: every statement is its own transaction with its own
+        snapshot (reads, or a single statement that writes; see ``submissions.submit``).
         Driver errors come out as SQLAlchemy's exceptions (``IntegrityError``, ...). A
         connection found dropped (a PostgreSQL restart) is replaced; ``work`` runs again once on
-        the new one unless the COMMIT had been sent (whether it landed is then unknown, and the
-        error goes to the caller: a retried page submission is answered from its idempotency key).
+        the new one unless a transaction's COMMIT had been sent (whether it landed is then
+        unknown, and the error goes to the caller: a retried page submission is answered from its
+        idempotency key). In autocommit, ``work`` must be safe to run again for the same reason.
         """
         for attempt in range(2):
             conn = self._fast_connection()

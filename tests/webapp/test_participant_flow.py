@@ -124,12 +124,12 @@ def test_enforcement_on_the_server(stim_root, make_app):
     assert r.status_code == 422 and r.json["message"] == "not yet played: D"
 
 
-def test_enforcement_off_allows_unrated(stim_root, make_app):
+def test_enforcement_off_allows_unrated(stim_root, make_app, backend):
     folder = make_stimulus_set(
         stim_root, n_trials=1, training=False,
         test_yaml=QUIET + "enforce: {all_played: false, all_rated: false, one_at_100: false}\n",
     )
-    app = make_app(folder)
+    app = make_app(folder, **backend)
     d = Driver(app.test_client())
     d.start()
     _, data = d.current()
@@ -152,9 +152,9 @@ def test_balanced_subset_of_trials(stim_root, make_app):
     assert counts == {"t01": 2, "t02": 2, "t03": 2, "t04": 2}
 
 
-def test_headphone_failure_stops_when_configured(stim_root, make_app):
+def test_headphone_failure_stops_when_configured(stim_root, make_app, backend):
     folder = make_stimulus_set(stim_root, n_trials=1, test_yaml="headphone_check: {on_failure: stop, trials: 4, pass_threshold: 3}\n")
-    app = make_app(folder)
+    app = make_app(folder, **backend)
     storage = storage_of(app)
     d = Driver(app.test_client())
     d.start()

@@ -15,6 +15,7 @@ from participant_driver import Driver
 from stimulus_sets import make_stimulus_set
 from webapp_support import free_port
 
+from webapp.__main__ import build_parser
 from webapp.bench import Stats, _verify, run_bench
 
 
@@ -49,6 +50,7 @@ def test_serve_runs_gunicorn_on_loopback(stim_root, tmp_path):
         body = r.read().decode()
         assert r.status == 200 and "Welcome" in body
         assert "gunicorn" in r.getheader("Server", "")
+        assert r.getheader("Connection") == "close"  # sync workers (--threads 1, the default) keep none alive
         # not Werkzeug's debugger: an unknown URL gives the plain error page
         c.request("GET", "/console")
         r = c.getresponse()
@@ -67,6 +69,8 @@ def test_serve_refuses_public_host_and_bad_sets(stim_root, tmp_path):
     assert r.returncode == 2 and "loopback only" in r.stderr
     r = subprocess.run([sys.executable, "-m", "webapp", "serve", str(tmp_path / "nothing")], capture_output=True, text=True)
     assert r.returncode == 2 and "no manifest.json" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "webapp", "serve", str(folder), "--threads", "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--threads: expected a whole number of at least 1, found '0'" in r.stderr
 
 
 def test_verify_counts_lost_and_duplicated_pages(stim_root, make_app):
@@ -86,16 +90,24 @@ def test_verify_counts_lost_and_duplicated_pages(stim_root, make_app):
     assert _verify(storage, Stats(acknowledged=[(token, 0, "stored-key-001"), (token, 0, "other-key-0001")])) == (0, 1)
 
 
+def bench_args(*options: str) -> argparse.Namespace:
+    return build_parser().parse_args(["bench", *options])
+
+
 def test_bench_survives_kill_9(capsys):
-    args = argparse.Namespace(participants=4, trials=1, workers=1, threads=4, database_url=None, crash=True, port=0)
-    assert run_bench(args) == 0
+    # sync workers (the default), a connection per request
+    assert run_bench(bench_args("--participants", "4", "--trials", "1", "--workers", "2", "--crash")) == 0
     out = capsys.readouterr().out
+    assert "gunicorn 2 sync workers, connections: request" in out
     assert "crash: killed the server (SIGKILL)" in out
     assert "check: 0 lost, 0 duplicated; 4 of 4 participants finished" in out
 
 
 @pytest.mark.postgres
 def test_bench_on_postgres(postgres_url, capsys):
-    args = argparse.Namespace(participants=3, trials=1, workers=1, threads=2, database_url=postgres_url, crash=False, port=0)
-    assert run_bench(args) == 0
-    assert "check: 0 lost, 0 duplicated; 3 of 3 participants finished" in capsys.readouterr().out
+    # gthread workers, keep-alive connections
+    options = ("--participants", "3", "--trials", "1", "--workers", "1", "--threads", "2", "--connections", "keep")
+    assert run_bench(bench_args(*options, "--database-url", postgres_url)) == 0
+    out = capsys.readouterr().out
+    assert "gunicorn 1 gthread workers x 2 threads, connections: keep" in out
+    assert "check: 0 lost, 0 duplicated; 3 of 3 participants finished" in out
