@@ -58,7 +58,7 @@ class ServedTest:
         self._log_fh = self.log.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "webapp", "serve", str(folder), "--host", "127.0.0.1", "--port", str(self.port),
-             "--results-dir", str(results_dir), "--workers", "1", "--threads", "4"],
+             "--results-dir", str(results_dir), "--workers", "2"],  # sync workers, as in production
             stdout=self._log_fh, stderr=subprocess.STDOUT, env=env,
         )
         self._wait_ready(timeout_s=60)
