@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from conftest import tidy_frame
 
-from evaluation.config import from_mapping
+from evaluation.config import from_dict
 from evaluation.errors import ConfigError
 from evaluation.hinges import tukey_hinges
 from evaluation.ratings import assign_roles, read_list_valued_csv
@@ -190,7 +190,7 @@ def test_grouped_hinges_match_scalar_hinges_on_random_groups():
 def test_config_rejects_bad_values_and_unknown_keys():
     with pytest.raises(ConfigError, match="hidden_reference_max_fraction"):
         ScreeningConfig(hidden_reference_max_fraction=15)
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['threshold'\]"):
-        from_mapping(ScreeningConfig, {"threshold": 90}, "screening")
+    with pytest.raises(ConfigError, match=r"screening: unknown key 'threshold' \(allowed: "):
+        from_dict(ScreeningConfig, {"threshold": 90}, "screening")
     with pytest.raises(ConfigError, match="expected one of"):
-        from_mapping(ScreeningConfig, {"mid_anchor_denominator": "some"}, "screening")
+        from_dict(ScreeningConfig, {"mid_anchor_denominator": "some"}, "screening")

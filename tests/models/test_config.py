@@ -32,11 +32,13 @@ def test_nested_conversion_and_round_trip():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"name": "x", "colour": 1}, r"config: unknown key 'colour'"),
+    ({"name": "x", "colour": 1}, r"config: unknown key 'colour' \(allowed: inner, items, name, pair, size\)"),
+    ({"name": "x", "b": 1, "a": 2}, r"config: unknown keys 'a', 'b' \(allowed: "),
     ({"name": "x", "inner": {"rate": 1}}, r"config\.inner: unknown key 'rate'"),
     ({"name": "x", "items": [{}, {"names": "ab"}]}, r"config\.items\[1\]\.names: expected a list"),
     ({"name": "x", "size": "3"}, r"config\.size"),
     ({"name": "x", "size": True}, r"config\.size"),
+    ({"name": "x", "inner": {"rate_hz": True}}, r"config\.inner\.rate_hz: expected a number, found True"),
     ({"name": "x", "pair": [1.0, 2.5]}, r"config\.pair\[1\]: expected an integer"),
     ({"name": "x", "pair": [1.0]}, r"config\.pair: expected 2 values, found 1"),
     ({}, r"missing required key 'name'"),
