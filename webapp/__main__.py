@@ -203,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import_webmushra)
 
     p = sub.add_parser("bench", help="load test: simulated participants against gunicorn on loopback")
-    p.add_argument("--participants", type=int, default=50, help="concurrent simulated participants (default 50)")
-    p.add_argument("--trials", type=int, default=8, help="rated trials in the generated test (default 8)")
+    p.add_argument("--participants", type=_positive_int, default=50, help="concurrent simulated participants (default 50)")
+    p.add_argument("--trials", type=_positive_int, default=8, help="rated trials in the generated test (default 8)")
     p.add_argument("--workers", type=_positive_int, default=3, help="gunicorn workers (default 3)")
     p.add_argument("--threads", type=_positive_int, default=1, help=THREADS_HELP)
     p.add_argument("--database-url", help="PostgreSQL URL to bench instead of SQLite")
