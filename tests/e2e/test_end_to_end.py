@@ -24,13 +24,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from browser_steps import READY, click_next, set_volume_with_mouse
 from e2e_support import ADMIN_PASSWORD, clean_env
 
 from evaluation.__main__ import main as evaluation_main
 
 pytestmark = pytest.mark.browser
-
-READY = "body[data-ready=true]"
 
 # The scores the participant gives, per item and condition. The hidden reference gets 100 and the
 # anchors stay low so that the lone listener passes post-screening and is analysed.
@@ -75,11 +74,6 @@ def quietest_tone(wav: bytes) -> int:
     tones = [peaks[a:b].max() for a, b in zip(edges[::2], edges[1::2], strict=True)]
     assert len(tones) == 3, f"expected 3 tones in a round, found {len(tones)}"
     return int(np.argmin(tones))
-
-
-def click_next(page):
-    with page.expect_navigation():
-        page.click("#next")
 
 
 def set_slider_with_keyboard(page, slot: int, value: int) -> None:
@@ -151,11 +145,7 @@ def take_the_test(browser, served, conditions, references) -> dict:
         click_next(page)
 
         # volume
-        page.wait_for_selector("#volume-play")
-        page.click("#volume-play")
-        page.wait_for_selector("#volume-play:has-text('Stop')")
-        page.fill("#gain", "-2")
-        click_next(page)
+        set_volume_with_mouse(page, "-2")
 
         # training, then the two rated trials
         rated: dict[str, dict[str, int]] = {}

@@ -11,6 +11,7 @@ import csv
 import io
 
 import pytest
+from browser_steps import READY, click_next, set_volume_with_mouse
 from sqlalchemy import select
 from stimulus_sets import make_stimulus_set
 from webapp_support import ADMIN_PASSWORD
@@ -20,19 +21,10 @@ from webapp.storage import Page, Rating
 
 pytestmark = pytest.mark.browser
 
-READY = "body[data-ready=true]"
-
-
 def start(page, server, query=""):
     page.goto(f"{server.url}/t/demo/{query}")
     page.check("#consent")
     page.click("#start")
-
-
-def click_next(page):
-    """Click Next and wait until the following page has loaded."""
-    with page.expect_navigation():
-        page.click("#next")
 
 
 def slot_count(page) -> int:
@@ -98,11 +90,7 @@ def test_mouse_participant_whole_test_and_export(make_app, stim_root, live_serve
         page.check(f"input[name='round-{r}'][value='{answer}']")
     click_next(page)
 
-    page.wait_for_selector("#volume-play")
-    page.click("#volume-play")
-    page.wait_for_selector("#volume-play:has-text('Stop')")
-    page.fill("#gain", "-2")
-    click_next(page)
+    set_volume_with_mouse(page, "-2")
 
     entered: dict[int, dict[int, int]] = {}
     fractions = [1.0, 0.3, 0.55, 0.12, 0.8]
