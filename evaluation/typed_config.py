@@ -10,11 +10,24 @@ Hand-written rather than pulled from a schema library: the project needs exactly
 are converted, the result is a frozen dataclass), a ``bool`` is never accepted as a number, and
 the libraries that do this (dacite, pydantic) either accept ``true`` for an integer or bring a
 model layer of their own.
+
+Numbers: PyYAML reads YAML 1.1, where ``1e-3``, ``1E-3`` and ``-1e+2`` (no dot) are strings, not
+floats; a float field accepts those strings too, and every spelling Python's decimal literals
+allow (``.5``, ``5.``, ``1_000.0``). An integer field accepts integers only (``1e3`` is refused
+rather than silently truncated or rounded), and no number field accepts ``true``/``false``.
+Infinity and NaN are refused by every float field: no setting of the three packages means
+anything by them (an unbounded limit is written ``null`` where a field allows it), and NaN would
+pass every range check a ``__post_init__`` makes, since every comparison with it is false.
+
+Errors name where they were found: ``where`` (the file, then the key path) prefixes every
+message, including the refusals of a dataclass's own ``__post_init__``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -23,6 +36,10 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+# A decimal float as written by hand: digits with optional '_' separators, an optional fraction,
+# an optional exponent (Python's float literal syntax without inf/nan).
+_DECIMAL = re.compile(r"[-+]?(?:\d+(?:_\d+)*(?:\.(?:\d+(?:_\d+)*)?)?|\.\d+(?:_\d+)*)(?:[eE][-+]?\d+(?:_\d+)*)?")
 
 
 class TypedConfig:
@@ -58,8 +75,9 @@ class TypedConfig:
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
-            if isinstance(exc, self.error):
+            if isinstance(exc, self.error) and str(exc).startswith(where):
                 raise
+            # A __post_init__ knows the key but not the file it came from.
             raise self.error(f"{where}: {exc}") from exc
 
     def load_yaml(self, path: str | Path) -> Any:
@@ -129,9 +147,7 @@ class TypedConfig:
                 raise self.error(f"{where}: expected an integer, found {value!r}")
             return value
         if annotation is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise self.error(f"{where}: expected a number, found {value!r}")
-            return float(value)
+            return self._float(value, where)
         if annotation is str:
             if not isinstance(value, str):
                 raise self.error(f"{where}: expected a string, found {value!r}")
@@ -141,6 +157,22 @@ class TypedConfig:
                 raise self.error(f"{where}: expected a path, found {value!r}")
             return Path(value)
         raise TypeError(f"unsupported config field type {annotation!r} at {where}")
+
+    def _float(self, value: Any, where: str) -> float:
+        if isinstance(value, str) and _DECIMAL.fullmatch(value):
+            number = float(value.replace("_", ""))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond the float range
+                number = math.inf
+        else:
+            raise self.error(f"{where}: expected a number, found {value!r}")
+        if math.isnan(number):
+            raise self.error(f"{where}: expected a number, found NaN")
+        if math.isinf(number):
+            raise self.error(f"{where}: expected a finite number, found {value!r}")
+        return number
 
 
 def to_dict(config: Any) -> Any:
