@@ -1,10 +1,10 @@
 """Omnibus tests on the systems (BS.1534-3 Attachment 4): do the conditions differ at all?
 
 - Complete designs (every listener rated every condition × item): two-way repeated-measures ANOVA
-  condition × item with Greenhouse–Geisser and Huynh–Feldt ε, the multivariate (Hotelling T²)
-  test, both reported, and the one the Algina–Keselman rule picks (Huynh–Feldt-corrected F when
-  ε̂ > 0.85 and N < K + 30, else the multivariate test); partial η²; residual skewness, excess
-  kurtosis and the multimodality coefficient.
+  condition × item with Greenhouse–Geisser and Huynh–Feldt ε and the multivariate (Hotelling T²)
+  test, both always reported, and the one the Algina–Keselman (1997) rule picks
+  (:func:`algina_keselman`); partial η²; residual skewness, excess kurtosis and the multimodality
+  coefficient.
 - Unbalanced or incomplete designs: a linear mixed model (listener random intercept; item fixed or
   crossed random) with likelihood-ratio tests, and a check for collapsed variance components.
 - Non-parametric companion: Friedman's test on listener means with Kendall's W.
@@ -66,22 +66,58 @@ def huynh_feldt(epsilon_gg: float, n_subjects: int, k: int) -> float:
     return float(min(1.0, (n_subjects * df * epsilon_gg - 2) / denominator))
 
 
-def hotelling_one_sample(data: np.ndarray) -> tuple[float, float, int, int, float]:
-    """Hotelling's T² that the (n, p) ``data`` have mean zero: (T², F, df1, df2, p).
+def hotelling_one_sample(data: np.ndarray) -> tuple[float, float, int, float, float, str]:
+    """Hotelling's T² that the (n, p) ``data`` have mean zero: (T², F, df1, df2, p, reason).
 
-    NaN when n ≤ p (the covariance is singular).
+    F = T² (n − p) / (p (n − 1)) on (p, n − p) df. With n ≤ p the sample covariance is singular
+    and df2 would be zero or negative: the test does not exist, so T², F, df2 and p are NaN and
+    ``reason`` says why (empty when the test was computed).
     """
     n, p = data.shape
+    nan = float("nan")
     if n <= p:
-        return (float("nan"),) * 2 + (p, n - p, float("nan"))
+        return nan, nan, p, nan, nan, (
+            f"not computable: the multivariate test needs more listeners than contrasts "
+            f"(N = {n} ≤ K − 1 = {p})"
+        )
     mean = data.mean(axis=0)
     covariance = np.cov(data, rowvar=False).reshape(p, p)
     try:
         t2 = float(n * mean @ np.linalg.solve(covariance, mean))
     except np.linalg.LinAlgError:
-        return (float("nan"),) * 2 + (p, n - p, float("nan"))
+        return nan, nan, p, nan, nan, "not computable: the contrast covariance is singular"
     f = t2 * (n - p) / (p * (n - 1))
-    return t2, f, p, n - p, float(scipy.stats.f.sf(f, p, n - p))
+    return t2, f, p, float(n - p), float(scipy.stats.f.sf(f, p, n - p)), ""
+
+
+#: Algina & Keselman (1997), their recommendations as bands: (largest K of the band, ε̂ at or below which
+#: sphericity counts as clearly violated, listeners needed above K). Their simulations covered up
+#: to 8 levels; for K ≥ 9 we keep the stricter band (ε̂ ≤ 0.85, N ≥ K + 30), since the
+#: multivariate test only loses power as K grows relative to N.
+ALGINA_KESELMAN_BANDS = ((4, 0.90, 10), (8, 0.85, 30), (None, 0.85, 30))
+
+
+def algina_keselman(k: int, n: int, eps_gg: float) -> tuple[str, str]:
+    """The test the Algina–Keselman rule picks for a K-level within factor and N listeners.
+
+    Algina, J. & Keselman, H. J. (1997). Detecting repeated measures effects with univariate and
+    multivariate statistics. *Psychological Methods*, 2(2), 208–218: the multivariate test is
+    more powerful only when N is large relative to K *and* sphericity is clearly violated
+    (K ≤ 4: ε ≤ 0.90 and N ≥ K + 10; 5 ≤ K ≤ 8: ε ≤ 0.85 and N ≥ K + 30); otherwise the
+    ε-adjusted univariate test is. Like them we compare the Greenhouse–Geisser estimate ε̂ (not
+    the Huynh–Feldt ε̃, which is biased upwards and capped at 1). For an interaction K is its
+    df1 + 1. Returns (``"huynh_feldt"`` or ``"multivariate"``, a one-line reason).
+    """
+    for largest, eps_max, extra in ALGINA_KESELMAN_BANDS:
+        if largest is None or k <= largest:
+            break
+    eps_ok, n_ok = eps_gg <= eps_max, n >= k + extra
+    eps_text = f"ε̂_GG = {eps_gg:.3f} {'≤' if eps_ok else '>'} {eps_max:.2f}"
+    n_text = f"N = {n} {'≥' if n_ok else '<'} K + {extra} = {k + extra}"
+    if eps_ok and n_ok:
+        return "multivariate", f"Algina–Keselman, K = {k}: {eps_text} and {n_text}"
+    failed = " and ".join(t for t, ok in ((eps_text, eps_ok), (n_text, n_ok)) if not ok)
+    return "huynh_feldt", f"Algina–Keselman, K = {k}: {failed}"
 
 
 def multimodality_coefficient(values) -> float:
@@ -217,18 +253,16 @@ def rm_anova(
         k = d1 + 1
         eps_gg = greenhouse_geisser_from_contrasts(z) if d1 > 1 else 1.0
         eps_hf = huynh_feldt(eps_gg, n, k) if d1 > 1 else 1.0
-        t2, mv_f, mv_d1, mv_d2, p_mv = hotelling_one_sample(z)
+        t2, mv_f, mv_d1, mv_d2, p_mv, mv_reason = hotelling_one_sample(z)
+        p_hf = float(scipy.stats.f.sf(f, d1 * eps_hf, d2 * eps_hf))
         if d1 == 1:
-            chosen, p_chosen = "uncorrected (1 df: sphericity holds)", p
-        elif eps_gg > 0.85 and n < k + 30:
-            chosen, p_chosen = "huynh_feldt", float(scipy.stats.f.sf(f, d1 * eps_hf, d2 * eps_hf))
-        elif np.isfinite(p_mv):
-            chosen, p_chosen = "multivariate", p_mv
+            # One contrast: sphericity holds trivially and all three tests coincide.
+            chosen, reason, p_chosen = "uncorrected", "1 df: sphericity holds", p
         else:
-            chosen, p_chosen = (
-                "huynh_feldt (multivariate impossible: N ≤ K − 1)",
-                float(scipy.stats.f.sf(f, d1 * eps_hf, d2 * eps_hf)),
-            )
+            chosen, reason = algina_keselman(k, n, eps_gg)
+            if chosen == "multivariate" and not np.isfinite(p_mv):
+                chosen, reason = "huynh_feldt", f"{reason}; but the multivariate test is {mv_reason}"
+            p_chosen = p_mv if chosen == "multivariate" else p_hf
         rows.append(
             {
                 "effect": effect,
@@ -241,13 +275,17 @@ def rm_anova(
                 "eps_gg": eps_gg,
                 "eps_hf": eps_hf,
                 "p_gg": float(scipy.stats.f.sf(f, d1 * eps_gg, d2 * eps_gg)),
-                "p_hf": float(scipy.stats.f.sf(f, d1 * eps_hf, d2 * eps_hf)),
+                "df1_hf": d1 * eps_hf,
+                "df2_hf": d2 * eps_hf,
+                "p_hf": p_hf,
                 "hotelling_t2": t2,
                 "mv_F": mv_f,
                 "mv_df1": mv_d1,
                 "mv_df2": mv_d2,
                 "p_mv": p_mv,
+                "mv_note": mv_reason,
                 "chosen": chosen,
+                "chosen_reason": reason,
                 "p_chosen": p_chosen,
                 "partial_eta2": float(ss[effect] / (ss[effect] + ss_err[effect]))
                 if ss[effect] + ss_err[effect] > 0

@@ -530,14 +530,22 @@ def _tables_tex(a: Analysis) -> str:
     rows = []
     for group, result in a.omnibus.items():
         for r in result.effects.itertuples():
-            stat = f"F = {r.F:.2f}" if result.method == "rm_anova" else f"chi2 = {r.lr_chi2:.2f}"
+            # The statistic and df of the test the rule chose, not always the unadjusted F.
+            if result.method != "rm_anova":
+                stat, df = f"chi2 = {r.lr_chi2:.2f}", f"{r.df1}"
+            elif r.chosen == "multivariate":
+                stat, df = f"F = {r.mv_F:.2f}", f"{r.mv_df1}, {r.mv_df2:.0f}"
+            elif r.chosen == "huynh_feldt":
+                stat, df = f"F = {r.F:.2f}", f"{r.df1_hf:.2f}, {r.df2_hf:.2f}"
+            else:
+                stat, df = f"F = {r.F:.2f}", f"{r.df1}, {r.df2}"
             rows.append(
                 {
                     "group": group,
                     "effect": r.effect,
-                    "method": r.chosen,
+                    "method": r.chosen.replace("_", " "),
                     "stat": stat,
-                    "df": f"{r.df1}" + (f", {r.df2}" if result.method == "rm_anova" else ""),
+                    "df": df,
                     "p": r.p_chosen,
                     "eta": getattr(r, "partial_eta2", float("nan")),
                 }
@@ -695,8 +703,11 @@ def _html(a: Analysis, figs: dict[str, Path]) -> str:
     out.append(
         f"<p><strong>Statistics.</strong> Per condition we report the median and inter-quartile range (Tukey hinges) and the mean with {ci_text}. "
         "The omnibus test covers the systems only (hidden reference and anchors excluded): a repeated-measures ANOVA condition × item with "
-        "Greenhouse–Geisser and Huynh–Feldt ε and the multivariate (Hotelling T²) test, chosen by the Algina–Keselman rule (Huynh–Feldt when ε̂ > 0.85 "
-        "and N < K + 30, else multivariate), or a linear mixed model with likelihood-ratio tests when the design is incomplete; Friedman's test with "
+        "Greenhouse–Geisser and Huynh–Feldt ε; both the Huynh–Feldt-adjusted univariate F and the multivariate (Hotelling T²) test are reported, and the "
+        "Algina–Keselman rule (Algina &amp; Keselman, 1997, <i>Psychological Methods</i> 2(2), 208–218) chooses between them: the multivariate test only when the "
+        "Greenhouse–Geisser ε̂ shows a clear violation of sphericity and the panel is large relative to the K levels (K ≤ 4: ε̂ ≤ 0.90 and N ≥ K + 10; "
+        "K ≥ 5: ε̂ ≤ 0.85 and N ≥ K + 30, the band for 5–8 levels extended to more levels), else the Huynh–Feldt test; "
+        "a linear mixed model with likelihood-ratio tests when the design is incomplete; Friedman's test with "
         "Kendall's W accompanies it. Planned comparisons use listener means: paired mean difference with its t-based CI, paired t and Wilcoxon "
         f"signed-rank tests, the permutation test on the difference of medians ({c.n_permutations} permutations, seed {c.seed}; BS.1534-3 Attachment 3), "
         f"effect sizes d<sub>z</sub> and rank-biserial r, TOST equivalence within ±{c.margin:g} points; p-values adjusted by the "
@@ -760,11 +771,17 @@ def _html(a: Analysis, figs: dict[str, Path]) -> str:
         if not cond.empty:
             e = cond.iloc[0]
             if r.method == "rm_anova":
+                multivariate = (
+                    f"F({e['mv_df1']}, {e['mv_df2']:.0f}) = {e['mv_F']:.2f}, {_p(e['p_mv'])}"
+                    if not math.isnan(e["p_mv"])
+                    else esc(str(e["mv_note"]))
+                )
                 text = (
                     f"In group {esc(group)}, the systems differed: F({e['df1']}, {e['df2']}) = {e['F']:.2f}, uncorrected {_p(e['p'])}; "
-                    f"ε̂<sub>GG</sub> = {e['eps_gg']:.2f}, ε̃<sub>HF</sub> = {e['eps_hf']:.2f}, Huynh–Feldt {_p(e['p_hf'])}; multivariate "
-                    f"F({e['mv_df1']}, {e['mv_df2']}) = {_fmt(e['mv_F'], 2)}, {_p(e['p_mv']) if not math.isnan(e['p_mv']) else 'not computable'}; "
-                    f"the Algina–Keselman rule chooses {esc(str(e['chosen']))} ({_p(e['p_chosen'])}); partial η² = {e['partial_eta2']:.2f}."
+                    f"ε̂<sub>GG</sub> = {e['eps_gg']:.2f}, ε̃<sub>HF</sub> = {e['eps_hf']:.2f}; univariate Huynh–Feldt "
+                    f"F({e['df1_hf']:.2f}, {e['df2_hf']:.2f}), {_p(e['p_hf'])}; multivariate (Hotelling T²) {multivariate}. "
+                    f"Test chosen: {esc(str(e['chosen']))} ({_p(e['p_chosen'])}), because {esc(str(e['chosen_reason']))}; "
+                    f"partial η² = {e['partial_eta2']:.2f}."
                 )
             else:
                 text = (
@@ -797,11 +814,16 @@ def _html(a: Analysis, figs: dict[str, Path]) -> str:
                 "p",
                 "eps_gg",
                 "eps_hf",
+                "df1_hf",
+                "df2_hf",
                 "p_hf",
                 "mv_F",
+                "mv_df1",
+                "mv_df2",
                 "p_mv",
                 "chosen",
                 "p_chosen",
+                "chosen_reason",
                 "partial_eta2",
             ]
             if r.method == "rm_anova"

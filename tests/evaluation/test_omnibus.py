@@ -165,3 +165,107 @@ def test_crossed_random_item_model_runs_and_reports_components():
 
 def test_complete_design_uses_rm_anova():
     assert omnibus(_panel(10)).method == "rm_anova"
+
+
+# --- Algina & Keselman (1997) rule, and the tests it chooses between --------------------------
+
+
+@pytest.mark.parametrize(
+    "k, n, eps, expected",
+    [
+        # K ≤ 4: multivariate when ε̂ ≤ 0.90 and N ≥ K + 10
+        (4, 14, 0.90, "multivariate"),  # both exactly at the boundary
+        (4, 14, 0.9001, "huynh_feldt"),  # ε̂ just above
+        (4, 13, 0.90, "huynh_feldt"),  # one listener short
+        (4, 15, 0.89, "multivariate"),
+        (3, 13, 0.60, "multivariate"),
+        (3, 12, 0.60, "huynh_feldt"),
+        # 5 ≤ K ≤ 8: ε̂ ≤ 0.85 and N ≥ K + 30
+        (5, 35, 0.85, "multivariate"),
+        (5, 35, 0.8501, "huynh_feldt"),
+        (5, 34, 0.85, "huynh_feldt"),
+        (5, 36, 0.84, "multivariate"),
+        (8, 38, 0.85, "multivariate"),
+        (8, 37, 0.85, "huynh_feldt"),
+        (8, 38, 0.86, "huynh_feldt"),
+        # K ≥ 9: the 5–8 band extended (ε̂ ≤ 0.85 and N ≥ K + 30)
+        (9, 39, 0.85, "multivariate"),
+        (9, 38, 0.85, "huynh_feldt"),
+        (9, 39, 0.8501, "huynh_feldt"),
+        (14, 44, 0.30, "multivariate"),
+        (14, 43, 0.30, "huynh_feldt"),
+        (14, 14, 0.20, "huynh_feldt"),  # the 14-listener × 14-item case: N barely above K
+    ],
+)
+def test_algina_keselman_rule_at_its_boundaries(k, n, eps, expected):
+    from evaluation.omnibus import algina_keselman
+
+    chosen, reason = algina_keselman(k, n, eps)
+    assert chosen == expected
+    assert f"K = {k}" in reason and "Algina" in reason
+
+
+def _square_panel(n_listeners=14, n_conditions=9, n_items=14, seed=11):
+    """A complete panel shaped like the user's 14-listener × 14-item test: a strong item effect
+    whose spread grows with the item (so sphericity is clearly violated)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_listeners):
+        bias = rng.normal(0, 5)
+        for c in range(n_conditions):
+            for t in range(n_items):
+                score = 30 + 3 * c + 3 * t + bias + rng.normal(0, 2 + 1.5 * t)
+                rows.append((f"L{i:02d}", f"i{t:02d}", f"c{c}", "system", float(score)))
+    return tidy_frame(rows)
+
+
+def _hotelling_by_hand(x: np.ndarray) -> tuple[float, int, int, float]:
+    # Successive differences are a full-rank contrast set: T² does not depend on which one.
+    d = np.diff(x, axis=1)
+    n, p = d.shape
+    m = d.mean(axis=0)
+    t2 = n * m @ np.linalg.inv(np.cov(d, rowvar=False)) @ m
+    f = t2 * (n - p) / (p * (n - 1))
+    return f, p, n - p, scipy.stats.f.sf(f, p, n - p)
+
+
+def test_fourteen_by_fourteen_item_effect_uses_huynh_feldt_and_reports_both():
+    panel = _square_panel()
+    effects = rm_anova(panel).effects.set_index("effect")
+    item = effects.loc["item"]
+    # Unadjusted F and df from statsmodels' AnovaRM.
+    table = AnovaRM(panel, "score", "participant", within=["condition", "item"]).fit().anova_table
+    assert item["F"] == pytest.approx(table.loc["item", "F Value"])
+    assert (item["df1"], item["df2"]) == (13, 13 * 13)
+    # Huynh–Feldt ε̃ from its formula on the eigenvalue form of ε̂.
+    means = panel.groupby(["participant", "item"])["score"].mean().unstack().to_numpy()
+    gg = _eigen_gg(means)
+    n, k = means.shape
+    hf = min(1.0, (n * (k - 1) * gg - 2) / ((k - 1) * (n - 1 - (k - 1) * gg)))
+    assert item["eps_gg"] == pytest.approx(gg) and gg < 0.85
+    assert item["eps_hf"] == pytest.approx(hf)
+    p_hf = scipy.stats.f.sf(item["F"], 13 * hf, 169 * hf)
+    assert item["p_hf"] == pytest.approx(p_hf, rel=1e-6)
+    # The multivariate test by hand: F(13, 1).
+    mv_f, d1, d2, p_mv = _hotelling_by_hand(means)
+    assert (item["mv_df1"], item["mv_df2"]) == (d1, d2) == (13, 1)
+    assert item["mv_F"] == pytest.approx(mv_f, rel=1e-6)
+    assert item["p_mv"] == pytest.approx(p_mv, rel=1e-6)
+    # N = 14 < K + 30 = 44: the rule keeps the univariate test, whatever ε̂.
+    assert item["chosen"] == "huynh_feldt"
+    assert "N = 14 < K + 30 = 44" in item["chosen_reason"]
+    assert item["p_chosen"] == pytest.approx(p_hf, rel=1e-6)
+    assert item["p_chosen"] < 1e-20 < item["p_mv"]
+    assert (item["df1_hf"], item["df2_hf"]) == (pytest.approx(13 * hf), pytest.approx(169 * hf))
+
+
+def test_impossible_multivariate_test_is_nan_with_a_reason_never_a_negative_df():
+    # condition × item: (9 − 1)(14 − 1) = 104 contrasts for 14 listeners, so N − (K − 1) = −90.
+    effects = rm_anova(_square_panel()).effects.set_index("effect")
+    inter = effects.loc["condition:item"]
+    assert inter["mv_df1"] == 104
+    assert np.isnan(inter["mv_df2"]) and np.isnan(inter["mv_F"]) and np.isnan(inter["p_mv"])
+    assert "not computable" in inter["mv_note"] and "N = 14" in inter["mv_note"]
+    assert inter["chosen"] == "huynh_feldt"
+    numeric = effects.select_dtypes("number")
+    assert not (numeric.filter(like="df") < 0).any().any()

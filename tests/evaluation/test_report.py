@@ -410,3 +410,18 @@ def test_cli_power_from_a_pilot_panel(stahl_dir, capsys):
         "pilot: SD of listener-mean differences over 21 system pairs" in out
     )  # 7 systems → 21 pairs
     assert "listeners needed" in out
+
+
+def test_report_gives_both_omnibus_tests_the_choice_and_its_reason(written):
+    analysis, out, _ = written
+    tests = pd.read_csv(out / "tests.csv")
+    omni = tests[tests["test"] == "omnibus_rm_anova"]
+    assert not omni.empty
+    for column in ("p_hf", "df1_hf", "df2_hf", "mv_F", "mv_df1", "mv_df2", "p_mv", "chosen", "chosen_reason"):
+        assert omni[column].notna().any(), column
+    df_columns = [c for c in tests.columns if "df" in c and pd.api.types.is_numeric_dtype(tests[c])]
+    assert not (tests[df_columns] < 0).any().any()
+    html = (out / "report.html").read_text()
+    assert "Algina &amp; Keselman, 1997" in html
+    assert "univariate Huynh–Feldt" in html and "multivariate (Hotelling T²)" in html
+    assert "Test chosen:" in html and "because Algina–Keselman, K = " in html
