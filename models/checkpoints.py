@@ -49,20 +49,44 @@ def write_json_atomic(data: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def describe_exception(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters), for one-line errors; some
+    exceptions (an EOFError from torch.load on an empty file) have no message at all."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+
+
+def recovery_advice(path: Path) -> str:
+    """What to do about a damaged file, advice that works when followed literally.
+
+    In a run folder both files go: ``checkpoint.pt`` holds the best epoch's weights and ``last.pt``
+    the state that led there, and neither is any use without the other, so the run trains again
+    from the start (``config.json`` stays, so ``train RUN_DIR`` can rebuild it)."""
+    path = Path(path)
+    run_dir = path.parent
+    if (run_dir / "config.json").is_file():
+        return (f"delete {run_dir / CHECKPOINT} and {run_dir / LAST}, then run the study again (or "
+                f"`python -m models train {run_dir}`): the run trains again from the start")
+    return "replace it with an intact copy"
+
+
 def load_payload(path: Path) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_atomic` (tensors and plain values only)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
+        if path.stat().st_size == 0:
+            # torch.load reports an empty file as an EOFError without a message.
+            raise EOFError("the file is empty (0 bytes)")
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(
-            f"{path}: corrupt or unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            "delete it to start the run again"
+            f"{path}: corrupt or unreadable checkpoint ({describe_exception(exc)}); {recovery_advice(path)}"
         ) from None
     if not isinstance(payload, dict) or "model" not in payload or "net" not in payload:
-        raise CheckpointError(f"{path}: not an Earshot checkpoint (expected keys 'model' and 'net')")
+        raise CheckpointError(f"{path}: not an Earshot checkpoint (expected keys 'model' and 'net'); "
+                              f"{recovery_advice(path)}")
     return payload
 
 

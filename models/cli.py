@@ -209,16 +209,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config_path = path / "config.json"
         if not config_path.is_file():
             raise ConfigError(f"{path}: not a run folder (no config.json)")
-        raw = json.loads(config_path.read_text())
+        try:
+            raw = json.loads(config_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{config_path} line {exc.lineno}: expected the run's JSON config, found "
+                              f"invalid JSON ({exc.msg})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_path}: cannot be read ({exc})") from None
         runs_root = args.runs or path.parent
+        where = str(config_path)
     else:
         raw = load_yaml(path)
         runs_root = args.runs or Path("results/zoo/adhoc/runs")
+        where = str(path)
     if isinstance(raw, dict):
         raw = {k: v for k, v in raw.items() if k not in _RESOLVED_ONLY}
         if isinstance(raw.get("model"), dict):
             raw["model"] = {k: v for k, v in raw["model"].items() if k != "n_knobs"}
-    config = from_dict(RunConfig, raw, where=str(path))
+    config = from_dict(RunConfig, raw, where=where)
     print(f"training {config.run_id} in {runs_root}")
     row = execute_run(config, runs_root, resume=args.resume, progress=not args.quiet)
     print(json.dumps(row, indent=2))

@@ -49,10 +49,14 @@ class DistillConfig:
     cache_limit_mb: float = 2048.0
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
+        if not self.temperature > 0:
             raise ConfigError(f"distill.temperature: expected > 0, found {self.temperature}")
-        if self.alpha < 0 or self.response_alpha < 0:
-            raise ConfigError("distill.alpha and distill.response_alpha must be >= 0")
+        # Negative weights would make the student move away from its teacher.
+        for name in ("alpha", "response_alpha"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"distill.{name}: expected a weight >= 0, found {getattr(self, name)}")
+        if not self.cache_limit_mb >= 0:
+            raise ConfigError(f"distill.cache_limit_mb: expected >= 0, found {self.cache_limit_mb}")
         if self.clusters < 2:
             raise ConfigError(f"distill.clusters: expected >= 2, found {self.clusters}")
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoints import CHECKPOINT, load_model
+from .checkpoints import CHECKPOINT, describe_exception, load_model
 from .config import from_dict, to_dict
 from .errors import CheckpointError, ConfigError, ModelsError
 from .loudness import integrated_loudness
@@ -572,8 +572,7 @@ def _load_pt(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
     try:
         payload = torch.load(pt_path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise ExportIntegrityError(f"{pt_path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") \
-            from None
+        raise ExportIntegrityError(f"{pt_path}: unreadable ({describe_exception(exc)})") from None
     if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
         raise ExportSchemaError(f"{pt_path}: not an Earshot export (expected schema {SCHEMA!r})")
     if payload.get("net") != manifest["architecture"].get("net"):

@@ -7,6 +7,7 @@ differentiable training counterparts over a mini-batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import auraloss
@@ -79,6 +80,11 @@ class WeightedLoss:
             raise ConfigError(
                 f"training.loss: unknown term {unknown[0]!r} (known: {', '.join(sorted(LOSSES))})"
             )
+        for name, weight in weights.items():
+            # A negative weight turns minimising the loss into maximising that error.
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                    or weight < 0:
+                raise ConfigError(f"training.loss.{name}: expected a weight >= 0, found {weight!r}")
         self.terms = {name: (float(w), LOSSES[name]()) for name, w in weights.items() if w != 0}
 
     def __call__(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -121,7 +121,9 @@ def git_commit() -> str:
 
 
 def is_complete(run_dir: Path) -> bool:
-    return (run_dir / METRICS).is_file()
+    """metrics.json says the run finished; without checkpoint.pt (deleted as a damaged file's
+    advice says) it trains again."""
+    return (run_dir / METRICS).is_file() and (run_dir / CHECKPOINT).is_file()
 
 
 def _resolve_run(reference: str, runs_root: Path, what: str) -> Path:

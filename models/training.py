@@ -22,7 +22,7 @@ import torch
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from .checkpoints import CHECKPOINT, LAST, load_payload, save_atomic
+from .checkpoints import CHECKPOINT, LAST, load_payload, recovery_advice, save_atomic
 from .config import to_dict
 from .distill import DistillConfig, FeatureAligner, TeacherTargets
 from .errors import CheckpointError, ConfigError, TrainingError
@@ -172,6 +172,12 @@ def fit(
     optimizer = torch.optim.Adam(params, lr=config.learning_rate)
     state = TrainState(learning_rate=config.learning_rate)
     log_path = run_dir / "log.jsonl"
+    if resume and (run_dir / LAST).exists() and not (run_dir / CHECKPOINT).exists():
+        # last.pt without the best epoch's weights cannot finish the run (the best epoch would not
+        # be saved again unless a later one beat it): train again from the start.
+        log.warning("%s: %s is missing, so the best epoch's weights are lost; training again from the start",
+                    run_dir.name, CHECKPOINT)
+        resume = False
     if resume and (run_dir / LAST).exists():
         payload = load_payload(run_dir / LAST)
         try:
@@ -181,7 +187,8 @@ def fit(
                 aligner.load_state_dict(payload["aligner"])
             state = TrainState(**json.loads(payload["state"]))
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{run_dir / LAST}: cannot resume from it ({exc})") from None
+            raise CheckpointError(f"{run_dir / LAST}: cannot resume from it ({exc}); "
+                                  f"{recovery_advice(run_dir / LAST)}") from None
         log.info("resuming %s at epoch %d", run_dir.name, state.epoch)
         # Drop log lines of an epoch that was interrupted after last.pt was written.
         if log_path.exists():
