@@ -191,36 +191,80 @@
   };
   let player = null;
 
-  /* Unsaved answers survive a reload or a phone discarding the tab: they are kept in this tab's
-     sessionStorage until the page is saved, under a key made of this page's opaque tokens. */
-  const draftKey = "earshot-draft:" + data.position + ":" + data.sounds.map((s) => s.stimulus).join(",");
+  /* Unsaved answers survive a reload, a phone discarding the tab and the participant closing the
+     tab and opening the link again: they are kept in localStorage until the server has the page.
+     The key names the test (its submit URL), the page's position and its audio tokens. Those tokens
+     are random per participant and page, so two tests or two participants sharing a browser never
+     see each other's draft, and the key says nothing about who the participant is. */
+  const DRAFT_PREFIX = "earshot-draft:";
+  const DRAFT_TTL_MS = 7 * 24 * 3600 * 1000;
+  const draftKey = DRAFT_PREFIX + data.submit_url + ":" + data.position + ":" +
+    [data.reference, ...data.sounds.map((s) => s.stimulus)].join(",");
+
   function storeDraft() {
+    // After the save, the page's own pagehide must not write back what was just cleared.
+    if (E.guard.saved) return;
     try {
       const listening = state.listeningMs.slice();
       if (state.since !== null && player && player.current >= 0) listening[player.current] += performance.now() - state.since;
-      sessionStorage.setItem(draftKey, JSON.stringify({
+      localStorage.setItem(draftKey, JSON.stringify({
         scores: state.scores, plays: state.plays, listeningMs: listening,
-        loopUsed: state.loopUsed, elapsedMs: performance.now() - state.pageStart,
+        loopUsed: state.loopUsed, loop: player ? [player.loopStart, player.loopEnd] : null,
+        elapsedMs: performance.now() - state.pageStart, savedAt: Date.now(),
       }));
     } catch (err) { /* storage full or disabled: the page still works, only without a draft */ }
   }
-  function loadDraft() {
+
+  function clearDraft() {
+    try { localStorage.removeItem(draftKey); } catch (err) { /* nothing to remove */ }
+  }
+
+  // A page saved from another tab, or a test abandoned, would leave its draft in the participant's
+  // browser for good; drafts are only worth keeping for as long as a participant may come back.
+  function dropOldDrafts() {
     try {
-      const draft = JSON.parse(sessionStorage.getItem(draftKey) || "null");
-      if (!draft || draft.scores.length !== n) return;
-      state.plays = draft.plays;
-      state.listeningMs = draft.listeningMs;
-      state.loopUsed = draft.loopUsed;
-      state.pageStart = performance.now() - draft.elapsedMs;
-      draft.scores.forEach((value, slot) => {
-        if (value === null) return;
-        sliders[slot].value = String(value);
-        setScore(slot, value);
-      });
-      E.guard.dirty = true;
-    } catch (err) { /* a broken draft is ignored */ }
+      const keys = [];
+      for (let i = 0; i < localStorage.length; i++) keys.push(localStorage.key(i));
+      for (const key of keys) {
+        if (!key || !key.startsWith(DRAFT_PREFIX)) continue;
+        let savedAt = 0;
+        try { savedAt = JSON.parse(localStorage.getItem(key)).savedAt || 0; } catch (err) { /* broken: dropped */ }
+        if (Date.now() - savedAt > DRAFT_TTL_MS) localStorage.removeItem(key);
+      }
+    } catch (err) { /* storage disabled */ }
+  }
+
+  const isCount = (v) => Number.isInteger(v) && v >= 0;
+  const isScore = (v) => v === null || (Number.isInteger(v) && v >= 0 && v <= 100);
+  const isDuration = (v) => Number.isFinite(v) && v >= 0;
+  const listOf = (a, ok) => Array.isArray(a) && a.length === n && a.every(ok);
+
+  /* Played-state is restored with the scores, so "every sound played" still holds for a restored
+     page without making the participant listen again: the plays were counted by this script, on
+     this page's own signals, and written in the same record as the scores they led to. A score
+     can only be entered while its sound plays, so a draft's score without a play is not one this
+     page wrote; it is dropped and that sound must be played and rated again. */
+  function loadDraft() {
+    let draft = null;
+    try { draft = JSON.parse(localStorage.getItem(draftKey) || "null"); } catch (err) { return; }
+    if (!draft || !listOf(draft.scores, isScore) || !listOf(draft.plays, isCount) || !listOf(draft.listeningMs, isDuration)) return;
+    state.plays = draft.plays;
+    state.listeningMs = draft.listeningMs;
+    state.loopUsed = draft.loopUsed === true;
+    if (isDuration(draft.elapsedMs)) state.pageStart = performance.now() - draft.elapsedMs;
+    if (Array.isArray(draft.loop) && draft.loop.every(Number.isFinite) && draft.loop[0] < draft.loop[1]) {
+      player.setLoop(draft.loop[0], draft.loop[1]);
+    }
+    draft.scores.forEach((value, slot) => {
+      if (value === null || state.plays[slot] < 1) return;
+      sliders[slot].value = String(value);
+      setScore(slot, value);
+    });
+    E.guard.dirty = true;
   }
   setInterval(() => { if (state.since !== null) storeDraft(); }, 2000);
+  // Closing the tab ends the listening under way; its time belongs in the draft.
+  window.addEventListener("pagehide", () => { if (E.guard.dirty) storeDraft(); });
 
   const el = (id) => document.getElementById(id);
   const playToggle = el("play-toggle");
@@ -302,15 +346,34 @@
     storeDraft();
   }
 
+  /* The value under the pointer, by the browser's own geometry: the thumb's centre travels from half
+     a thumb above the bottom (min) to half a thumb below the top (max). The thumb's length is the
+     stylesheet's --thumb-h. */
+  function valueAt(slider, clientY) {
+    const rect = slider.getBoundingClientRect();
+    const thumb = parseFloat(getComputedStyle(slider).getPropertyValue("--thumb-h")) || 0;
+    const fraction = Math.max(0, Math.min(1, (rect.bottom - thumb / 2 - clientY) / (rect.height - thumb)));
+    const min = Number(slider.min), max = Number(slider.max), step = Number(slider.step) || 1;
+    return min + Math.round((fraction * (max - min)) / step) * step;
+  }
+
   sliders.forEach((slider, slot) => {
+    const movable = () => player && player.current === slot && !slider.disabled;
     const take = () => {
-      if (!player || player.current !== slot || slider.disabled) return;
+      if (!movable()) return;
       setScore(slot, Number(slider.value));
     };
     slider.addEventListener("input", take);
-    // A click exactly at the hidden thumb's spot changes nothing, so "input" never fires; the
-    // participant still chose that value.
-    slider.addEventListener("pointerup", take);
+    /* An unset slider still holds the DOM value 50 under its invisible thumb. A first press within
+       a few points of 50 lands on that thumb, which the browser grabs instead of moving, so every
+       such rating would be stored as exactly 50, and a press that moves nothing fires no "input".
+       The value under the pointer is set and taken here; the browser's own drag carries on from
+       there. */
+    slider.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0 || state.scores[slot] !== null || !movable()) return;
+      slider.value = String(valueAt(slider, event.clientY));
+      take();
+    });
   });
 
   buttons.forEach((b) => b.addEventListener("click", () => select(Number(b.dataset.slot))));
@@ -419,7 +482,7 @@
       updateLoopLabel();
     }
   });
-  el("loop-reset").addEventListener("click", () => { player.setLoop(0, player.duration); updateLoopLabel(); });
+  el("loop-reset").addEventListener("click", () => { player.setLoop(0, player.duration); storeDraft(); updateLoopLabel(); });
 
   /* ---- enforcement and saving ---- */
   function missing() {
@@ -449,7 +512,7 @@
       loop_used: state.loopUsed,
     });
     if (result) {
-      try { sessionStorage.removeItem(draftKey); } catch (err) { /* nothing to remove */ }
+      clearDraft();
       E.go(result);
     } else nextButton.disabled = false;
   });
@@ -471,6 +534,7 @@
     el("loading").textContent = "";
     el("loading").hidden = true;
     for (const c of [playToggle, stopButton, nextButton, ...buttons]) c.disabled = false;
+    dropOldDrafts();
     loadDraft();
     updateLoopLabel();
     refreshControls();
