@@ -10,10 +10,11 @@ import dataclasses
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
-from .errors import ConfigError, EvaluationError
+from common.outputs import check_output_folder, write_file_atomic
+
+from .errors import ConfigError, EvaluationError, OutputError
 
 log = logging.getLogger("evaluation")
 
@@ -62,6 +63,59 @@ def _add_ratings_options(parser: argparse.ArgumentParser) -> None:
         help="YAML file of post-screening thresholds (keys of ScreeningConfig, e.g. "
         "hidden_reference_max_fraction: 0.15, mid_anchor_item_guard: 0.25)",
     )
+    parser.add_argument(
+        "--allow-out-of-range",
+        action="store_true",
+        help="keep scores outside the 0–100 scale (refused by default, naming where they are); "
+        "the report then says how many there were",
+    )
+
+
+def _inputs(args) -> list[Path]:
+    """The files and folders a command reads, so that no output can land on one of them."""
+    found = []
+    for name in ("ratings", "pilot", "stimuli", "screening_config", "config"):
+        value = getattr(args, name, None)
+        if value is not None and "://" not in str(value):
+            found.append(Path(value))
+    return found
+
+
+def _check_output_path(out: Path, inputs: list[Path], option: str = "--out") -> None:
+    """Refuse, before any work, an output that is or holds an input, or that cannot be created."""
+    target = Path(os.path.abspath(out))
+    for source in inputs:
+        path = Path(os.path.abspath(source))
+        # realpath too: a symbolic link or ../ must not smuggle the input back in.
+        for a, b in (
+            (target, path),
+            (Path(os.path.realpath(target)), Path(os.path.realpath(path))),
+        ):
+            if a == b:
+                raise OutputError(
+                    f"{option} {out}: expected a new path, found the input {source}; choose another path"
+                )
+            if a in b.parents:
+                raise OutputError(
+                    f"{option} {out}: expected a new path, found a folder holding the input {source}; choose another path"
+                )
+            if b in a.parents and b.is_dir():
+                # Writing into an input folder (a stimulus set) would leave it holding files its
+                # own command did not write, and the next rebuild of it would be refused.
+                raise OutputError(
+                    f"{option} {out}: expected a path outside the input folder {source}"
+                )
+    for ancestor in target.parents:
+        if ancestor.is_dir():
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise OutputError(
+                    f"{option} {out}: cannot write there ({ancestor} is not writable)"
+                )
+            return
+        if os.path.lexists(ancestor):
+            raise OutputError(
+                f"{option} {out}: cannot write there ({ancestor} is a file, not a folder)"
+            )
 
 
 def _load(args):
@@ -76,6 +130,7 @@ def _load(args):
         format=args.format,
         mapping=mapping,
         include_excluded=getattr(args, "include_excluded", False),
+        allow_out_of_range=getattr(args, "allow_out_of_range", False),
     )
     if args.test is not None:
         frame = ratings.ratings
@@ -109,6 +164,8 @@ def cmd_validate(args) -> int:
     from .screening import screen
     from .validation import validate_ratings
 
+    if args.issues:
+        _check_output_path(args.issues, _inputs(args), "--issues")
     frame, screening_config = _prepared(args)
     summary = validate_ratings(frame)
     for line in summary.lines():
@@ -118,7 +175,7 @@ def cmd_validate(args) -> int:
     for row in result.listeners[result.listeners["excluded"]].itertuples():
         print(f"  excluded {row.participant}: {row.reason}")
     if args.issues:
-        summary.issues.to_csv(args.issues, index=False)
+        write_file_atomic(args.issues, summary.issues.to_csv(index=False), OutputError)
         print(f"issues written to {args.issues}")
     return 0
 
@@ -127,6 +184,9 @@ def cmd_report(args) -> int:
     from .config import load_config
     from .report import ReportConfig, analyse, write_report
 
+    # Refused before the (long) analysis: an input as --out, a folder of the user's, a bad path.
+    _check_output_path(args.out, _inputs(args))
+    check_output_folder(args.out, "report", OutputError)
     ratings, manifest, roles, screening = _load(args)
     pairs = []
     for text in filter(None, (p.strip() for p in (args.pairs or "").split(","))):
@@ -153,7 +213,11 @@ def cmd_report(args) -> int:
         "all_pairs": args.all_pairs,
         "pdf_figures": False if args.no_pdf else None,
     }
-    config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        # The file's values passed on loading, so the refused value came from an option.
+        raise ConfigError(f"command line: {exc}") from None
     analysis = analyse(
         ratings,
         manifest,
@@ -182,17 +246,12 @@ def cmd_simulate(args) -> int:
         noise_sd=args.noise_sd,
         seed=args.seed,
     )
-    panel = simulate_panel(manifest, config)
     out = args.out or Path("results") / f"{manifest.folder.name}-simulated.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)
-    os.close(fd)
-    try:
-        panel.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if out.suffix.lower() != ".csv":
+        raise OutputError(f"--out {out}: expected a path ending in .csv (the panel is a CSV file)")
+    _check_output_path(out, [args.stimuli])
+    panel = simulate_panel(manifest, config)
+    write_file_atomic(out, panel.to_csv(index=False), OutputError)
     print(
         f"{len(panel)} ratings from {config.n_listeners} simulated listeners ({config.n_careless} careless) written to {out}"
     )
@@ -281,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         required=True,
-        help="report folder to write (replaced as a whole when it exists)",
+        help="report folder to write; an earlier report there is replaced as a whole, any other "
+        "existing folder or file (the ratings, a folder of yours) is refused",
     )
     p.add_argument(
         "--title",
@@ -360,7 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--stimuli", type=Path, required=True, help="stimulus-set folder with manifest.json"
     )
     p.add_argument(
-        "--out", type=Path, help="CSV file to write (default results/<set>-simulated.csv)"
+        "--out",
+        type=Path,
+        help="CSV file to write (default results/<set>-simulated.csv); an existing .csv file "
+        "there is replaced, anything else (another kind of file, an input) is refused",
     )
     p.add_argument("--listeners", type=int, default=24, help="panel size (default 24)")
     p.add_argument(
@@ -436,8 +499,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EvaluationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    except OSError as exc:
+        # A file the user named cannot be read or written (permissions, a full disk): their
+        # environment, not a bug, so one line rather than a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}")
+
+
+def _fail(message: str) -> int:
+    # One line, whatever a library's message held (an SQL statement, a YAML excerpt).
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -5,11 +5,32 @@ Built by :mod:`evaluation.typed_config`, raising this package's :class:`~evaluat
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TypeVar
+
 from .errors import ConfigError
 from .typed_config import TypedConfig
 
+T = TypeVar("T")
+
 _typed = TypedConfig(ConfigError)
 from_dict = _typed.from_dict
-load_config = _typed.load
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    """``cls`` from the YAML file ``path``; every refusal is a ConfigError that names the file."""
+    try:
+        return _typed.load(cls, path)
+    except ConfigError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        # A binary file or another encoding given where a YAML file was expected.
+        raise ConfigError(
+            f"{path}: expected a UTF-8 YAML text file, found byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start} that is not UTF-8 (a binary file?)"
+        ) from None
+
 
 __all__ = ["from_dict", "load_config"]

@@ -32,3 +32,8 @@ class DesignError(EvaluationError, ValueError):
 
 class ConfigError(EvaluationError, ValueError):
     """An option or configuration value is unknown or out of range."""
+
+
+class OutputError(EvaluationError, OSError):
+    """An output path cannot be written, or writing it would replace something the command did not
+    write (a folder of the user's, an input file)."""

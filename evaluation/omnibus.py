@@ -76,9 +76,16 @@ def hotelling_one_sample(data: np.ndarray) -> tuple[float, float, int, float, fl
     n, p = data.shape
     nan = float("nan")
     if n <= p:
-        return nan, nan, p, nan, nan, (
-            f"not computable: the multivariate test needs more listeners than contrasts "
-            f"(N = {n} ≤ K − 1 = {p})"
+        return (
+            nan,
+            nan,
+            p,
+            nan,
+            nan,
+            (
+                f"not computable: the multivariate test needs more listeners than contrasts "
+                f"(N = {n} ≤ K − 1 = {p})"
+            ),
         )
     mean = data.mean(axis=0)
     covariance = np.cov(data, rowvar=False).reshape(p, p)
@@ -108,9 +115,11 @@ def algina_keselman(k: int, n: int, eps_gg: float) -> tuple[str, str]:
     the Huynh–Feldt ε̃, which is biased upwards and capped at 1). For an interaction K is its
     df1 + 1. Returns (``"huynh_feldt"`` or ``"multivariate"``, a one-line reason).
     """
-    for largest, eps_max, extra in ALGINA_KESELMAN_BANDS:
-        if largest is None or k <= largest:
-            break
+    eps_max, extra = next(
+        (eps, more)
+        for largest, eps, more in ALGINA_KESELMAN_BANDS
+        if largest is None or k <= largest
+    )
     eps_ok, n_ok = eps_gg <= eps_max, n >= k + extra
     eps_text = f"ε̂_GG = {eps_gg:.3f} {'≤' if eps_ok else '>'} {eps_max:.2f}"
     n_text = f"N = {n} {'≥' if n_ok else '<'} K + {extra} = {k + extra}"
@@ -261,7 +270,10 @@ def rm_anova(
         else:
             chosen, reason = algina_keselman(k, n, eps_gg)
             if chosen == "multivariate" and not np.isfinite(p_mv):
-                chosen, reason = "huynh_feldt", f"{reason}; but the multivariate test is {mv_reason}"
+                chosen, reason = (
+                    "huynh_feldt",
+                    f"{reason}; but the multivariate test is {mv_reason}",
+                )
             p_chosen = p_mv if chosen == "multivariate" else p_hf
         rows.append(
             {

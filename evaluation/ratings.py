@@ -176,19 +176,102 @@ def _as_text(value) -> object:
     return str(value)
 
 
-def _read_csv(path: Path | str) -> pd.DataFrame:
+def _check_text_file(path: Path) -> None:
+    """Refuse a file that cannot be a CSV before pandas does, with a message that says why."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    except OSError as exc:
+        raise RatingsSourceError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not head:
+        raise RatingsFormatError(
+            f"{path}: expected a CSV file with a header and ratings, found an empty file (0 bytes)"
+        )
+    if b"\x00" in head:
+        hint = (
+            " (a SQLite database? give it a .db suffix or --format database)"
+            if head.startswith(b"SQLite format 3")
+            else ""
+        )
+        raise RatingsFormatError(
+            f"{path}: expected a CSV text file, found binary data (NUL bytes){hint}"
+        )
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> RatingsFormatError:
+    # pandas decodes in chunks, so its offset is not the file's: find the first bad byte again.
+    try:
+        data = path.read_bytes()
+        data.decode("utf-8")
+        where, byte = "", exc.object[exc.start]
+    except UnicodeDecodeError as full:
+        line = data.count(b"\n", 0, full.start) + 1
+        where, byte = f"line {line}: ", data[full.start]
+    except OSError:
+        where, byte = "", exc.object[exc.start]
+    return RatingsFormatError(
+        f"{path}: {where}expected UTF-8 text, found byte {byte:#04x} that is not UTF-8 "
+        f"(a binary file, or another encoding such as Latin-1: save it as UTF-8)"
+    )
+
+
+def _read_csv(path: Path | str, **kwargs) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise RatingsSourceError(f"{path}: no such ratings file")
+    _check_text_file(path)
     try:
-        return pd.read_csv(path, dtype=object, keep_default_na=True)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise RatingsFormatError(f"{path}: not a readable CSV file ({exc})") from exc
+        return pd.read_csv(path, dtype=object, keep_default_na=True, **kwargs)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from None
+    except pd.errors.EmptyDataError:
+        raise RatingsFormatError(
+            f"{path}: expected a CSV header line, found only blank lines"
+        ) from None
+    except pd.errors.ParserError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RatingsFormatError(f"{path}: not a readable CSV file ({first})") from None
 
 
-def read_tidy_csv(path: Path | str, participants_path: Path | str | None = None) -> Ratings:
-    """Read the tidy CSV the web app exports (and optionally its participants CSV)."""
+def check_score_range(ratings: pd.DataFrame, where: str, locate=None) -> None:
+    """Refuse scores outside the 0–100 MUSHRA scale, naming the first one found.
+
+    ``locate(i)`` names the source position of tidy row ``i`` (a CSV line, a table row); the
+    message also gives that rating's participant, trial and condition.
+    """
+    scores = ratings["score"]
+    bad = np.flatnonzero(((scores < 0) | (scores > 100)).to_numpy())
+    if bad.size == 0:
+        return
+    i = int(bad[0])
+    row = ratings.iloc[i]
+    position = locate(i) if locate is not None else f"row {i + 1}"
+    more = f" ({bad.size - 1} more outside 0–100)" if bad.size > 1 else ""
+    raise RatingsFormatError(
+        f"{where}: {position} (participant {row['participant']}, trial {row['trial']}, condition "
+        f"{row['condition']}): score: expected 0–100, found {row['score']:g}{more}; "
+        f"--allow-out-of-range keeps such scores"
+    )
+
+
+def _csv_line(i: int) -> str:
+    # Data row i (0-based) of a CSV with one header line sits on line i + 2.
+    return f"line {i + 2}"
+
+
+def read_tidy_csv(
+    path: Path | str,
+    participants_path: Path | str | None = None,
+    *,
+    allow_out_of_range: bool = False,
+) -> Ratings:
+    """Read the tidy CSV the web app exports (and optionally its participants CSV).
+
+    Scores outside 0–100 are refused (naming the line) unless ``allow_out_of_range``.
+    """
     ratings = to_tidy(_read_csv(path), where=str(path))
+    if not allow_out_of_range:
+        check_score_range(ratings, str(path), _csv_line)
     participants = _participants_frame(ratings)
     if participants_path is not None:
         participants = _read_csv(participants_path)
@@ -200,7 +283,9 @@ def read_tidy_csv(path: Path | str, participants_path: Path | str | None = None)
     return Ratings(ratings, participants, str(path))
 
 
-def read_long_csv(path: Path | str, mapping: Mapping[str, str]) -> Ratings:
+def read_long_csv(
+    path: Path | str, mapping: Mapping[str, str], *, allow_out_of_range: bool = False
+) -> Ratings:
     """Read any long CSV (one row per rating) given ``mapping``: tidy column → file column.
 
     For example ``{"participant": "listener", "item": "stimulus", "condition": "system",
@@ -221,10 +306,14 @@ def read_long_csv(path: Path | str, mapping: Mapping[str, str]) -> Ratings:
     renamed = frame.rename(columns={v: k for k, v in mapping.items()})
     renamed = renamed.loc[:, ~renamed.columns.duplicated(keep="first")]
     ratings = to_tidy(renamed, where=str(path))
+    if not allow_out_of_range:
+        check_score_range(ratings, str(path), _csv_line)
     return Ratings(ratings, _participants_frame(ratings), str(path))
 
 
-def read_webmushra_csv(path: Path | str, test: str | None = None) -> Ratings:
+def read_webmushra_csv(
+    path: Path | str, test: str | None = None, *, allow_out_of_range: bool = False
+) -> Ratings:
     """Read webMUSHRA's ``mushra.csv`` (one row per rating).
 
     ``session_uuid`` is the participant, ``trial_id`` the trial (and item), ``rating_stimulus`` the
@@ -252,6 +341,8 @@ def read_webmushra_csv(path: Path | str, test: str | None = None) -> Ratings:
     if test is not None:
         tidy["test"] = test
     ratings = to_tidy(tidy, where=str(path))
+    if not allow_out_of_range:
+        check_score_range(ratings, str(path), _csv_line)
     answer_columns = [c for c in frame.columns if c not in _WEBMUSHRA_NON_ANSWERS]
     participants = (
         frame[["session_uuid", *answer_columns]]
@@ -271,6 +362,7 @@ def read_list_valued_csv(
     scores_column: str = "ratings",
     participants_column: str = "participant_ids",
     test: str = "test",
+    allow_out_of_range: bool = False,
 ) -> Ratings:
     """Read a file with one row per item × condition whose scores and listener ids are lists.
 
@@ -285,7 +377,7 @@ def read_list_valued_csv(
             f"{path}: expected list-valued columns {needed}, missing {missing}; "
             f"found {list(frame.columns)}"
         )
-    rows = []
+    rows, lines = [], []
     for index, row in frame.iterrows():
         where = f"{path}: line {index + 2}"
         scores = _parse_list(row[scores_column], f"{where}, {scores_column}")
@@ -297,9 +389,12 @@ def read_list_valued_csv(
             )
         for participant, score in zip(ids, scores, strict=True):
             rows.append((participant, row[item_column], row[condition_column], score))
+            lines.append(index + 2)
     tidy = pd.DataFrame(rows, columns=["participant", "trial", "condition", "score"])
     tidy["test"] = test
     ratings = to_tidy(tidy, where=str(path))
+    if not allow_out_of_range:
+        check_score_range(ratings, str(path), lambda i: f"line {lines[i]}, {scores_column}")
     return Ratings(ratings, _participants_frame(ratings), str(path))
 
 
@@ -320,7 +415,11 @@ def _participants_frame(ratings: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_database(
-    source: str | Path, test: str | None = None, *, include_excluded: bool = False
+    source: str | Path,
+    test: str | None = None,
+    *,
+    include_excluded: bool = False,
+    allow_out_of_range: bool = False,
 ) -> Ratings:
     """Read ratings from a results database: a SQLite file path or an SQLAlchemy URL.
 
@@ -358,7 +457,12 @@ def read_database(
                     conn, tables, rating_columns, source, include_excluded
                 )
     except sa.exc.SQLAlchemyError as exc:
-        raise RatingsSourceError(f"{source}: cannot read the database ({exc})") from exc
+        # SQLAlchemy's text spans several lines (the SQL, a link); the driver's own words suffice.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise RatingsSourceError(
+            f"{source}: cannot read the database ({reason}); expected a SQLite file or URL of the "
+            f"web app's results"
+        ) from None
     finally:
         if "engine" in locals():
             engine.dispose()
@@ -369,6 +473,8 @@ def read_database(
             raise RatingsFormatError(
                 f"{source}: no ratings for test {test!r}; tests found: {known}"
             )
+    if not allow_out_of_range:
+        check_score_range(ratings, f"{source}: table ratings")
     if participants is None or "participant" not in participants.columns:
         participants = _participants_frame(ratings)
     return Ratings(ratings, participants, str(source))
@@ -448,10 +554,7 @@ def _read_webapp_tables(
 
 def detect_format(path: Path | str) -> str:
     """Guess a CSV's format from its header: ``tidy``, ``webmushra`` or ``list``."""
-    path = Path(path)
-    if not path.is_file():
-        raise RatingsSourceError(f"{path}: no such ratings file")
-    header = set(pd.read_csv(path, nrows=0).columns)
+    header = set(_read_csv(path, nrows=0).columns)
     if set(_WEBMUSHRA_COLUMNS) <= header:
         return "webmushra"
     if {"ratings", "participant_ids"} <= header:
@@ -471,12 +574,15 @@ def load_ratings(
     format: str = "auto",
     mapping: Mapping[str, str] | None = None,
     include_excluded: bool = False,
+    allow_out_of_range: bool = False,
 ) -> Ratings:
     """Load ratings from any supported source.
 
     ``format``: ``auto`` (database for ``.db``/``.sqlite`` files and URLs, else from the CSV
     header), ``tidy``, ``webmushra``, ``list``, ``long`` (needs ``mapping``) or ``database``.
     ``include_excluded`` keeps participants the experimenter excluded in the web app (databases).
+    Scores outside 0–100 are refused, naming where, unless ``allow_out_of_range``. A source without
+    a single rating (a header-only CSV, an empty table) is an error too: nothing can be analysed.
     """
     text = str(source)
     formats = ("auto", "tidy", "webmushra", "list", "long", "database")
@@ -489,19 +595,29 @@ def load_ratings(
             format = "database"
         else:
             format = detect_format(text)
+    keep = {"allow_out_of_range": allow_out_of_range}
     if format == "database":
-        return read_database(source, include_excluded=include_excluded)
-    if format == "tidy":
-        return read_tidy_csv(source)
-    if format == "webmushra":
-        return read_webmushra_csv(source)
-    if format == "list":
-        return read_list_valued_csv(source)
-    if mapping is None:
+        ratings = read_database(source, include_excluded=include_excluded, **keep)
+    elif format == "tidy":
+        ratings = read_tidy_csv(source, **keep)
+    elif format == "webmushra":
+        ratings = read_webmushra_csv(source, **keep)
+    elif format == "list":
+        ratings = read_list_valued_csv(source, **keep)
+    elif mapping is None:
         raise ConfigError(
             "ratings format 'long' needs a column mapping (tidy column → file column)"
         )
-    return read_long_csv(source, mapping)
+    else:
+        ratings = read_long_csv(source, mapping, **keep)
+    if ratings.ratings.empty:
+        found = (
+            "none (an empty ratings table, or only participants the experimenter excluded)"
+            if format == "database"
+            else "a header but no rows"
+        )
+        raise RatingsFormatError(f"{source}: expected at least one rating, found {found}")
+    return ratings
 
 
 def assign_roles(
@@ -510,11 +626,18 @@ def assign_roles(
     """Return a copy with ``role`` set from ``roles`` (condition id → role).
 
     Conditions not in ``roles`` keep a role they already have, else get ``default`` (``None``
-    leaves them missing). Unknown role names are an error.
+    leaves them missing). Unknown role names are an error, and so is a condition the ratings do
+    not have: a misspelt anchor would otherwise silently stay a system and enter the omnibus test.
     """
     unknown = {c: r for c, r in roles.items() if r not in ROLES}
     if unknown:
         raise ConfigError(f"roles: expected roles among {list(ROLES)}, found {unknown}")
+    known = sorted(pd.unique(ratings["condition"].dropna()), key=str)
+    absent = [c for c in roles if c not in set(known)]
+    if absent:
+        raise ConfigError(
+            f"roles: condition(s) {absent} not found in the ratings; known conditions: {known}"
+        )
     out = ratings.copy()
     mapped = out["condition"].map(dict(roles))
     role = mapped.where(mapped.notna(), out["role"])

@@ -5,7 +5,8 @@ planned comparisons → objective metrics, correlations and the cost view) and r
 :class:`Analysis`; :func:`write_report` writes what DESIGN.md lists: ``report.html``
 (self-contained), ``figures/*.png|pdf``, ``screening.csv``, ``descriptives.csv``, ``tests.csv``,
 ``objective.csv``, ``correlations.csv``, ``tables.tex`` and ``numbers.json``. The folder is built
-next to its destination and moved into place, so a failed run never leaves half a report.
+next to its destination and moved into place, so a failed run never leaves half a report, and it
+replaces only an earlier report (never a folder or file of the user's).
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ import html
 import json
 import logging
 import math
-import os
 import platform
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,11 +25,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from common.outputs import output_folder
+
 from . import figures, latex
 from .comparisons import all_pairs, compare, planned_pairs
 from .correlations import cost_view, objective_correlations, stimulus_means
 from .descriptives import describe
-from .errors import ConfigError, DesignError
+from .errors import ConfigError, DesignError, OutputError
 from .manifest import Manifest, annotate
 from .objective import objective_table
 from .omnibus import OmnibusResult, omnibus
@@ -140,7 +140,8 @@ def analyse(
     validation = validate_ratings(frame)
     if validation.out_of_range:
         warnings_.append(
-            f"{validation.out_of_range} scores lie outside 0–100 (see the validation list)"
+            f"{validation.out_of_range} scores lie outside 0–100; they were kept as given "
+            "(--allow-out-of-range) and analysed unchanged (see validation.csv)"
         )
     if validation.duplicates:
         warnings_.append(
@@ -986,11 +987,15 @@ def _html(a: Analysis, figs: dict[str, Path]) -> str:
 
 
 def write_report(analysis: Analysis, out_dir: Path | str) -> Path:
-    """Write the report folder atomically; returns its path."""
+    """Write the report folder; returns its path.
+
+    It is built beside ``out_dir`` and swapped in at the end (:func:`common.outputs.output_folder`),
+    so a failed run leaves the previous report as it was. An existing ``out_dir`` is replaced only
+    when it is an earlier report holding nothing else; anything else (a folder of the user's, the
+    ratings file) is refused with an OutputError naming it, and nothing is deleted.
+    """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with output_folder(out_dir, "report", OutputError) as staging:
         figs = _figures(analysis, staging / "figures")
         a = analysis
         a.screening.listeners.to_csv(staging / "screening.csv", index=False)
@@ -1023,15 +1028,5 @@ def write_report(analysis: Analysis, out_dir: Path | str) -> Path:
             json.dumps(numbers(a), indent=1, allow_nan=False), encoding="utf-8"
         )
         (staging / "report.html").write_text(_html(a, figs), encoding="utf-8")
-        previous = None
-        if out_dir.exists():
-            previous = out_dir.with_name(f".{out_dir.name}-old-{os.getpid()}")
-            os.replace(out_dir, previous)
-        os.replace(staging, out_dir)
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("report written to %s", out_dir)
     return out_dir

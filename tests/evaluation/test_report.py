@@ -417,7 +417,17 @@ def test_report_gives_both_omnibus_tests_the_choice_and_its_reason(written):
     tests = pd.read_csv(out / "tests.csv")
     omni = tests[tests["test"] == "omnibus_rm_anova"]
     assert not omni.empty
-    for column in ("p_hf", "df1_hf", "df2_hf", "mv_F", "mv_df1", "mv_df2", "p_mv", "chosen", "chosen_reason"):
+    for column in (
+        "p_hf",
+        "df1_hf",
+        "df2_hf",
+        "mv_F",
+        "mv_df1",
+        "mv_df2",
+        "p_mv",
+        "chosen",
+        "chosen_reason",
+    ):
         assert omni[column].notna().any(), column
     df_columns = [c for c in tests.columns if "df" in c and pd.api.types.is_numeric_dtype(tests[c])]
     assert not (tests[df_columns] < 0).any().any()
