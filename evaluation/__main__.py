@@ -465,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--columns", help="column mapping for a long pilot CSV (see report --columns)")
     p.add_argument("--test", help="keep only this test of the pilot source")
+    p.add_argument(
+        "--allow-out-of-range",
+        action="store_true",
+        help="keep pilot scores outside 0–100 (refused by default)",
+    )
     p.add_argument("--stimuli", type=Path, help="stimulus set of the pilot (roles and groups)")
     p.add_argument(
         "--roles", help="condition roles of the pilot without a manifest (see report --roles)"

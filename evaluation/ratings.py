@@ -217,6 +217,8 @@ def _not_utf8(path: Path, exc: UnicodeDecodeError) -> RatingsFormatError:
 
 def _read_csv(path: Path | str, **kwargs) -> pd.DataFrame:
     path = Path(path)
+    if path.is_dir():
+        raise RatingsSourceError(f"{path}: expected a ratings file, found a folder")
     if not path.is_file():
         raise RatingsSourceError(f"{path}: no such ratings file")
     _check_text_file(path)

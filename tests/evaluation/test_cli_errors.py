@@ -174,6 +174,7 @@ def _truncated_db(path: Path) -> Path:
             ),
             ["line 2", "byte 0xe9", "not UTF-8"],
         ),
+        ("folder", lambda p: p.mkdir() or p, ["expected a ratings file, found a folder"]),
         (
             "header.csv",
             lambda p: p.write_text("participant,trial,condition,score\n") and p,
@@ -267,3 +268,11 @@ def test_an_option_refused_by_the_config_says_it_came_from_the_command_line(tmp_
         "command line",
         "confidence",
     )
+
+
+def test_power_pilot_out_of_range_refused_unless_allowed(tmp_path, capsys):
+    pilot = _panel_csv(tmp_path / "pilot.csv", scores=["E,t1,sysA,-3"])
+    power = ["power", "--pilot", pilot, "--roles", "Reference=hidden_reference,Anchor=anchor_low"]
+    power += ["--difference", "10", "--simulations", "200", "--max-listeners", "20"]
+    _fails(capsys, power, str(pilot), "line 34", "found -3")
+    assert main([str(a) for a in [*power, "--allow-out-of-range"]]) == 0

@@ -435,3 +435,25 @@ def test_report_gives_both_omnibus_tests_the_choice_and_its_reason(written):
     assert "Algina &amp; Keselman, 1997" in html
     assert "univariate Huynh–Feldt" in html and "multivariate (Hotelling T²)" in html
     assert "Test chosen:" in html and "because Algina–Keselman, K = " in html
+
+
+def test_report_of_a_square_panel_marks_the_impossible_multivariate_test(tmp_path):
+    from test_omnibus import _square_panel
+
+    panel = _square_panel()  # 14 listeners × 9 systems × 14 items, complete
+    ratings = Ratings(
+        panel, pd.DataFrame({"participant": pd.unique(panel["participant"])}), "sq.csv"
+    )
+    out = write_report(analyse(ratings, config=FAST), tmp_path / "square")
+    tests = pd.read_csv(out / "tests.csv")
+    omni = tests[tests["test"] == "omnibus_rm_anova"].set_index("effect")
+    # condition × item: 104 contrasts, 14 listeners: df2 would be 14 − 104 = −90.
+    assert np.isnan(omni.loc["condition:item", "mv_df2"])
+    assert "not computable" in omni.loc["condition:item", "mv_note"]
+    df_columns = [c for c in tests.columns if "df" in c and pd.api.types.is_numeric_dtype(tests[c])]
+    assert not (tests[df_columns] < 0).any().any()
+    assert omni.loc["item", "chosen"] == "huynh_feldt"
+    assert (omni.loc["item", "mv_df1"], omni.loc["item", "mv_df2"]) == (13, 1)
+    numbers = json.loads((out / "numbers.json").read_text())
+    effects = {e["effect"]: e for e in numbers["omnibus"]["all"]["effects"]}
+    assert effects["condition:item"]["mv_df2"] is None
