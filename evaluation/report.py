@@ -484,6 +484,15 @@ def _figures(a: Analysis, folder: Path) -> dict[str, Path]:
     return out
 
 
+#: How tables.tex names the omnibus test chosen (plain text: LaTeX turns -- into an en dash).
+_TEST_NAMES = {
+    "huynh_feldt": "Huynh--Feldt",
+    "multivariate": "multivariate (Hotelling)",
+    "uncorrected": "uncorrected (1 df)",
+    "likelihood_ratio": "likelihood ratio",
+}
+
+
 def _tables_tex(a: Analysis) -> str:
     n1 = latex.number(1)
     parts = [
@@ -544,7 +553,7 @@ def _tables_tex(a: Analysis) -> str:
                 {
                     "group": group,
                     "effect": r.effect,
-                    "method": r.chosen.replace("_", " "),
+                    "method": _TEST_NAMES.get(r.chosen, r.chosen),
                     "stat": stat,
                     "df": df,
                     "p": r.p_chosen,

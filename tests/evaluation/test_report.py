@@ -457,3 +457,7 @@ def test_report_of_a_square_panel_marks_the_impossible_multivariate_test(tmp_pat
     numbers = json.loads((out / "numbers.json").read_text())
     effects = {e["effect"]: e for e in numbers["omnibus"]["all"]["effects"]}
     assert effects["condition:item"]["mv_df2"] is None
+    # tables.tex gives the chosen test's own df (the ε-adjusted ones), not the unadjusted F's.
+    item = omni.loc["item"]
+    row = f"all & item & Huynh--Feldt & F = {item['F']:.2f} & {item['df1_hf']:.2f}, {item['df2_hf']:.2f}"
+    assert row in (out / "tables.tex").read_text()
