@@ -3,6 +3,12 @@
 Ratings of training pages are never exported (BS.1534-3 §5.2 discards them). Participants excluded
 by the experimenter are left out of the rating exports unless ``include_excluded`` is set; the
 participants export always lists everyone with an ``excluded`` column.
+
+Every CSV text cell that a spreadsheet would read as a formula (it starts with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return) gets a leading ``'`` (OWASP's rule against CSV injection): crowd
+ids from the URL, questionnaire answers, the user agent and exclusion reasons are anyone's text.
+Numbers are written as numbers. The JSON export is left as is: it is read by programs, not
+spreadsheets, and must give back exactly what was stored.
 """
 
 from __future__ import annotations
@@ -127,13 +133,33 @@ def participant_rows(storage: Storage, stim: StimulusSet) -> list[dict[str, Any]
     return rows
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` for a CSV cell: text a spreadsheet would run as a formula gets a leading ``'``;
+    numbers (a negative one included) and booleans stay as they are; None becomes empty."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv(columns: list[str] | tuple[str, ...], rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
-    return buf.getvalue()
+    # The csv module quotes a field only for the characters of its line terminator (before
+    # Python 3.12): with "\n" alone a carriage return in a free-text answer would stay bare and
+    # split the row for readers. Rows are written with "\r\n", which quotes both, and end in "\n".
+    line = io.StringIO()
+    writer = csv.writer(line, lineterminator="\r\n")
+    out = []
+    # Column names come from the questionnaire and crowd settings: text like any other.
+    for cells in ([spreadsheet_safe(k) for k in columns], *([spreadsheet_safe(row.get(k)) for k in columns] for row in rows)):
+        writer.writerow(cells)
+        out.append(line.getvalue()[:-2] + "\n")
+        line.seek(0)
+        line.truncate()
+    return "".join(out)
 
 
 def _score(value: float | None) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from functools import cache
 
 from flask import (
@@ -25,12 +26,12 @@ from markupsafe import Markup
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
-from . import headphones
+from . import headphones, security
 from .app import TestRuntime
 from .catalogue import Translator, catalogue, languages
 from .errors import SubmissionError
-from .planning import new_token, start_participant
-from .security import CSRF_HEADERS, csrf_problem, csrf_token_for
+from .planning import admit, new_token, participant_for_consent, start_participant
+from .security import CSRF_HEADERS, csrf_problem, csrf_token_for, is_loopback, keyed_digest
 from .storage import AudioToken, Page, Participant
 from .submissions import submit
 
@@ -139,17 +140,48 @@ def start(test: str):
         ), 400
     known = request.cookies.get(COOKIE)
     user_agent = request.headers.get("User-Agent", "")
+    address = request.remote_addr or ""
+    # Loopback: the experimenter's own tools, or a reverse proxy not declared in proxy_count
+    # (every participant would share its address, and one limit).
+    client_key = None if is_loopback(address) else keyed_digest(current_app.secret_key, "client", address)
 
     def create(conn):
+        # One participant per browser: its participant cookie, or else the consent nonce it
+        # consented with (a double click, a second tab, a resent form) finds the one it has.
         if known and conn.first(_KNOWN_PARTICIPANT, {"token": known, "test": rt.stim.name}):
-            return None
-        return start_participant(conn, rt.stim, crowd, lang, user_agent)
+            return "known", None
+        token = participant_for_consent(conn, rt.stim.name, nonce)
+        if token is not None:
+            return "again", token
+        if client_key is not None:
+            wait = admit(conn, rt.stim, client_key, security.clock())
+            if wait:
+                return "limited", wait
+        return "new", start_participant(conn, rt.stim, crowd, lang, user_agent, consent_nonce=nonce)
 
-    token = rt.storage.run_fast(create, write=True)
-    response = redirect(url_for(".page", test=test))
-    if token is None:  # already a participant (consented twice, in two tabs)
+    for attempt in range(2):
+        try:
+            outcome, value = rt.storage.run_fast(create, write=True)
+            break
+        except IntegrityError:
+            # A concurrent request with the same nonce (PostgreSQL lets both transactions run)
+            # created the participant first; the second pass finds it.
+            if attempt == 1:
+                raise
+    if outcome == "limited":
+        seconds = math.ceil(value)
+        log.warning("new participants from one address over the limit for test %s", test)
+        unit = "second" if seconds == 1 else "seconds"
+        message = f"Too many new participants from your network address. Try again in {seconds} {unit}."
+        response = make_response(
+            render_template("error.html", t=Translator(lang), lang=lang, status=429, message=message), 429
+        )
+        response.headers["Retry-After"] = str(seconds)
         return response
-    _set_cookie(response, test, COOKIE, token, COOKIE_MAX_AGE_S)
+    response = redirect(url_for(".page", test=test))
+    if outcome == "known":  # already a participant (consented twice, in two tabs)
+        return response
+    _set_cookie(response, test, COOKIE, value, COOKIE_MAX_AGE_S)
     return response
 
 

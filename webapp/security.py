@@ -1,16 +1,21 @@
-"""HTTP security headers, admin password hashing and the login rate limit."""
+"""HTTP security headers, admin password hashing, admin sessions and the login rate limits."""
 
 from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
+import secrets
 import threading
 import time
 from collections import defaultdict, deque
 from urllib.parse import urlsplit
 
 from flask import Flask
+from sqlalchemy import delete, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from .storage import AdminSession, Storage, ThrottleEvent
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -115,11 +120,9 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per client address within ``window_s`` seconds.
-
-    Kept in the worker's memory: with several gunicorn workers the effective limit is
-    ``attempts × workers``, still far too slow for guessing a decent password.
-    """
+    """At most ``attempts`` failed logins per client address within ``window_s`` seconds, in one
+    process's memory. The admin login uses :class:`LoginThrottle`, which every gunicorn worker
+    shares through the database."""
 
     def __init__(self, attempts: int, window_s: float, clock=time.monotonic):
         self.attempts = attempts
@@ -146,3 +149,158 @@ class LoginLimiter:
     def reset(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
+
+
+def clock() -> float:
+    """Seconds since the epoch for sessions and rate limits; tests replace it to move time."""
+    return time.time()
+
+
+def keyed_digest(secret_key: str | bytes, purpose: str, value: str) -> str:
+    """HMAC-SHA256 of ``value`` under the app's secret key, as 32 hex digits: lets the database
+    match client addresses and password hashes without storing them."""
+    key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+    return hmac.new(key, f"earshot-{purpose}\0{value}".encode(), "sha256").hexdigest()[:32]
+
+
+def is_loopback(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(address or "").is_loopback
+    except ValueError:
+        return False
+
+
+CLOCK_SKEW_S = 60.0
+"""How far in the future an issue time may lie (workers' clocks, NTP steps) and still count."""
+
+
+class AdminSessions:
+    """Admin logins kept server-side, so that logging out ends a session even for a copied cookie.
+
+    A session lives ``lifetime_s`` from its login, checked on every request against the issue
+    time in the database and in the signed cookie: a restart changes nothing. It ends on logout,
+    and every session ends when the password changes (each row holds a digest of the password
+    hash it logged in with).
+    """
+
+    def __init__(self, storage: Storage, lifetime_s: float):
+        self.storage = storage
+        self.lifetime_s = lifetime_s
+
+    def open(self, password_tag: str) -> tuple[str, float]:
+        """A new session: (its id, its issue time) for the cookie."""
+        sid = secrets.token_urlsafe(32)
+        now = clock()
+        with self.storage.writing() as s:
+            # Rows of sessions that expired long ago serve no purpose.
+            s.execute(delete(AdminSession).where(AdminSession.issued_at < now - 2 * self.lifetime_s))
+            s.add(AdminSession(id=sid, issued_at=now, password_tag=password_tag))
+        return sid, now
+
+    def _fresh(self, issued_at, now: float) -> bool:
+        if isinstance(issued_at, bool) or not isinstance(issued_at, (int, float)):
+            return False
+        return now - self.lifetime_s < issued_at <= now + CLOCK_SKEW_S
+
+    def valid(self, sid, issued_at, password_tag: str | None) -> bool:
+        """Whether the cookie's session (``sid``, ``issued_at``) is live and was opened with the
+        current password (``password_tag``; None: no password is set, nobody is logged in)."""
+        now = clock()
+        if not isinstance(sid, str) or not password_tag or not self._fresh(issued_at, now):
+            return False
+        with self.storage.reading() as s:
+            row = s.get(AdminSession, sid)
+        return (
+            row is not None
+            and row.ended_at is None
+            and self._fresh(row.issued_at, now)
+            and abs(row.issued_at - issued_at) < 1e-3
+            and hmac.compare_digest(row.password_tag, password_tag)
+        )
+
+    def end(self, sid) -> None:
+        if not isinstance(sid, str):
+            return
+        with self.storage.writing() as s:
+            s.execute(update(AdminSession).where(AdminSession.id == sid).values(ended_at=clock()))
+
+    def last_login(self) -> float | None:
+        with self.storage.reading() as s:
+            return s.scalar(select(func.max(AdminSession.issued_at)))
+
+
+class LoginThrottle:
+    """Rate limits of the admin login, shared by every worker through the database.
+
+    Per client address: at most ``per_address`` failures within ``window_s``. Per account, from
+    any number of addresses: after ``account_free`` failures since the last successful login
+    (and within ``memory_s``), every further attempt must wait ``base_delay_s`` after the last
+    failure, doubling with each failure up to ``max_delay_s``. An attempt made while waiting is
+    refused unchecked and not counted, so once the wait is over the right password gets in.
+    """
+
+    SCOPE = "admin-login"
+
+    def __init__(
+        self,
+        storage: Storage,
+        sessions: AdminSessions,
+        secret_key: str | bytes,
+        per_address: int,
+        window_s: float,
+        account_free: int = 10,
+        base_delay_s: float = 1.0,
+        max_delay_s: float = 900.0,
+        memory_s: float = 24 * 3600.0,
+    ):
+        self.storage = storage
+        self.sessions = sessions
+        self.secret_key = secret_key
+        self.per_address = per_address
+        self.window_s = window_s
+        self.account_free = account_free
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self.memory_s = memory_s
+
+    def _key(self, address: str) -> str:
+        return keyed_digest(self.secret_key, "client", address)
+
+    def retry_after(self, address: str) -> float:
+        """Seconds ``address`` must wait before its next attempt is checked (0: try now)."""
+        now = clock()
+        since_login = max(now - self.memory_s, self.sessions.last_login() or 0.0)
+        with self.storage.reading() as s:
+            mine = s.scalars(
+                select(ThrottleEvent.at)
+                .where(ThrottleEvent.scope == self.SCOPE, ThrottleEvent.key == self._key(address),
+                       ThrottleEvent.at > now - self.window_s)
+                .order_by(ThrottleEvent.at)
+            ).all()
+            failures, last = s.execute(
+                select(func.count(), func.max(ThrottleEvent.at))
+                .where(ThrottleEvent.scope == self.SCOPE, ThrottleEvent.at > since_login)
+            ).one()
+        wait = 0.0
+        if len(mine) >= self.per_address:
+            wait = mine[len(mine) - self.per_address] + self.window_s - now
+        if failures >= self.account_free:
+            # The exponent is capped before 2 ** n can outgrow a float.
+            delay = min(self.base_delay_s * 2.0 ** min(failures - self.account_free, 60), self.max_delay_s)
+            wait = max(wait, last + delay - now)
+        return max(wait, 0.0)
+
+    def failed(self, address: str) -> None:
+        now = clock()
+        with self.storage.writing() as s:
+            s.execute(delete(ThrottleEvent).where(
+                ThrottleEvent.scope == self.SCOPE, ThrottleEvent.at < now - max(self.window_s, self.memory_s)
+            ))
+            s.add(ThrottleEvent(scope=self.SCOPE, key=self._key(address), at=now))
+
+    def succeeded(self, address: str) -> None:
+        """Forget ``address``'s failures (the account's are forgotten through the new session)."""
+        with self.storage.writing() as s:
+            s.execute(delete(ThrottleEvent).where(
+                ThrottleEvent.scope == self.SCOPE, ThrottleEvent.key == self._key(address)
+            ))

@@ -22,12 +22,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
     create_engine,
     event,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -38,9 +40,10 @@ from .errors import StorageError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
-"""``MIGRATIONS[v](conn)`` upgrades a version-``v`` database to ``v + 1`` inside one transaction."""
+"""``MIGRATIONS[v](conn)`` upgrades a version-``v`` database to ``v + 1`` inside one transaction.
+New tables need no step: ``create_all`` adds them before the migrations run."""
 
 
 def utcnow() -> datetime:
@@ -78,6 +81,9 @@ class Participant(Base):
     excluded: Mapped[bool] = mapped_column(Boolean, default=False)
     stopped: Mapped[bool] = mapped_column(Boolean, default=False)
     """True when the headphone check failed and the test is set to stop."""
+    consent_nonce: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    """The consent-form nonce (a cookie of the browser that consented): a second consent from that
+    browser, a double click included, finds this participant instead of creating another."""
 
 
 class ParticipantEvent(Base):
@@ -87,6 +93,39 @@ class ParticipantEvent(Base):
     action: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(500), default="")
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AdminSession(Base):
+    """A logged-in admin browser; the signed session cookie carries ``id`` and ``issued_at``.
+    Logout sets ``ended_at``; a password change ends every session through ``password_tag``."""
+
+    __tablename__ = "admin_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issued_at: Mapped[float] = mapped_column(Float)
+    """Seconds since the epoch (as are the other times of the rate-limit tables)."""
+    password_tag: Mapped[str] = mapped_column(String(64))
+    """A keyed digest of the password hash the session logged in with."""
+    ended_at: Mapped[float | None] = mapped_column(Float)
+
+
+class ThrottleEvent(Base):
+    """One counted event of a rate limit (a failed admin login, a new participant), keyed by a
+    keyed digest of the client address, never the address itself; old rows are deleted."""
+
+    __tablename__ = "throttle_events"
+    __table_args__ = (Index("ix_throttle_events_scope_key_at", "scope", "key", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(160))
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+
+
+def _add_consent_nonce(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE participants ADD COLUMN consent_nonce VARCHAR(64)"))
+    conn.execute(text("CREATE UNIQUE INDEX ix_participants_consent_nonce ON participants (consent_nonce)"))
+
+
+MIGRATIONS[1] = _add_consent_nonce
 
 
 class Page(Base):
@@ -505,6 +544,7 @@ def utc_iso(value: datetime | None) -> str:
 
 
 __all__ = [
+    "AdminSession",
     "AudioToken",
     "Base",
     "Page",
@@ -513,6 +553,7 @@ __all__ = [
     "Rating",
     "SCHEMA_VERSION",
     "Storage",
+    "ThrottleEvent",
     "database_url_for",
     "utc_iso",
     "utcnow",

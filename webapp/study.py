@@ -89,12 +89,24 @@ class StudySettings:
     completion_redirect: str | None = None
     """URL shown/redirected to at the end; ``{code}`` is replaced by the completion code."""
     crowd_parameters: tuple[str, ...] = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+    new_participants_per_address: int = 20
+    """At most this many participants may be created from one client address within
+    ``new_participants_window_s`` (a 429 beyond). Raise it for a lab whose computers share one
+    public address. Loopback clients are not limited: they are the experimenter's own tools, or a
+    reverse proxy not declared in ``proxy_count``, where every participant shares one address."""
+    new_participants_window_s: int = 60
+    abandoned_after_s: int = 1800
+    """A participant who has submitted no page this long after consenting is taken as gone: their
+    trials stop counting for the balanced assignment of ``trials_per_participant``."""
 
     def __post_init__(self):
         if self.trials_per_participant is not None and self.trials_per_participant < 1:
             raise ConfigError(
                 f"trials_per_participant: expected a positive integer, found {self.trials_per_participant}"
             )
+        for name in ("new_participants_per_address", "new_participants_window_s", "abandoned_after_s"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: expected a positive integer, found {getattr(self, name)}")
         hc = self.headphone_check
         if hc.enabled and not 1 <= hc.pass_threshold <= hc.trials:
             raise ConfigError(
