@@ -89,6 +89,9 @@ class TypedConfig:
             raise self.error(f"{path}: no such file") from None
         except OSError as exc:
             raise self.error(f"{path}: cannot be read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise self.error(f"{path}: expected UTF-8 text, found byte 0x{exc.object[exc.start]:02x} at offset "
+                             f"{exc.start}") from None
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:

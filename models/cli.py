@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import sys
@@ -12,6 +13,7 @@ from .errors import ModelsError
 
 log = logging.getLogger("models")
 
+DATASET_AUDIO = "dataset audio"  # the kind of output `dataset --write` marks its folder with
 _RESOLVED_ONLY = {"run_id", "git_commit", "sample_rate", "knob_names", "latency_samples", "effective_training"}
 
 
@@ -28,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("study", help="train every missing run of a study YAML and write runs.csv + comparison",
                          description="Expand a study file (datasets × teachers × students × recipes × seeds), "
                          "train only runs without metrics.json (interrupted runs resume), then write "
-                         "runs.csv, comparison.csv and comparison.png in the study folder.")
+                         "runs.csv, comparison.csv and comparison.png in the study folder. One process per "
+                         "study folder: a second one fails at once, naming the first (study.lock).")
     p.add_argument("file", type=Path, help="study YAML, e.g. models/studies/demo.yaml")
     p.add_argument("--out", type=Path, default=None,
                    help="study folder (default: the file's output_dir or results/zoo/<name>)")
@@ -65,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="built-in devices: seed of the source material")
     p.add_argument("--resample", action="store_true", help="recordings: resample a mismatched rate instead of refusing")
     p.add_argument("--channel", type=int, default=None, help="recordings: channel to use from multichannel files")
-    p.add_argument("--write", type=Path, default=None, help="write each split's input/target WAVs into this folder")
+    p.add_argument("--write", type=Path, default=None,
+                   help="write each split's input/target WAVs into this new folder (a folder this command wrote "
+                   "before is replaced; one holding anything else is refused)")
 
     verbs.add_parser("devices", help="list the built-in device presets",
                      description="List the built-in virtual analog devices and their knobs.")
@@ -120,7 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-strict", action="store_true",
                    help="allow more than 12 signals or 12 s per trial and fewer than 5 items; the manifest "
                    "records bs1534_enforced: false and which limits were exceeded")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists (only once the new set is complete)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out if it is a stimulus set this command wrote, once the new set is complete "
+                   "(a folder holding anything else, e.g. a file of yours, is refused and left as it is)")
     p.add_argument("--threads", type=int, default=1, help="torch threads while rendering (default 1)")
 
     p = verbs.add_parser("export", help="export a trained run: self-describing .pt + JSON manifest, or NAM .nam",
@@ -154,26 +161,35 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .processes import study_lock
     from .runs import is_complete
     from .studies import expand, load_study, run_study, study_dir
 
     study = load_study(args.file)
     out_dir = args.out or study_dir(study)
-    runs = expand(study)
+    try:
+        runs = expand(study)
+    except ConfigError as exc:  # a run the study's settings make impossible
+        raise ConfigError(f"{args.file}: {exc}") from None
     if args.dry_run:
         for run in runs:
             done = is_complete(out_dir / "runs" / run.run_id)
             print(f"{'done ' if done else 'to do'}  {run.run_id}")
         return 0
-    todo = sum(not is_complete(out_dir / "runs" / r.run_id) for r in runs)
-    print(f"study {study.name}: {len(runs)} runs, {todo} to train, in {out_dir}")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs: expected >= 1, found {args.jobs}")
 
     def on_run(run, status):
         if status != "skip":
             print(f"{status:>6}  {run.run_id}", flush=True)
 
-    frame = run_study(study, out_dir, progress=not args.quiet, on_run=on_run, jobs=args.jobs,
-                      ray_address=args.ray)
+    # Locked before anything is printed: a second process on the folder fails at once.
+    with study_lock(out_dir):
+        todo = sum(not is_complete(out_dir / "runs" / r.run_id) for r in runs)
+        print(f"study {study.name}: {len(runs)} runs, {todo} to train, in {out_dir}")
+        frame = run_study(study, out_dir, progress=not args.quiet, on_run=on_run, jobs=args.jobs,
+                          ray_address=args.ray)
     shown = ["run_id", "bits", "width", "params", "bytes", "macs_per_sample", "epochs", "test_esr", "test_mrstft",
              "rtf_offline", "rtf_stream"]
     with _pandas_display():
@@ -234,8 +250,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_dataset(args: argparse.Namespace) -> int:
-    from .datasets import DatasetConfig, load_dataset
+    from common.outputs import check_output_folder, output_folder
 
+    from .datasets import DatasetConfig, load_dataset
+    from .errors import OutputError
+    from .resources import unwritable_reason
+
+    if args.write:
+        # Refused before the dataset is built: a folder that cannot be written or holds other files.
+        reason = unwritable_reason(args.write)
+        if reason is not None:
+            raise OutputError(f"--write {args.write}: expected a folder that can be created, found that {reason}")
+        check_output_folder(args.write, DATASET_AUDIO, OutputError)
     if args.device:
         config = DatasetConfig(name=args.device, device=args.device, sample_rate=args.sample_rate,
                                duration_s=args.duration_s, seed=args.seed)
@@ -254,11 +280,11 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     if args.write:
         import soundfile as sf
 
-        args.write.mkdir(parents=True, exist_ok=True)
-        for split, segments in dataset.splits.items():
-            for i, segment in enumerate(segments):
-                for kind, audio in (("input", segment.input), ("target", segment.target)):
-                    sf.write(args.write / f"{split}-{i}-{kind}.wav", audio, dataset.sample_rate, subtype="PCM_24")
+        with output_folder(args.write, DATASET_AUDIO, OutputError) as staging:
+            for split, segments in dataset.splits.items():
+                for i, segment in enumerate(segments):
+                    for kind, audio in (("input", segment.input), ("target", segment.target)):
+                        sf.write(staging / f"{split}-{i}-{kind}.wav", audio, dataset.sample_rate, subtype="PCM_24")
         print(f"wrote WAV files to {args.write}")
     return 0
 
@@ -278,9 +304,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
 
+    from common.outputs import write_file_atomic
+
     from .checkpoints import load_model
-    from .errors import ConfigError, DatasetError
+    from .errors import ConfigError, DatasetError, OutputError
     from .rendering import render
+    from .resources import unwritable_reason
 
     model, payload = load_model(args.run)
     try:
@@ -302,9 +331,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
             raise ConfigError(f"--knob {item!r}: expected NAME=NUMBER") from None
     if set(given) != set(names):
         raise ConfigError(f"--knob: this model needs values for {names or 'no knobs'}, found {sorted(given)}")
+    reason = unwritable_reason(args.output)
+    if reason is not None or args.output.is_dir():
+        raise OutputError(f"{args.output}: expected a WAV file to write, found "
+                          f"{'a folder' if reason is None else 'that ' + reason}")
     y = render(model, audio[:, 0], [given[n] for n in names] if names else None)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(args.output, np.clip(y, -1.0, 1.0), rate, subtype="PCM_24")
+    encoded = io.BytesIO()
+    sf.write(encoded, np.clip(y, -1.0, 1.0), rate, subtype="PCM_24", format="WAV")
+    write_file_atomic(args.output, encoded.getvalue(), OutputError)
     print(f"wrote {args.output} ({len(y) / rate:.2f} s)")
     return 0
 
@@ -385,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         with logging_redirect_tqdm():
             return COMMANDS[args.verb](args)
     except ModelsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # One line, whatever the message holds: a log or a terminal shows exactly one error line.
+        print("error: " + " ".join(line.strip() for line in str(exc).splitlines()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: every finished epoch is saved (last.pt); run the same command again to resume",

@@ -23,10 +23,15 @@ from . import signals
 from .config import from_dict
 from .devices import get_device
 from .errors import ConfigError, DatasetError
+from .resources import memory_bytes, memory_shortfall
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+# Peak memory per programme sample of a built-in device dataset: about 60-75 bytes measured while
+# synthesising and rendering (overdrive, 5-20 s at 48 kHz), plus the training windows' float32
+# input/target copies.
+DEVICE_BYTES_PER_SAMPLE = 84
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +144,16 @@ class DatasetConfig:
             raise ConfigError(
                 f"{where}: duration_s must be a positive number, found {self.duration_s}"
             )
+        if self.device is not None:
+            needed = self.duration_s * self.sample_rate * DEVICE_BYTES_PER_SAMPLE
+            shortfall = memory_shortfall(needed)
+            if shortfall is not None:
+                most_s = (memory_bytes() or 0) / (self.sample_rate * DEVICE_BYTES_PER_SAMPLE)
+                raise ConfigError(
+                    f"{where}: duration_s {self.duration_s:g} s at sample_rate {self.sample_rate} Hz needs "
+                    f"{DEVICE_BYTES_PER_SAMPLE} bytes per sample to synthesise, render and window: {shortfall}; "
+                    f"expected at most about {most_s:.4g} s at this rate"
+                )
         fractions = self.split_fractions
         if len(fractions) != 3 or any(not (math.isfinite(f) and f > 0) for f in fractions):
             raise ConfigError(

@@ -351,7 +351,13 @@ def _quantization_manifest(quantized: QuantizedWeights) -> dict[str, Any]:
 
 def _atomic_temp(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        # mkstemp's 0600 is for secrets: an export is an ordinary file others load (0644 under umask 022).
+        os.fchmod(fd, 0o666 & ~umask)
+    finally:
+        os.close(fd)
     return Path(tmp)
 
 

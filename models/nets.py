@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .resources import memory_shortfall
 from .wavenet import PRESETS as WAVENET_PRESETS
 from .wavenet import WaveNet, WaveNetConfig, from_preset, slimmed_config
 from .wavenet import macs_per_sample as wavenet_macs_per_sample
@@ -21,6 +22,7 @@ from .wavenet import macs_per_sample as wavenet_macs_per_sample
 log = logging.getLogger(__name__)
 
 TEACHER_LAYERS = (8, 16, 32, 64, 32, 16, 8)
+TRAINING_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and Adam's two moments
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,14 @@ class NetConfig:
             raise ConfigError(f"model.layers: expected a non-empty list of positive sizes, found {list(self.layers)}")
         if self.n_knobs < 0:
             raise ConfigError(f"model.n_knobs: expected >= 0, found {self.n_knobs}")
+        if self.arch == "lstm":
+            params = lstm_parameter_estimate(self)
+            shortfall = memory_shortfall(TRAINING_BYTES_PER_PARAMETER * params)
+            if shortfall is not None:
+                raise ConfigError(
+                    f"model.layers: {list(self.layers)} has about {params:.3g} parameters; training needs "
+                    f"{TRAINING_BYTES_PER_PARAMETER} bytes each (float32 weights, gradients and Adam's two "
+                    f"moments): {shortfall}; expected smaller layers")
         if self.arch == "wavenet":
             if self.preset not in WAVENET_PRESETS:
                 raise ConfigError(f"model.preset: a wavenet needs one of {sorted(WAVENET_PRESETS)}, "
@@ -177,6 +187,17 @@ def macs_per_sample(config: NetConfig) -> int:
             macs += units
         input_size = units
     return macs + input_size
+
+
+def lstm_parameter_estimate(config: NetConfig) -> int:
+    """Parameters of an LSTM stack from its config alone (no tensor allocated): the weight products
+    of :func:`macs_per_sample`, torch's two bias vectors per gate and FiLM's knob projections."""
+    params = macs_per_sample(config) + 1  # + the dense output's bias
+    for units in config.layers:
+        params += 8 * units
+        if config.conditioning == "film" and config.n_knobs:
+            params += 2 * units * (config.n_knobs + 1) - units
+    return params
 
 
 def feature_size(config: NetConfig, layer: int) -> int:

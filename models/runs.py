@@ -126,6 +126,22 @@ def is_complete(run_dir: Path) -> bool:
     return (run_dir / METRICS).is_file() and (run_dir / CHECKPOINT).is_file()
 
 
+def finished_row(run_dir: Path) -> dict[str, Any]:
+    """The runs.csv row a finished run wrote into its metrics.json."""
+    path = run_dir / METRICS
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))["row"]
+        if not isinstance(row, dict):
+            raise TypeError(f"'row' is a {type(row).__name__}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        detail = f"line {exc.lineno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        # Without metrics.json the run is scored again from its checkpoint (training resumes from
+        # last.pt, which already holds the finished state).
+        raise CheckpointError(f"{path}: expected the finished run's JSON with a 'row' of results, found an "
+                              f"unreadable file ({detail}); delete it and run the same command again") from None
+    return row
+
+
 def _resolve_run(reference: str, runs_root: Path, what: str) -> Path:
     path = Path(reference)
     if not path.is_absolute():
@@ -205,7 +221,7 @@ def execute_run(
     """Train (or resume) one run and write its metrics; returns its runs.csv row."""
     run_dir = runs_root / config.run_id
     if is_complete(run_dir):
-        return json.loads((run_dir / METRICS).read_text())["row"]
+        return finished_row(run_dir)
     dataset = dataset or load_dataset(config.dataset)
     net = dataclasses.replace(config.model, n_knobs=len(dataset.knob_names))
     training = wavenet_training(config.training, net)

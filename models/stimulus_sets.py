@@ -25,8 +25,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,11 +35,12 @@ import numpy as np
 import soundfile as sf
 from scipy import signal as sps
 
+from common.outputs import MARKER, check_output_folder, output_folder
 from evaluation.metrics import compute_all
 
 from .anchors import ANCHORS, lowpass_anchor
 from .config import to_dict
-from .errors import StimulusError
+from .errors import StimulusConfigError, StimulusError
 from .loudness import (
     SILENCE_LUFS,
     db_to_gain,
@@ -50,6 +49,7 @@ from .loudness import (
     raised_cosine_fades,
     true_peak_dbfs,
 )
+from .resources import memory_shortfall, unwritable_reason
 from .stimulus_config import (
     MAX_DURATION_S,
     MAX_SIGNALS_PER_TRIAL,
@@ -63,6 +63,7 @@ from .stimulus_config import (
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
+SET_KIND = "stimulus set"  # the kind recorded in common.outputs' marker
 PEAK_MARGIN_DB = 0.01
 SILENT_BELOW_REFERENCE_LU = 40.0  # an output this much quieter than the reference is no render of it  # keeps PCM rounding from lifting a true peak above the ceiling
 MODEL_FACTS = ("run_id", "dataset", "arch", "model", "layers", "recipe", "variant", "teacher", "bits", "width", "params",
@@ -191,12 +192,12 @@ def select_runs(config: StimulusConfig) -> tuple[Any, Any, Path, dict[str, list[
     names = [d.name for d in study.datasets]
     if config.dataset is None:
         if len(names) != 1:
-            raise StimulusError(f"{config.study}: the study has datasets {names}; name one with 'dataset:'")
+            raise StimulusConfigError(f"{config.study}: the study has datasets {names}; name one with 'dataset:'")
         dataset = study.datasets[0]
     elif config.dataset in names:
         dataset = study.datasets[names.index(config.dataset)]
     else:
-        raise StimulusError(f"dataset: expected one of the study's datasets {names}, found {config.dataset!r}")
+        raise StimulusConfigError(f"dataset: expected one of the study's datasets {names}, found {config.dataset!r}")
     runs = [r for r in expand(study) if r.dataset.name == dataset.name]
     seed = study.seeds[0]
     selected: dict[str, list[tuple[str, SelectedRun]]] = {}
@@ -206,15 +207,15 @@ def select_runs(config: StimulusConfig) -> tuple[Any, Any, Path, dict[str, list[
             where = f"group {group.name!r}, system {spec.id!r}"
             hits = [r for r in runs if _matches(r, spec, group, seed)]
             if len(hits) != 1:
-                known = "\n  ".join(_describe(r) for r in runs)
-                raise StimulusError(f"{where}: expected exactly one run of study {study.name!r} to match, found "
-                                    f"{len(hits)}; the study's runs on {dataset.name!r}:\n  {known}")
+                known = "; ".join(_describe(r) for r in runs)  # one line: errors are one line
+                raise StimulusConfigError(f"{where}: expected exactly one run of study {study.name!r} to match, found "
+                                          f"{len(hits)}; the study's runs on {dataset.name!r}: {known}")
             chosen.append((spec.id, _run_folder(study_root, hits[0].run_id, where, config.study)))
         if group.teacher is not None:
             teacher_names = [t.name for t in study.teachers]
             if group.teacher not in teacher_names:
-                raise StimulusError(f"group {group.name!r}: teacher: expected one of the study's teachers "
-                                    f"{teacher_names}, found {group.teacher!r}")
+                raise StimulusConfigError(f"group {group.name!r}: teacher: expected one of the study's teachers "
+                                          f"{teacher_names}, found {group.teacher!r}")
             layers = next(t.layers for t in study.teachers if t.name == group.teacher)
             teacher_run = next((r.teacher_run for r in runs if r.teacher == group.teacher and r.seed == seed), None)
             if teacher_run is None:
@@ -285,8 +286,8 @@ def load_items(config: StimulusConfig, dataset, sample_rate: int) -> list[Item]:
             wet = device.process(dry, sample_rate, config.knobs or None).astype(np.float64)
             source["reference"] = f"built-in device {device.name!r}"
         else:
-            raise StimulusError(f"{where}: the study's dataset {dataset.name!r} is recordings, not a built-in device, "
-                                "so the reference must be given: add 'wet' (the dry file through the real device)")
+            raise StimulusConfigError(f"{where}: the study's dataset {dataset.name!r} is recordings, not a built-in device, "
+                                      "so the reference must be given: add 'wet' (the dry file through the real device)")
         loudness = integrated_loudness(wet[margin : margin + n], sample_rate)
         if not loudness > SILENCE_LUFS:
             raise StimulusError(f"{where}: the reference is silent ({loudness:.1f} LUFS, below {SILENCE_LUFS:g}); "
@@ -327,8 +328,8 @@ def render_item(model, payload: dict, item: Item, knobs: dict[str, float], threa
 def _check_knobs(config: StimulusConfig, payload: dict, where: str) -> None:
     names = list(payload.get("knob_names") or [])
     if set(config.knobs) != set(names):
-        raise StimulusError(f"{where}: knobs: this model needs values for {names or 'no knobs'}, "
-                            f"found {sorted(config.knobs) or 'none'}")
+        raise StimulusConfigError(f"{where}: knobs: this model needs values for {names or 'no knobs'}, "
+                                  f"found {sorted(config.knobs) or 'none'}")
 
 
 # --- the set ---------------------------------------------------------------------------------------
@@ -340,7 +341,7 @@ def _training_sources(trials: list[dict], count: int) -> list[dict]:
     if count == 0:
         return []
     if count > len(trials):
-        raise StimulusError(f"training_trials: expected at most {len(trials)} (the rated trials), found {count}")
+        raise StimulusConfigError(f"training_trials: expected at most {len(trials)} (the rated trials), found {count}")
 
     def impairment(trial: dict) -> float:
         esr = [c["objective"]["esr"] for c in trial["conditions"] if c["role"] == "system"]
@@ -380,13 +381,21 @@ def build_stimulus_set(
 
     times = times or PhaseTimes()
     out = Path(out)
+    # Refused before any work: the folder exists (without --force), is not a set this command
+    # wrote (with it), or cannot be written at all.
     if out.exists() and not force:
         raise StimulusError(f"{out}: already exists; choose a new folder or pass --force to replace it")
+    reason = unwritable_reason(out)
+    if reason is not None:
+        raise StimulusError(f"{out}: expected a folder that can be created, found that {reason}")
+    if force:
+        _adopt_legacy_set(out)
+        check_output_folder(out, SET_KIND, StimulusError)
     with times.phase("setup"):
         violations = _set_violations(config)
         if violations and config.strict:
-            raise StimulusError("the set would break BS.1534-3 limits (use --no-strict to build it anyway and "
-                                "record that in the manifest):\n  " + "\n  ".join(violations))
+            raise StimulusConfigError("the set would break BS.1534-3 limits (use --no-strict to build it anyway and "
+                                      "record that in the manifest): " + "; ".join(violations))
         most_systems = max(len(g.condition_ids) for g in config.groups)
         if len(config.items) < 1.5 * most_systems:
             log.warning("%d items for up to %d systems per trial: BS.1534-3 §7.1 suggests about 1.5 × the "
@@ -403,10 +412,18 @@ def build_stimulus_set(
                 payload = models[run.run_id][1]
                 where = f"group {group!r}, condition {cid!r} (run {run.run_id})"
                 if payload.get("sample_rate") != sample_rate:
-                    raise StimulusError(f"{where}: the model was trained at {payload.get('sample_rate')} Hz, "
-                                        f"but the set is at {sample_rate} Hz; use models trained at one rate")
+                    raise StimulusConfigError(f"{where}: the model was trained at {payload.get('sample_rate')} Hz, "
+                                              f"but the set is at {sample_rate} Hz; use models trained at one rate")
                 _check_knobs(config, payload, where)
         n = int(round(config.duration_s * sample_rate))
+        # Held at once, float64: each item's dry and wet input, its reference and anchors, and every
+        # model's render and its faded copy.
+        arrays = len(config.items) * (3 + len(ANCHORS) + 2 * len(models))
+        shortfall = memory_shortfall(8.0 * n * arrays)
+        if shortfall is not None:
+            raise StimulusConfigError(f"stimulus config: duration_s {config.duration_s:g} s at {sample_rate} Hz for "
+                                      f"{len(config.items)} items and {len(models)} models ({arrays} signals of 8 bytes "
+                                      f"per sample) needs {shortfall}; expected a shorter duration_s")
     with times.phase("rendering"):
         items = load_items(config, dataset, sample_rate)
         renders: dict[tuple[str, str], np.ndarray] = {}
@@ -499,7 +516,7 @@ def build_stimulus_set(
         "trials": trials,
     }
     with times.phase("writing"):
-        _write_set(manifest, signals, out, force)
+        _write_set(manifest, signals, out)
     log.info("wrote %d trials (%d training) to %s", len(trials), config.training_trials, out)
     return manifest
 
@@ -532,15 +549,50 @@ def _trial(item: Item, group: str, chosen, levels, objective, lags, config: Stim
             "trial_gain_db": round(trial_gain_db, 6), "conditions": conditions}
 
 
-def _write_set(manifest: dict, signals: dict, out: Path, force: bool) -> None:
+def _legacy_set_files(out: Path) -> list[str] | None:
+    """The files of a set written before sets carried a marker, when ``out`` is exactly that:
+    a manifest.json of this schema and nothing but the files it lists, manifest.json and
+    webmushra.yaml. None for anything else."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        listed = {"manifest.json", "webmushra.yaml"}
+        for trial in manifest["trials"]:
+            listed.add(f"audio/{trial['id']}/{trial['reference']}")
+            listed.update(f"audio/{trial['id']}/{cond['file']}" for cond in trial["conditions"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        return None
+    found = []
+    for root, dirs, files in os.walk(out):
+        rel = Path(root).relative_to(out)
+        if not dirs and not files and rel != Path("."):
+            return None  # an empty folder of the user's
+        found.extend((rel / name).as_posix() for name in files)
+    return sorted(found) if set(found) <= listed else None
+
+
+def _adopt_legacy_set(out: Path) -> None:
+    """Give a marker to a set written before sets had one, so that --force may replace it like any
+    set it wrote; anything else in ``out`` is left for check_output_folder to refuse."""
+    if not out.is_dir() or out.is_symlink() or (out / MARKER).exists():
+        return
+    files = _legacy_set_files(out)
+    if files is None:
+        return
+    try:
+        (out / MARKER).write_text(json.dumps({"kind": SET_KIND, "files": files}, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise StimulusError(f"{out}: cannot replace the existing set ({exc.strerror or exc})") from None
+    log.info("%s: a set written before sets were marked; --force replaces it", out)
+
+
+def _write_set(manifest: dict, signals: dict, out: Path) -> None:
     from .webmushra import webmushra_yaml
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide the set from a web server's user
-    try:
+    # The staging folder gets the umask's permissions (mkdtemp's 0700 would hide the set from a
+    # web server's user), and replaces only an absent folder or a set this command wrote.
+    with output_folder(out, SET_KIND, StimulusError) as tmp:
         rate, bits = manifest["sample_rate"], manifest["bit_depth"]
         for trial in manifest["trials"]:
             folder = tmp / "audio" / trial["id"]
@@ -553,16 +605,6 @@ def _write_set(manifest: dict, signals: dict, out: Path, force: bool) -> None:
                 write_wav(folder / cond["file"], audio, rate, bits)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         (tmp / "webmushra.yaml").write_text(webmushra_yaml(manifest), encoding="utf-8")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def build_from_file(path: Path, out: Path, *, strict: bool | None = None, force: bool = False,
@@ -574,4 +616,7 @@ def build_from_file(path: Path, out: Path, *, strict: bool | None = None, force:
     if strict is not None:
         config = dataclasses.replace(config, strict=strict)
     command = command or (f"python -m models stimuli {path} --out {out}" + ("" if config.strict else " --no-strict"))
-    return build_stimulus_set(config, out, command=command, force=force, threads=threads, times=times)
+    try:
+        return build_stimulus_set(config, out, command=command, force=force, threads=threads, times=times)
+    except StimulusConfigError as exc:
+        raise StimulusConfigError(f"{path}: {exc}") from None

@@ -24,8 +24,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from .config import from_dict, load_yaml, to_dict  # noqa: E402
 from .datasets import DatasetConfig  # noqa: E402
 from .distill import DistillConfig  # noqa: E402
-from .errors import ConfigError  # noqa: E402
+from .errors import ConfigError, OutputError  # noqa: E402
 from .nets import NetConfig, macs_per_sample  # noqa: E402
+from .processes import study_lock, watch_parent  # noqa: E402
 from .quantize import check_bits  # noqa: E402
 from .runs import QUANTIZED_RECIPES, RunConfig, execute_run, is_complete  # noqa: E402
 from .slimmable import SlimmableConfig  # noqa: E402
@@ -534,12 +535,22 @@ def run_study(
     ``out_dir`` at the same path (a shared file system). Rows keep the study's order either way.
     """
     out_dir = out_dir or study_dir(study)
-    runs_root = out_dir / "runs"
-    runs_root.mkdir(parents=True, exist_ok=True)
-    (out_dir / "study.yaml").write_text(_yaml_dump(to_dict(study)), encoding="utf-8")
-    runs = expand(study)
     if jobs < 1:
         raise ConfigError(f"jobs: expected >= 1, found {jobs}")
+    with study_lock(out_dir):
+        return _run_study_locked(study, out_dir, progress, on_run, jobs, ray_address)
+
+
+def _run_study_locked(study: StudyConfig, out_dir: Path, progress: bool,
+                      on_run: Callable[[RunConfig, str], None] | None, jobs: int,
+                      ray_address: str | None) -> pd.DataFrame:
+    runs_root = out_dir / "runs"
+    try:
+        runs_root.mkdir(parents=True, exist_ok=True)
+        (out_dir / "study.yaml").write_text(_yaml_dump(to_dict(study)), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write the study folder ({exc.strerror or exc})") from None
+    runs = expand(study)
     if ray_address is not None:
         rows = _run_on_ray(runs, runs_root.resolve(), ray_address, on_run, progress)
         return write_outputs([rows[run.run_id] for run in runs], out_dir)
@@ -583,7 +594,8 @@ def _run_parallel(runs: list[RunConfig], runs_root: Path, jobs: int,
     dependents = {run.run_id: sum(run.run_id in dependencies(other) for other in pending) for run in runs}
     bar = tqdm(total=len(pending), desc="runs", disable=not progress)
     # spawn, not fork: torch's thread pools do not survive a fork.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=watch_parent, initargs=(os.getpid(),)) as pool:
         running = {}
         while pending or running:
             ready = sorted((r for r in pending if dependencies(r) <= set(rows)),

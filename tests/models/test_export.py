@@ -4,7 +4,9 @@ refused clearly (library errors and the CLI's exit code 2)."""
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 
 import numpy as np
 import pyloudnorm
@@ -278,3 +280,14 @@ def test_cli_refuses_bad_input_with_a_message_and_exit_code_2(case, runs, tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_exported_files_are_ordinary_files_others_can_read(runs, tmp_path):
+    # mkstemp creates 0600 files: an export is meant to be copied, served and loaded by others.
+    old = os.umask(0o022)
+    try:
+        export_run(runs["wavenet"], tmp_path, fmt="both")
+    finally:
+        os.umask(old)
+    modes = {p.suffix: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {".pt": 0o644, ".json": 0o644, ".nam": 0o644}

@@ -12,6 +12,7 @@ import torch
 import yaml
 from scipy import signal as sps
 
+from common.outputs import MARKER
 from evaluation import metrics
 from evaluation.manifest import load_manifest
 from models.checkpoints import load_payload, save_atomic
@@ -322,11 +323,28 @@ def test_bad_input_is_named_and_nothing_is_written(study, tmp_path, capsys):
     fails(r"item 'quiet': the reference is silent", items=ITEMS[:4] + [{"name": "quiet", "dry": str(silent)}])
     fails(r"training_trials repeats rated trials: expected 0 to 10 .* found 11", ConfigError, training_trials=11)
 
-    # the CLI prints the message, no traceback, exit status 2
+    # the CLI prints one line naming the config file, no traceback, exit status 2
     config = write_config(tmp_path, study, sample_rate=44100)
     assert main(["stimuli", str(config), "--out", str(tmp_path / "cli")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "Traceback" not in err
+    assert err.startswith(f"error: {config}: ") and "Traceback" not in err and err.count("\n") == 1
+    for changes in ({"groups": [{"name": "any", "systems": [{"id": "base", "recipe": "baseline"}]}]},
+                    {"items": ITEMS[:2], "training_trials": 0}, {"dataset": "nope"}, {"knobs": {"drive": 0.5}},
+                    {"items": [{**ITEMS[0], "start_s": 1.0}]}):
+        config = write_config(tmp_path, study, **{"training_trials": 0, **changes})
+        assert main(["stimuli", str(config), "--out", str(tmp_path / "cli")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {config}") and err.count("\n") == 1, err
+    assert not (tmp_path / "cli").exists()
+
+
+def test_an_absurd_duration_is_refused_by_the_memory_it_would_need(study, tmp_path, capsys):
+    config = write_config(tmp_path, study, duration_s=1e9, training_trials=0)
+    assert main(["-q", "stimuli", str(config), "--out", str(tmp_path / "out"), "--no-strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config}: stimulus config: duration_s 1e+09 s at 22050 Hz for 5 items") and \
+        "GB of memory, more than this machine's" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
 
 
 def test_nan_output_names_the_run(study, tmp_path):
@@ -343,17 +361,50 @@ def test_nan_output_names_the_run(study, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_existing_set_is_kept_unless_forced(study, tmp_path):
+def test_existing_set_is_kept_unless_forced(study, tmp_path, capsys):
     config = write_config(tmp_path, study, groups=GROUPS[:1], training_trials=0)
     target = tmp_path / "set"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
     with pytest.raises(StimulusError, match="already exists"):
         build_from_file(config, target)
-    assert (target / "keep.txt").read_text() == "mine"
-    replaced = build_from_file(config, target, force=True)
-    assert not (target / "keep.txt").exists() and (target / "manifest.json").is_file()
-    assert len(replaced["trials"]) == len(ITEMS) and _leftovers(tmp_path) == []
+    # --force replaces only a set this command wrote: a folder of the user's is refused, whole.
+    assert main(["-q", "stimuli", str(config), "--out", str(target), "--force"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{target}: already exists and was not written by the stimulus set command" in err
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"] and _leftovers(tmp_path) == []
+    (target / "keep.txt").unlink()
+    first = build_from_file(config, target, force=True)  # an empty folder is a new one
+    assert len(first["trials"]) == len(ITEMS) and _leftovers(tmp_path) == []
+    # Readable by a web server's user (under the usual umask 022).
+    assert target.stat().st_mode & 0o055 == 0o055
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in target.rglob("*.wav"))
+    stamp = (target / "manifest.json").stat().st_mtime_ns
+    build_from_file(config, target, force=True)  # its own set: replaced
+    assert (target / "manifest.json").stat().st_mtime_ns != stamp
+
+    # A file the user put into the set is never deleted silently.
+    (target / "test.yaml").write_text("mine too")
+    assert main(["-q", "stimuli", str(config), "--out", str(target), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "holds 'test.yaml', which the stimulus set command did not write" in err
+    assert (target / "test.yaml").read_text() == "mine too" and (target / "manifest.json").is_file()
+    (target / "test.yaml").unlink()
+
+    # A set written before sets were marked is replaced when it holds nothing but its own files.
+    (target / MARKER).unlink()
+    build_from_file(config, target, force=True)
+    (target / MARKER).unlink()
+    (target / "audio" / "notes.txt").write_text("not the set's")
+    with pytest.raises(StimulusError, match="was not written by the stimulus set command"):
+        build_from_file(config, target, force=True)
+    assert (target / "audio" / "notes.txt").is_file() and not (target / MARKER).exists()
+    assert _leftovers(tmp_path) == []
+
+    # --force without an existing folder simply builds it.
+    fresh = tmp_path / "fresh"
+    assert main(["-q", "stimuli", str(config), "--out", str(fresh), "--force"]) == 0
+    assert (fresh / "manifest.json").is_file()
 
 
 def test_bench_config_has_twelve_trials_from_the_study(study):

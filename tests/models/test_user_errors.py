@@ -127,3 +127,116 @@ def test_negative_weights_in_a_study_are_refused_naming_file_and_key(tmp_path, c
     line = one_line_error(capsys, main(["study", str(study)]))
     assert str(study) in line and key in line
     assert not (tmp_path / "out").exists()
+
+
+def write_study(tmp_path, **changes) -> Path:
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({**STUDY, "output_dir": str(tmp_path / "out"), **changes}))
+    return study
+
+
+@pytest.fixture
+def blocker(tmp_path):
+    """A regular file: no folder can be created below it, not even by root."""
+    path = tmp_path / "blocker"
+    path.write_text("the user's file")
+    yield path
+    assert path.read_text() == "the user's file"  # left exactly as it was
+
+
+def test_a_study_out_below_a_file_is_one_line(tmp_path, capsys, blocker):
+    line = one_line_error(capsys, main(["study", str(write_study(tmp_path)), "--out", str(blocker / "out")]))
+    assert str(blocker / "out") in line and "is a part of the path a file?" in line
+
+
+def test_a_dataset_write_below_a_file_is_one_line_before_any_work(capsys, blocker):
+    line = one_line_error(capsys, main(["dataset", "--device", "overdrive", "--sample-rate", "8000",
+                                        "--duration-s", "1", "--write", str(blocker / "wavs")]))
+    assert f"--write {blocker / 'wavs'}: expected a folder that can be created" in line
+    assert f"{blocker} is a file" in line
+
+
+def test_a_dataset_write_replaces_only_its_own_folder(tmp_path, capsys):
+    wavs = tmp_path / "wavs"
+    args = ["dataset", "--device", "overdrive", "--sample-rate", "8000", "--duration-s", "1", "--write", str(wavs)]
+    assert main(args) == 0 and main(args) == 0  # its own folder: replaced
+    assert len(list(wavs.glob("*.wav"))) == 6
+    (wavs / "notes.txt").write_text("mine")
+    line = one_line_error(capsys, main(args))
+    assert "holds 'notes.txt'" in line and (wavs / "notes.txt").read_text() == "mine"
+
+
+def test_stimuli_out_below_a_file_is_one_line_before_any_work(tmp_path, capsys, blocker):
+    config = tmp_path / "stimuli.yaml"
+    config.write_text(yaml.safe_dump({"study": str(write_study(tmp_path)), "items": [{"name": "g", "kind": "guitar"}],
+                                      "groups": [{"name": "S", "layers": [4, 4], "systems": [{"id": "b"}]}]}))
+    line = one_line_error(capsys, main(["stimuli", str(config), "--out", str(blocker / "set")]))
+    assert f"{blocker / 'set'}: expected a folder that can be created, found that {blocker} is a file" in line
+
+
+def test_render_output_below_a_file_is_one_line(trained, capsys, blocker):
+    run_dir, dry = trained
+    line = one_line_error(capsys, main(["render", str(run_dir), str(dry), str(blocker / "wet.wav")]))
+    assert f"{blocker / 'wet.wav'}: expected a WAV file to write" in line
+
+
+@pytest.mark.parametrize("changes, found", [
+    ({"datasets": [{**RUN["dataset"], "duration_s": 1e12}]}, r"duration_s 1e\+12 s at sample_rate 8000 Hz needs "
+     r"84 bytes per sample .*: about [\d.e+]+ GB of memory, more than this machine's [\d.]+ GB; expected at most "
+     r"about [\d.e+]+ s"),
+    ({"datasets": [{**RUN["dataset"], "sample_rate": 10**12}]}, r"sample_rate 1000000000000 Hz needs"),
+    ({"students": [{"layers": [200000, 200000]}]}, r"model.layers: \[200000, 200000\] has about 4.8e\+11 parameters; "
+     r"training needs 16 bytes each .*: about [\d.e+]+ GB of memory, more than this machine's"),
+])
+def test_absurd_sizes_are_refused_by_the_memory_they_would_need(tmp_path, capsys, changes, found):
+    study = write_study(tmp_path, **changes)
+    line = one_line_error(capsys, main(["study", str(study)]))
+    assert str(study) in line and re.search(found, line), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_absurd_dataset_duration_on_the_command_line_is_one_line(capsys):
+    line = one_line_error(capsys, main(["dataset", "--device", "overdrive", "--duration-s", "1e12"]))
+    assert "duration_s 1e+12 s at sample_rate 48000 Hz needs" in line
+
+
+@pytest.mark.parametrize("changes, found", [
+    ({"recipes": [{"recipe": "kd"}], "teachers": []}, "recipe 'kd' is kd but the study has no teachers"),
+    ({"students": [{"arch": "wavenet", "preset": "huge"}]}, "model.preset: a wavenet needs one of"),
+    ({"datasets": [{**RUN["dataset"], "split_fractions": [0.5, 0.5, 0.5]}]}, "split_fractions must sum to 1"),
+    ({"students": [{"layers": [4, 4], "colour": "red"}]}, "unknown key 'colour'"),
+    ({"training": {**RUN["training"], "learning_rate": "fast"}}, "learning_rate: expected a number, found 'fast'"),
+])
+def test_study_config_errors_name_the_file(tmp_path, capsys, changes, found):
+    study = write_study(tmp_path, **changes)
+    line = one_line_error(capsys, main(["study", str(study)]))
+    assert line.startswith(f"error: {study}") and found in line, line
+
+
+def test_a_learning_rate_written_1e_3_is_a_number(tmp_path, capsys):
+    from models.studies import expand, load_study
+
+    study = tmp_path / "study.yaml"
+    text = yaml.safe_dump({**STUDY, "output_dir": str(tmp_path / "out")})
+    study.write_text(text.replace("  batch_size: 4\n", "  batch_size: 4\n  learning_rate: 1e-3\n"))
+    assert load_study(study).training["learning_rate"] == "1e-3"  # a string to YAML 1.1 …
+    assert {run.training.learning_rate for run in expand(load_study(study))} == {1e-3}  # … a number to the zoo
+    assert main(["study", str(study), "--dry-run"]) == 0
+
+
+def test_a_damaged_metrics_json_is_one_line_whose_advice_works(trained, capsys):
+    run_dir, _ = trained
+    (run_dir / "metrics.json").write_text('{"row": ')
+    command = ["-q", "train", str(run_dir)]
+    line = one_line_error(capsys, main(command))
+    assert f"{run_dir / 'metrics.json'}: expected the finished run's JSON" in line and "line 1" in line
+    assert "delete it and run the same command again" in line
+    (run_dir / "metrics.json").unlink()
+    assert main(command) == 0 and (run_dir / "metrics.json").is_file()
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    study = tmp_path / "study.yaml"
+    study.write_bytes(b"name: caf\xe9\n")
+    line = one_line_error(capsys, main(["study", str(study)]))
+    assert f"{study}: expected UTF-8 text, found byte 0xe9 at offset 9" in line
