@@ -144,6 +144,7 @@ def login():
             error = f"Too many failed attempts. Try again in {_wait_text(seconds)}."
             status = 429
             headers["Retry-After"] = str(seconds)
+            log.warning("admin login from %s refused unchecked: rate limit, %d s to wait", client, seconds)
         elif verify_password(password_hash, request.form.get("password", "")):
             admin.throttle.succeeded(client)
             sid, issued_at = admin.sessions.open(_password_tag(password_hash))
