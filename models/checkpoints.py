@@ -65,8 +65,11 @@ def recovery_advice(path: Path) -> str:
     path = Path(path)
     run_dir = path.parent
     if (run_dir / "config.json").is_file():
-        return (f"delete {run_dir / CHECKPOINT} and {run_dir / LAST}, then run the study again (or "
-                f"`python -m models train {run_dir}`): the run trains again from the start")
+        # Another file of the run (a quantized run's shadow.pt) goes too, or it would be read again.
+        files = [str(f) for f in dict.fromkeys((path, run_dir / CHECKPOINT, run_dir / LAST))]
+        listed = f"{', '.join(files[:-1])} and {files[-1]}"
+        return (f"delete {listed}, then run the study again (or `python -m models train {run_dir}`): the run "
+                "trains again from the start")
     return "replace it with an intact copy"
 
 
