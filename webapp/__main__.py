@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, WebappError
+from .errors import ConfigError, StorageError, WebappError
 
 log = logging.getLogger("webapp")
 
@@ -113,6 +113,10 @@ def cmd_set_password(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from sqlalchemy.exc import DBAPIError
+
+    from common.outputs import write_file_atomic
+
     from .exports import export
     from .manifest import load_stimulus_set
     from .storage import Storage, database_url_for
@@ -124,17 +128,20 @@ def cmd_export(args) -> int:
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
         raise ConfigError(f"no results database {url[len('sqlite:///'):]} for test {stim.name!r} (check --results-dir)")
     storage = Storage(url)
-    storage.initialise()
-    text = export(storage, stim, args.format, include_excluded=args.include_excluded)
-    storage.dispose()
+    try:
+        storage.initialise()
+        text = export(storage, stim, args.format, include_excluded=args.include_excluded)
+    except DBAPIError as exc:
+        # initialise() checked the file; this is damage quick_check does not see, or a server gone.
+        # The engine's URL, not ``url``: its repr hides a PostgreSQL password.
+        raise StorageError(f"{storage.engine.url!r}: cannot read the results ({exc.orig})") from exc
+    finally:
+        storage.dispose()
     if args.out in (None, "-"):
         sys.stdout.write(text)
     else:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        # Owner-only: the export holds the study's personal data, as the database does.
+        out = write_file_atomic(Path(args.out), text, ConfigError, mode=0o600)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -6,13 +6,14 @@ import logging
 from dataclasses import dataclass
 
 from flask import Flask, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .catalogue import Translator
-from .errors import ConfigError
+from .errors import ConfigError, StorageError
 from .manifest import StimulusSet, load_stimulus_set
 from .security import LoginLimiter, add_security_headers
 from .settings import Settings, load_settings, resolve_admin_password_hash, resolve_secret_key
@@ -61,6 +62,18 @@ class Earshot:
             storage.dispose()
 
 
+class _JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with a body nested too deeply for the parser's recursion (``[[[...]]]``
+    thousands deep) refused like any other malformed body: ``request.get_json`` turns a
+    ValueError into its 400 (or None when silent), but a RecursionError would be a 500."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 class _SessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, minus the cost of building a signer for a request that
     carries no session cookie (every participant request: only the admin pages use the session)."""
@@ -82,6 +95,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         settings = from_dict(Settings, dict(config), where="create_app config")
 
     app = Flask(__name__)
+    app.json = _JSONProvider(app)
     app.config.update(
         SECRET_KEY=resolve_secret_key(settings),
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -141,9 +155,31 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     def _favicon():
         return "", 204
 
+    @app.errorhandler(StorageError)
+    def _storage(exc: StorageError):
+        # 503, not 500: the participant's page keeps its answers and retries (earshot.js retries
+        # every 5xx), and a load balancer reads it as "this server cannot serve now".
+        log.error("%s %s refused: %s", request.method, request.path, exc)
+        if wants_json():
+            return jsonify(error="storage_unavailable", message=str(exc)), 503
+        return error_page(503, "The results cannot be stored right now; please try again in a few minutes.")
+
     @app.get("/healthz")
     def _health():
-        return {"ok": True, "tests": sorted(app.extensions["earshot"].tests)}
+        earshot = app.extensions["earshot"]
+        problems = {}
+        checked: dict[int, str | None] = {}  # tests sharing one PostgreSQL database: one check
+        for name, runtime in sorted(earshot.tests.items()):
+            key = id(runtime.storage)
+            if key not in checked:
+                checked[key] = runtime.storage.health(earshot.settings.integrity_check_interval_s)
+            if checked[key] is not None:
+                problems[name] = checked[key]
+        if problems:
+            reason = "; ".join(sorted(set(problems.values())))
+            log.error("/healthz: %s", reason)
+            return jsonify(ok=False, tests=sorted(earshot.tests), reason=reason, failing=sorted(problems)), 503
+        return {"ok": True, "tests": sorted(earshot.tests)}
 
     return app
 

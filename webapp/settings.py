@@ -53,6 +53,9 @@ class Settings:
     flush per submitted page. ``normal`` (with WAL): it survives the server being killed (kill -9,
     OOM, a crash) but a power cut or kernel panic may lose the last moments' pages; for a disk
     whose flushes are slow enough to limit the page rate."""
+    integrity_check_interval_s: int = 60
+    """``/healthz`` runs SQLite's ``PRAGMA quick_check`` (reads the whole file) at most this often
+    per worker; the file's identity (deleted or replaced) is checked on every call and every write."""
 
     @property
     def instance_dir(self) -> Path:
@@ -117,12 +120,23 @@ def load_settings(
     return from_dict(Settings, data, where=str(path) if path else "settings")
 
 
+def make_private_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents readable by the owner only: the results folder
+    holds the ratings (personal data) and the instance folder the secret key."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+
+
 def _read_or_create(path: Path, make) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -160,7 +174,7 @@ def resolve_admin_password_hash(settings: Settings) -> str | None:
 
 def store_admin_password_hash(settings: Settings, password_hash: str) -> Path:
     path = admin_password_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

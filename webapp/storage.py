@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
+import sqlite3
 import threading
+import time
 from collections import namedtuple
 from collections.abc import Callable
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import (
     JSON,
@@ -37,6 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.sql import ClauseElement
 
 from .errors import StorageError
+from .settings import make_private_dirs
 
 log = logging.getLogger(__name__)
 
@@ -178,13 +183,70 @@ class AudioToken(Base):
 
 SQLITE_SYNCHRONOUS = ("normal", "full")
 
+PRIVATE_FILE = 0o600
+"""Mode of the SQLite file (its -wal and -shm files copy it) and of the write-lock file: ratings
+are personal data, readable by the study's owner only."""
 
-def _sqlite_engine(path: Path, synchronous: str) -> Engine:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+
+class DatabaseUnavailable(StorageError):
+    """The database can no longer store pages: its file was deleted or replaced while the server
+    ran, or it is corrupt. Answered with HTTP 503, which the participant's page retries while
+    keeping its answers."""
+
+
+def _sqlite_corrupt(exc: BaseException) -> bool:
+    """Whether a driver error says the file is damaged or not a database at all."""
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def _open_database_file(path: Path) -> tuple[int, int]:
+    """Create the SQLite file (owner-only) unless it exists; its (device, inode).
+
+    Created here rather than by SQLite so that the mode is 0600 whatever the umask, and so that
+    the connections can open it with ``mode=rw``: a file deleted under a running server is then
+    an error, not a new empty database that takes the next pages. An existing file is only
+    stat()ed: closing a descriptor of it would drop this process's SQLite locks on it.
+    """
+    try:
+        make_private_dirs(path.parent)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
+            except FileExistsError:  # another worker created it first
+                st = os.stat(path)
+            else:
+                st = os.fstat(fd)
+                os.close(fd)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot open the results database there ({exc.strerror or exc})") from exc
+    if not path.is_file():
+        raise StorageError(f"{path}: expected a SQLite results database, found a folder or special file")
+    if st.st_mode & 0o077:
+        # Info, not a warning: a file of an older release, or shared on purpose; the docs say how.
+        log.info("%s is readable by other users (mode %o); ratings are personal data", path, st.st_mode & 0o777)
+    return st.st_dev, st.st_ino
+
+
+def _sqlite_engine(path: Path, synchronous: str, storage: Storage) -> Engine:
+    uri = f"file:{quote(str(path))}?mode=rw"
+
+    def _connect():
+        # check_same_thread=False: what SQLAlchemy sets for file databases itself (pooled
+        # connections move between threads; each is used by one thread at a time).
+        try:
+            return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        except sqlite3.OperationalError:
+            storage.check_file()  # "unable to open database file": was it deleted?
+            raise
+
+    engine = create_engine(f"sqlite:///{path}", creator=_connect)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
+        # A connection opened after the file was replaced would read and write the other file.
+        storage.check_file()
         # Let SQLAlchemy's "begin" event, not pysqlite, open transactions so writers can take the
         # lock up front (BEGIN IMMEDIATE) instead of failing on a lock upgrade under load.
         dbapi_conn.isolation_level = None
@@ -311,8 +373,15 @@ class Storage:
         if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
             raise StorageError(f"sqlite_synchronous: expected one of {SQLITE_SYNCHRONOUS}, found {sqlite_synchronous!r}")
         self.url = url
+        self._broken: str | None = None
+        self._last_quick_check = 0.0
+        self._path: Path | None = None
         if url.startswith("sqlite:///"):
-            self.engine = _sqlite_engine(Path(url[len("sqlite:///") :]), sqlite_synchronous)
+            self._path = Path(url[len("sqlite:///") :])
+            # The file this process serves: compared with what the path names before a write is
+            # acknowledged (see check_file).
+            self._identity = _open_database_file(self._path)
+            self.engine = _sqlite_engine(self._path, sqlite_synchronous, self)
             write_engine = self.engine.execution_options(sqlite_immediate=True)
         else:
             self.engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
@@ -344,7 +413,8 @@ class Storage:
         # which wake the next writer the moment the previous one commits.
         with self._thread_lock:
             if self._lock_file is None:
-                self._lock_file = open(self._lock_path, "a+b")  # noqa: SIM115 - kept for the process's life
+                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+                self._lock_file = os.fdopen(fd, "r+b")  # kept for the process's life
             fcntl.flock(self._lock_file, fcntl.LOCK_EX)
             try:
                 yield
@@ -355,8 +425,11 @@ class Storage:
     def writing(self):
         """A session whose transaction commits on leaving the block (rolls back on error)."""
         if self.is_sqlite:
-            with self._sqlite_write_lock(), self._write() as session, session.begin():
-                yield session
+            self._refuse_if_broken()
+            with self._sqlite_write_lock():
+                with self._write() as session, session.begin():
+                    yield session
+                self.check_file()
         else:
             with self._write() as session, session.begin():
                 yield session
@@ -365,8 +438,11 @@ class Storage:
     def writing_core(self):
         """A Core connection whose transaction commits on leaving the block (rolls back on error)."""
         if self.is_sqlite:
-            with self._sqlite_write_lock(), self._write_engine.connect() as conn, conn.begin():
-                yield conn
+            self._refuse_if_broken()
+            with self._sqlite_write_lock():
+                with self._write_engine.connect() as conn, conn.begin():
+                    yield conn
+                self.check_file()
         else:
             with self._write_engine.connect() as conn, conn.begin():
                 yield conn
@@ -429,10 +505,17 @@ class Storage:
                 if not write:
                     return work(conn)
                 if self.is_sqlite:
+                    self._refuse_if_broken()
                     with self._sqlite_write_lock():
-                        return self._transaction(conn, work, "BEGIN IMMEDIATE", committing)
+                        result = self._transaction(conn, work, "BEGIN IMMEDIATE", committing)
+                        # One stat() per write (microseconds): a commit into a deleted or
+                        # replaced file is lost at the next restart, so it is not acknowledged.
+                        self.check_file()
+                        return result
                 return self._transaction(conn, work, "BEGIN", committing)
             except self._dbapi_error as exc:
+                if self.is_sqlite:
+                    self._check_after_error(exc)
                 disconnected = self.engine.dialect.is_disconnect(exc, conn.dbapi_connection, None)
                 if disconnected:
                     self._drop_fast_connection()
@@ -460,8 +543,111 @@ class Storage:
         finally:
             cursor.close()
 
+    def _refuse_if_broken(self) -> None:
+        if self._broken is not None:
+            raise DatabaseUnavailable(self._broken)
+
+    def _fail(self, reason: str) -> DatabaseUnavailable:
+        """Mark this database unusable for the rest of the process (the connections still point
+        at the old file or a damaged one; only a restart opens it afresh)."""
+        if self._broken is None:
+            self._broken = reason
+            log.error("%s", reason)
+        return DatabaseUnavailable(self._broken)
+
+    def check_file(self) -> None:
+        """Raise :class:`DatabaseUnavailable` unless the SQLite path still names the file this
+        process opened (no-op on PostgreSQL)."""
+        self._refuse_if_broken()
+        if self._path is None:
+            return
+        try:
+            st = os.stat(self._path)
+        except FileNotFoundError:
+            problem = "was deleted while the server ran"
+        except OSError as exc:
+            problem = f"cannot be checked ({exc.strerror or exc})"
+        else:
+            if (st.st_dev, st.st_ino) == self._identity:
+                return
+            problem = "was replaced by another file while the server ran"
+        raise self._fail(
+            f"results database {self._path} {problem} (process {os.getpid()}): pages are refused from now on "
+            f"(participants' pages keep their answers and retry); see 'The database file was deleted or "
+            f"damaged' in webapp/docs/running-a-study.md"
+        )
+
+    def _check_after_error(self, exc: BaseException) -> None:
+        """Turn a driver error caused by a vanished, replaced or damaged file into
+        :class:`DatabaseUnavailable`; other errors stay as they are."""
+        if isinstance(exc, DatabaseUnavailable):
+            return
+        if _sqlite_corrupt(exc):
+            raise self._fail(f"results database {self._path} is damaged ({exc}): pages are refused from now on") from exc
+        self.check_file()
+
+    def _integrity_problem(self) -> str | None:
+        """SQLite's ``PRAGMA quick_check`` (O(size) reads, no lock held against writers): None,
+        or the first problem it found. On a read-only connection of its own, so that a damaged
+        file is not written to (not even switched to WAL) before it has been checked."""
+        self._last_quick_check = time.monotonic()
+        try:
+            with closing(sqlite3.connect(f"file:{quote(str(self._path))}?mode=ro", uri=True, timeout=30)) as conn:
+                problems = [r for (r,) in conn.execute("PRAGMA quick_check") if r != "ok"]
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
+                return f"{self._path}: expected a SQLite results database, found another kind of file ({exc})"
+            return f"results database {self._path} failed the integrity check: {exc}"
+        if not problems:
+            return None
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        return f"results database {self._path} failed the integrity check: {problems[0]}{more}"
+
+    def quick_check(self) -> None:
+        """:class:`DatabaseUnavailable` (and no page acknowledged from then on) when a SQLite
+        file fails ``PRAGMA quick_check``."""
+        if self.is_sqlite and (problem := self._integrity_problem()) is not None:
+            raise self._fail(problem)
+
+    def health(self, quick_check_every_s: float) -> str | None:
+        """None when the database can store pages, else the reason it cannot. SQLite: the file
+        identity each time, ``PRAGMA quick_check`` at most every ``quick_check_every_s``.
+        PostgreSQL: one round trip."""
+        try:
+            if self.is_sqlite:
+                self.check_file()
+                if time.monotonic() - self._last_quick_check >= quick_check_every_s:
+                    self.quick_check()
+            else:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+        except DatabaseUnavailable as exc:
+            return str(exc)
+        except DBAPIError as exc:
+            return f"database {self.engine.url!r} cannot be reached: {exc.orig}"
+        return None
+
     def initialise(self) -> None:
-        """Create or upgrade the tables; several workers may call this at the same time."""
+        """Check a SQLite file's integrity, then create or upgrade the tables; several workers
+        may call this at the same time. A file that is not a usable database is a
+        :class:`StorageError` naming it."""
+        # A damaged file found now is one error for the command to print, nothing to log.
+        if self.is_sqlite and (problem := self._integrity_problem()) is not None:
+            raise StorageError(problem)
+        where = self._path if self.is_sqlite else repr(self.engine.url)
+        try:
+            self._initialise_with_retries()
+        except OSError as exc:  # the write-lock file beside the database
+            raise StorageError(f"{where}: cannot use the results database there ({exc.strerror or exc})") from exc
+        except DBAPIError as exc:
+            if isinstance(exc.orig, StorageError):
+                raise exc.orig from exc
+            if self.is_sqlite and _sqlite_corrupt(exc.orig):
+                raise StorageError(f"{where}: expected a SQLite results database, found a damaged file "
+                                   f"or another kind of file ({exc.orig})") from exc
+            raise StorageError(f"{where}: cannot open the results database ({exc.orig})") from exc
+
+    def _initialise_with_retries(self) -> None:
         for attempt in range(5):
             try:
                 if self.is_sqlite:
