@@ -159,9 +159,11 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     def _storage(exc: StorageError):
         # 503, not 500: the participant's page keeps its answers and retries (earshot.js retries
         # every 5xx), and a load balancer reads it as "this server cannot serve now".
+        # The details (a path, a process id) go to the log and /healthz, not to every visitor.
         log.error("%s %s refused: %s", request.method, request.path, exc)
         if wants_json():
-            return jsonify(error="storage_unavailable", message=str(exc)), 503
+            message = "the results cannot be stored right now; keep the page open, it sends the answers again"
+            return jsonify(error="storage_unavailable", message=message), 503
         return error_page(503, "The results cannot be stored right now; please try again in a few minutes.")
 
     @app.get("/healthz")
