@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .catalogue import Translator
 from .errors import ConfigError, StorageError
 from .manifest import StimulusSet, load_stimulus_set
-from .security import LoginLimiter, add_security_headers
+from .security import add_security_headers
 from .settings import Settings, load_settings, resolve_admin_password_hash, resolve_secret_key
 from .storage import Storage, database_url_for
 from .typed_config import from_dict
@@ -50,7 +50,6 @@ class Earshot:
                 storage.initialise()
                 self._storages[url] = storage
             self.tests[stim.name] = TestRuntime(stim, self._storages[url])
-        self.limiter = LoginLimiter(settings.login_attempts_per_window, settings.login_window_s)
 
     @property
     def admin_password_hash(self) -> str | None:

@@ -6,9 +6,7 @@ import base64
 import hmac
 import ipaddress
 import secrets
-import threading
 import time
-from collections import defaultdict, deque
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -117,38 +115,6 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return check_password_hash(password_hash, password)
     except ValueError:  # a malformed stored hash must not let anyone in
         return False
-
-
-class LoginLimiter:
-    """At most ``attempts`` failed logins per client address within ``window_s`` seconds, in one
-    process's memory. The admin login uses :class:`LoginThrottle`, which every gunicorn worker
-    shares through the database."""
-
-    def __init__(self, attempts: int, window_s: float, clock=time.monotonic):
-        self.attempts = attempts
-        self.window_s = window_s
-        self.clock = clock
-        self._failures: dict[str, deque] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _prune(self, key: str) -> deque:
-        q = self._failures[key]
-        cutoff = self.clock() - self.window_s
-        while q and q[0] < cutoff:
-            q.popleft()
-        return q
-
-    def blocked(self, key: str) -> bool:
-        with self._lock:
-            return len(self._prune(key)) >= self.attempts
-
-    def failed(self, key: str) -> None:
-        with self._lock:
-            self._prune(key).append(self.clock())
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
 
 
 def clock() -> float:
