@@ -117,4 +117,4 @@ def test_workers_exit_when_the_study_process_is_killed(tmp_path, processes):
     assert len(workers) == 2
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to exit", timeout_s=10)
+    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to exit", timeout_s=5)
