@@ -103,6 +103,15 @@ def _epoch_order(n_windows: int, batch_size: int, seed: int, epoch: int,
     return batches[:max_batches] if max_batches else batches
 
 
+def _logged_epoch(line: str) -> float:
+    """The epoch of a log.jsonl line; infinity (never kept) for a line that is not a record."""
+    try:
+        record = json.loads(line)
+        return int(record["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 WeightTransform = Callable[[torch.nn.Module], dict[str, torch.Tensor]]
 
 
@@ -190,11 +199,12 @@ def fit(
             raise CheckpointError(f"{run_dir / LAST}: cannot resume from it ({exc}); "
                                   f"{recovery_advice(run_dir / LAST)}") from None
         log.info("resuming %s at epoch %d", run_dir.name, state.epoch)
-        # Drop log lines of an epoch that was interrupted after last.pt was written.
+        # Drop log lines of an epoch that was interrupted after last.pt was written, and a line
+        # cut short by a kill in the middle of writing it.
         if log_path.exists():
-            kept = [line for line in log_path.read_text().splitlines()
-                    if line and json.loads(line).get("epoch", -1) < state.epoch]
-            log_path.write_text("".join(line + "\n" for line in kept))
+            kept = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+                    if _logged_epoch(line) < state.epoch]
+            log_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     elif log_path.exists():
         log_path.unlink()
 

@@ -1,6 +1,7 @@
 """User mistakes end in one line on stderr naming what was expected, what was found and where,
 exit status 2, no traceback, nothing half-written and nothing of the user's deleted."""
 
+import json
 import re
 from pathlib import Path
 
@@ -240,3 +241,13 @@ def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
     study.write_bytes(b"name: caf\xe9\n")
     line = one_line_error(capsys, main(["study", str(study)]))
     assert f"{study}: expected UTF-8 text, found byte 0xe9 at offset 9" in line
+
+
+def test_a_log_line_cut_short_by_a_kill_does_not_stop_the_resume(trained):
+    run_dir, _ = trained
+    (run_dir / "metrics.json").unlink()  # killed before it finished …
+    with (run_dir / "log.jsonl").open("a") as log:
+        log.write('{"epoch": 1, "train_lo')  # … in the middle of writing a log line
+    assert main(["-q", "train", str(run_dir), "--resume"]) == 0
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0]
