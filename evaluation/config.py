@@ -25,12 +25,6 @@ def load_config(cls: type[T], path: str | Path) -> T:
         if str(exc).startswith(str(path)):
             raise
         raise ConfigError(f"{path}: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        # A binary file or another encoding given where a YAML file was expected.
-        raise ConfigError(
-            f"{path}: expected a UTF-8 YAML text file, found byte {exc.object[exc.start]:#04x} "
-            f"at offset {exc.start} that is not UTF-8 (a binary file?)"
-        ) from None
 
 
 __all__ = ["from_dict", "load_config"]

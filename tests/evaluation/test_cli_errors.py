@@ -172,7 +172,7 @@ def _truncated_db(path: Path) -> Path:
                 p.write_bytes("participant,trial,condition,score\nA,Café,c,50\n".encode("latin-1"))
                 and p
             ),
-            ["line 2", "byte 0xe9", "not UTF-8"],
+            ["line 2", "byte 0xe9", "expected UTF-8"],
         ),
         ("folder", lambda p: p.mkdir() or p, ["expected a ratings file, found a folder"]),
         (
@@ -242,7 +242,7 @@ def test_out_of_range_in_a_list_valued_file_names_its_line(tmp_path, capsys):
 @pytest.mark.parametrize(
     "content, fragments",
     [
-        (b"\xff\xfe\x00c\x00o", ["not UTF-8"]),
+        (b"\xff\xfe\x00c\x00o", ["expected UTF-8"]),
         (b"confidence: 2\n", ["report.confidence", "found 2"]),
         (b"confidnce: 0.9\n", ["unknown key 'confidnce'"]),
         (b"a: [\n", ["not valid YAML"]),
