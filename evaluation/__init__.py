@@ -4,9 +4,8 @@ Modules, one concept each:
 
 - ``metrics``: objective metrics between a render and its target (numpy/scipy/pyloudnorm only; the
   model zoo imports it to score renders);
-- ``typed_config``: frozen dataclass configs from YAML, unknown keys rejected (standard library and
-  PyYAML only; the zoo and the web app use it too, each with its own ``ConfigError``), bound for
-  this package's configs in ``config``;
+- ``config``: this package's configs, built by :mod:`common.typed_config` with its own
+  ``ConfigError``;
 - ``ratings`` (all rating sources → the tidy format), ``manifest`` (stimulus-set manifests),
   ``validation`` (the validation summary);
 - ``screening`` (BS.1534-3 §4.1.2 post-screening, outlier flags), ``hinges`` (Tukey's hinges);

@@ -1,6 +1,6 @@
 """The analysis configs (screening, report): frozen dataclasses from YAML or the command line.
 
-Built by :mod:`evaluation.typed_config`, raising this package's :class:`~evaluation.errors.ConfigError`.
+Built by :mod:`common.typed_config`, raising this package's :class:`~evaluation.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .errors import ConfigError
-from .typed_config import TypedConfig
+from common.typed_config import TypedConfig
 
 T = TypeVar("T")
 

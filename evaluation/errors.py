@@ -1,12 +1,15 @@
 """Exceptions raised by the evaluation package.
 
-Every error the package raises on purpose derives from :class:`EvaluationError`; the specific ones
+Every error the package raises on purpose derives from :class:`EvaluationError`
+(itself a :class:`common.errors.EarshotError`); the specific ones
 also derive from the matching builtin, so callers (the model zoo scoring renders, for example) can
 catch either ``EvaluationError`` or ``ValueError``.
 """
 
+from common.errors import EarshotError
 
-class EvaluationError(Exception):
+
+class EvaluationError(EarshotError):
     """Base class of every error the evaluation package raises on purpose."""
 
 

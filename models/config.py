@@ -1,12 +1,12 @@
 """The zoo's configs: frozen dataclasses built from parsed YAML, rejecting unknown keys.
 
-The converter is :mod:`evaluation.typed_config` (shared by the three packages); bound here to
+The converter is :mod:`common.typed_config` (shared by every package); bound here to
 the zoo's :class:`~models.errors.ConfigError`.
 """
 
 from __future__ import annotations
 
-from evaluation.typed_config import TypedConfig, to_dict
+from common.typed_config import TypedConfig, to_dict
 
 from .errors import ConfigError
 

@@ -1,11 +1,14 @@
 """Exceptions raised by the model zoo.
 
-Every error the zoo raises on purpose derives from :class:`ModelsError`; the specific ones also
+Every error the zoo raises on purpose derives from :class:`ModelsError`
+(itself a :class:`common.errors.EarshotError`); the specific ones also
 derive from the matching builtin so callers can catch either.
 """
 
+from common.errors import EarshotError
 
-class ModelsError(Exception):
+
+class ModelsError(EarshotError):
     """Base class of every error the model zoo raises on purpose."""
 
 

@@ -1,11 +1,14 @@
 """Exceptions raised by the web app.
 
-Every error the web app raises on purpose derives from :class:`WebappError`; the specific ones also
+Every error the web app raises on purpose derives from :class:`WebappError`
+(itself a :class:`common.errors.EarshotError`); the specific ones also
 derive from the matching builtin so callers can catch either.
 """
 
+from common.errors import EarshotError
 
-class WebappError(Exception):
+
+class WebappError(EarshotError):
     """Base class of every error the web app raises on purpose."""
 
 

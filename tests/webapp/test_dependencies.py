@@ -17,7 +17,7 @@ print(sorted({{m.split('.')[0] for m in sys.modules}} & {forbidden!r}))
 
 @pytest.mark.parametrize("modules, forbidden", [
     (["webapp.__main__", "webapp.app", "webapp.bench", "webapp.exports", "webapp.webmushra"], {"torch"}),
-    (["evaluation.__main__", "evaluation.report", "evaluation.typed_config"], {"torch", "webapp", "models"}),
+    (["evaluation.__main__", "evaluation.report", "evaluation.config"], {"torch", "webapp", "models"}),
 ])
 def test_packages_do_not_import_what_they_must_not(modules, forbidden):
     out = subprocess.run(

@@ -1,9 +1,8 @@
 """Frozen dataclass configs built from plain mappings (parsed YAML or JSON), rejecting unknown keys.
 
-One converter for the three packages: like :mod:`evaluation.metrics` this module is a leaf
-(standard library and PyYAML only) that ``models`` and ``webapp`` import too, each through a
-:class:`TypedConfig` bound to its own ``ConfigError``, so their errors keep deriving from their
-package's base exception.
+One converter for every package: a leaf (standard library and PyYAML only) that each package
+uses through a :class:`TypedConfig` bound to its own ``ConfigError``, so its errors keep deriving
+from that package's base exception.
 
 Hand-written rather than pulled from a schema library: the project needs exactly three things
 (unknown keys are errors that name the key and where it was found, nested dataclasses and tuples
@@ -15,7 +14,7 @@ Numbers: PyYAML reads YAML 1.1, where ``1e-3``, ``1E-3`` and ``-1e+2`` (no dot) 
 floats; a float field accepts those strings too, and every spelling Python's decimal literals
 allow (``.5``, ``5.``, ``1_000.0``). An integer field accepts integers only (``1e3`` is refused
 rather than silently truncated or rounded), and no number field accepts ``true``/``false``.
-Infinity and NaN are refused by every float field: no setting of the three packages means
+Infinity and NaN are refused by every float field: no setting of any package means
 anything by them (an unbounded limit is written ``null`` where a field allows it), and NaN would
 pass every range check a ``__post_init__`` makes, since every comparison with it is false.
 
