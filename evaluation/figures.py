@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .hinges import tukey_hinges  # noqa: E402
+from common.bs1534 import tukey_hinges  # noqa: E402
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -58,7 +58,7 @@ def _wants_log(values: np.ndarray) -> bool:
 
 def _box_stats(scores: np.ndarray, label: str, factor: float = 1.5) -> dict:
     scores = np.sort(scores[~np.isnan(scores)])
-    q1, q3 = tukey_hinges(scores)
+    q1, _, q3 = tukey_hinges(scores)
     iqr = q3 - q1
     low, high = q1 - factor * iqr, q3 + factor * iqr
     inside = scores[(scores >= low) & (scores <= high)]

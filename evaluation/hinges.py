@@ -1,5 +1,4 @@
-"""Tukey's hinges: the quartiles BS.1534-3 asks for (medians of the lower and upper halves, the
-median in both halves when n is odd), for one sample or for every group of a frame at once."""
+"""Tukey's hinges (:mod:`common.bs1534`) for every group of a ratings frame at once."""
 
 from __future__ import annotations
 
@@ -8,16 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-
-def tukey_hinges(values) -> tuple[float, float]:
-    """Tukey's hinges of 1-D ``values``; NaNs ignored; NaN for an empty input."""
-    x = np.sort(np.asarray(values, dtype=float))
-    x = x[~np.isnan(x)]
-    n = x.size
-    if n == 0:
-        return float("nan"), float("nan")
-    half = (n + 1) // 2
-    return float(np.median(x[:half])), float(np.median(x[n - half :]))
+from common.bs1534 import grouped_hinges
 
 
 def grouped_quartiles(
@@ -38,20 +28,6 @@ def grouped_quartiles(
     # Sort by value, then stably by group: two argsorts beat np.lexsort severalfold.
     by_value = np.argsort(values, kind="stable")
     order = by_value[np.argsort(codes[by_value], kind="stable")]
-    values, codes = values[order], codes[order]
-    counts = np.bincount(codes, minlength=len(index))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-
-    def median_of(first: np.ndarray, length: np.ndarray) -> np.ndarray:
-        return (values[first + (length - 1) // 2] + values[first + length // 2]) / 2
-
-    half = (counts + 1) // 2
-    return pd.DataFrame(
-        {
-            "n": counts,
-            "median": median_of(starts, counts),
-            "q1": median_of(starts, half),
-            "q3": median_of(starts + counts - half, half),
-        },
-        index=index,
-    )
+    counts = np.bincount(codes[order], minlength=len(index))
+    q1, median, q3 = grouped_hinges(values[order], counts)
+    return pd.DataFrame({"n": counts, "median": median, "q1": q1, "q3": q3}, index=index)

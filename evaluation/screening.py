@@ -25,14 +25,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from common import bs1534
+
 from .errors import ConfigError
 from .hinges import grouped_quartiles
 
 log = logging.getLogger(__name__)
-
-# Guards the strict "more than" comparison of a fraction against a threshold from float rounding:
-# 3/20 must equal 0.15, not exceed it.
-_FRACTION_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -40,12 +38,12 @@ class ScreeningConfig:
     """Thresholds of the two BS.1534-3 post-screening rules (defaults: the Recommendation's)."""
 
     hidden_reference_rule: bool = True
-    hidden_reference_below: float = 90.0
-    hidden_reference_max_fraction: float = 0.15
+    hidden_reference_below: float = bs1534.HIDDEN_REFERENCE_BELOW
+    hidden_reference_max_fraction: float = bs1534.HIDDEN_REFERENCE_MAX_FRACTION
     mid_anchor_rule: bool = True
-    mid_anchor_above: float = 90.0
-    mid_anchor_max_fraction: float = 0.15
-    mid_anchor_item_guard: float = 0.25
+    mid_anchor_above: float = bs1534.MID_ANCHOR_ABOVE
+    mid_anchor_max_fraction: float = bs1534.MID_ANCHOR_MAX_FRACTION
+    mid_anchor_item_guard: float = bs1534.MID_ANCHOR_ITEM_GUARD
     """A trial is ignored by rule 2 when more than this fraction of listeners rate its mid anchor
     above the threshold."""
     mid_anchor_denominator: Literal["remaining", "all"] = "remaining"
@@ -226,9 +224,8 @@ def screen(ratings: pd.DataFrame, config: ScreeningConfig | None = None) -> Scre
         listeners["hidden_reference_failures"], listeners["hidden_reference_trials"]
     )
     if "hidden_reference" in applied:
-        fails = (
-            listeners["hidden_reference_fraction"]
-            > config.hidden_reference_max_fraction + _FRACTION_TOLERANCE
+        fails = bs1534.exceeds(
+            listeners["hidden_reference_fraction"], config.hidden_reference_max_fraction
         )
         excluded |= fails
         reasons[fails] = (
@@ -246,8 +243,8 @@ def screen(ratings: pd.DataFrame, config: ScreeningConfig | None = None) -> Scre
         n_listeners=("above", "size"), n_above=("above", "sum")
     )
     anchor_trials["fraction_above"] = anchor_trials["n_above"] / anchor_trials["n_listeners"]
-    anchor_trials["ignored"] = (
-        anchor_trials["fraction_above"] > config.mid_anchor_item_guard + _FRACTION_TOLERANCE
+    anchor_trials["ignored"] = bs1534.exceeds(
+        anchor_trials["fraction_above"], config.mid_anchor_item_guard
     )
     if not config.mid_anchor_rule:
         skipped["mid_anchor"] = "disabled"
@@ -270,9 +267,7 @@ def screen(ratings: pd.DataFrame, config: ScreeningConfig | None = None) -> Scre
         listeners["mid_anchor_failures"], listeners["mid_anchor_trials"]
     )
     if "mid_anchor" in applied:
-        fails = (
-            listeners["mid_anchor_fraction"] > config.mid_anchor_max_fraction + _FRACTION_TOLERANCE
-        )
+        fails = bs1534.exceeds(listeners["mid_anchor_fraction"], config.mid_anchor_max_fraction)
         text = (
             "mid anchor above "
             + f"{config.mid_anchor_above:g} in "

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import torch
 
+from common.bs1534 import MAX_SIGNALS_PER_TRIAL
+
 from .bench import cpu_model
 from .errors import StimulusError
-from .stimulus_config import MAX_SIGNALS_PER_TRIAL, GroupSpec, ItemSpec, StimulusConfig, SystemSpec
+from .stimulus_config import GroupSpec, ItemSpec, StimulusConfig, SystemSpec
 
 TARGET_S = 60.0
 ITEMS = (ItemSpec("guitar", kind="guitar"), ItemSpec("bass", kind="bass"), ItemSpec("drums", kind="drums"))

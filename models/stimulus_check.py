@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from common.bs1534 import MAX_DURATION_S, MAX_SIGNALS_PER_TRIAL, MIN_ITEMS
+
 from .anchors import ANCHORS, measure_anchor
 from .errors import StimulusError
 from .loudness import integrated_loudness, true_peak_dbfs
-from .stimulus_config import MAX_DURATION_S, MAX_SIGNALS_PER_TRIAL, MIN_ITEMS
 
 LOUDNESS_TOLERANCE_LU = 0.5
 PEAK_TOLERANCE_DB = 0.005  # the resampler behind the true peak is not bit-exact across platforms

@@ -25,15 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from common.bs1534 import FADE_MS
+
 from .anchors import ANCHORS
 from .config import from_dict, load_yaml
 from .errors import ConfigError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED_IDS = frozenset({"reference", "hidden_reference", *(a.id for a in ANCHORS)})
-MAX_SIGNALS_PER_TRIAL = 12  # BS.1534-3 §5.3, counting the hidden reference and the anchors
-MAX_DURATION_S = 12.0  # BS.1534-3 §5.1
-MIN_ITEMS = 5  # BS.1534-3 §7.1
 
 
 def _check_name(value: str, where: str) -> None:
@@ -156,7 +155,7 @@ class StimulusConfig:
     loudness_target_lufs: float = -23.0
     peak_ceiling_dbfs: float = -1.0
     bit_depth: Literal[16, 24] = 24
-    fade_ms: float = 5.0
+    fade_ms: float = FADE_MS
     training_trials: int = 1
     max_latency_ms: float = 50.0
     strict: bool = True

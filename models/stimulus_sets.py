@@ -35,6 +35,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal as sps
 
+from common.bs1534 import MAX_DURATION_S, MAX_SIGNALS_PER_TRIAL, MIN_ITEMS
 from common.outputs import MARKER, check_output_folder, output_folder
 from evaluation.metrics import compute_all
 
@@ -51,9 +52,6 @@ from .loudness import (
 )
 from .resources import memory_shortfall, unwritable_reason
 from .stimulus_config import (
-    MAX_DURATION_S,
-    MAX_SIGNALS_PER_TRIAL,
-    MIN_ITEMS,
     GroupSpec,
     ItemSpec,
     StimulusConfig,

@@ -11,8 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-HIDDEN_REFERENCE_LIMIT = 90.0
-HIDDEN_REFERENCE_MAX_FRACTION = 0.15
+from common.bs1534 import (
+    HIDDEN_REFERENCE_BELOW,
+    HIDDEN_REFERENCE_MAX_FRACTION,
+    exceeds,
+    tukey_hinges,
+)
 
 
 @dataclass(frozen=True)
@@ -32,15 +36,6 @@ class ConditionSummary:
     q3: float
     whisker_low: float
     whisker_high: float
-
-
-def tukey_hinges(values: np.ndarray) -> tuple[float, float, float]:
-    """(lower hinge, median, upper hinge): medians of the lower/upper halves, the median included
-    in both halves when n is odd (BS1534.md, post-screening step 4)."""
-    v = np.sort(np.asarray(values, dtype=float))
-    n = len(v)
-    half = (n + 1) // 2
-    return float(np.median(v[:half])), float(np.median(v)), float(np.median(v[n - half :]))
 
 
 def condition_summaries(rows: list[dict]) -> list[ConditionSummary]:
@@ -82,17 +77,17 @@ def _role_rank(role: str) -> int:
 
 def hidden_reference_failures(rows: list[dict]) -> list[dict]:
     """Listeners who rated the hidden reference below 90 for more than 15 % of their rated items
-    (BS.1534-3 §4.1.2; exactly 15 % stays)."""
+    (BS.1534-3 §4.1.2 as :mod:`common.bs1534` states it; exactly 15 % stays)."""
     below: dict[str, int] = defaultdict(int)
     items: dict[str, int] = defaultdict(int)
     for r in rows:
         if r["role"] != "hidden_reference" or r["score"] is None:
             continue
         items[r["participant"]] += 1
-        below[r["participant"]] += float(r["score"]) < HIDDEN_REFERENCE_LIMIT
+        below[r["participant"]] += float(r["score"]) < HIDDEN_REFERENCE_BELOW
     out = []
     for participant, n in items.items():
         fraction = below[participant] / n
-        if fraction > HIDDEN_REFERENCE_MAX_FRACTION:
+        if exceeds(fraction, HIDDEN_REFERENCE_MAX_FRACTION):
             out.append({"participant": participant, "below_90": below[participant], "n_items": n, "fraction": fraction})
     return sorted(out, key=lambda d: d["participant"])

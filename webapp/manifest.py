@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.bs1534 import MAX_SIGNALS_PER_TRIAL
+
 from .errors import StimulusSetError
 from .study import StudySettings, load_study_settings
 
@@ -18,7 +20,6 @@ log = logging.getLogger(__name__)
 
 ROLES = ("hidden_reference", "anchor_low", "anchor_mid", "system")
 SUPPORTED_SCHEMAS = (1,)
-MAX_SIGNALS_PER_TRIAL = 12
 
 
 @dataclass(frozen=True)

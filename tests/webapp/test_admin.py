@@ -17,8 +17,9 @@ from sqlalchemy import select
 from stimulus_sets import make_stimulus_set
 from webapp_support import ADMIN_PASSWORD
 
+from common.bs1534 import tukey_hinges
 from webapp.exports import RATING_COLUMNS
-from webapp.live_stats import condition_summaries, hidden_reference_failures, tukey_hinges
+from webapp.live_stats import condition_summaries, hidden_reference_failures
 from webapp.storage import Page, Participant, Rating
 
 QUIET = "headphone_check: {enabled: false}\nvolume_check: false\nrandomise_trials: false\n"
