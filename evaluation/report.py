@@ -2,7 +2,7 @@
 
 :func:`analyse` runs the whole pipeline (validation → screening → descriptives → omnibus →
 planned comparisons → objective metrics, correlations and the cost view) and returns an
-:class:`Analysis`; :func:`write_report` writes what DESIGN.md lists: ``report.html``
+:class:`Analysis`; :func:`write_report` writes the folder of docs/formats.md: ``report.html``
 (self-contained), ``figures/*.png|pdf``, ``screening.csv``, ``descriptives.csv``, ``tests.csv``,
 ``objective.csv``, ``correlations.csv``, ``tables.tex`` and ``numbers.json``. The folder is built
 next to its destination and moved into place, so a failed run never leaves half a report, and it

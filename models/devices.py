@@ -7,7 +7,7 @@ they run at any sample rate — every cutoff is given in Hz and clamped below Ny
 minutes of audio take about a second. Outputs are deterministic float32 and bounded: the last
 stage of every device is a soft limiter whose ceiling is below 1.
 
-The devices follow the four effects of the distillation paper (see ../shared/ZOO.md):
+The devices follow the four effects of the distillation paper (docs/zoo-methods.md):
 
 - :class:`TubeAmp` — two triode-like stages whose grid bias follows the signal envelope (so the
   same input sample gives a different output after a loud passage: memory), a tone stack and a

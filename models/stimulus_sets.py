@@ -12,7 +12,7 @@ Objective metrics compare each system with the reference after the fades and bef
 so the loudness difference is the model's own. Everything is written into a temporary folder
 beside the target and moved into place at the end.
 
-Layout and manifest: see the design notes (``stimuli/<set>/manifest.json``,
+Layout and manifest: docs/formats.md (``stimuli/<set>/manifest.json``,
 ``stimuli/<set>/audio/<trial_id>/<condition_id>.wav``).
 """
 

@@ -55,7 +55,7 @@ class TrainingConfig:
     max_batches_per_epoch: int | None = None
     validation_batch_size: int = 64
     # One thread: small recurrent models gain nothing from a second one, and with any other load
-    # on the machine two threads are several times slower (measured; see ZOO.md).
+    # on the machine two threads are several times slower (measured; docs/zoo-methods.md).
     threads: int | None = 1
 
     def __post_init__(self) -> None:

@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stimulus_set", help="stimulus set folder or name under stimuli/")
     common(p)
     p.add_argument("--format", choices=("ratings", "participants", "mushra", "json"), default="ratings",
-                   help="ratings: tidy CSV (DESIGN.md columns); participants: one row per participant; mushra: webMUSHRA mushra.csv; json: everything")
+                   help="ratings: tidy CSV (columns: docs/formats.md); participants: one row per participant; mushra: webMUSHRA mushra.csv; json: everything")
     p.add_argument("--out", help="output file (default: stdout)")
     p.add_argument("--include-excluded", action="store_true", help="keep participants the experimenter excluded")
     p.set_defaults(func=cmd_export)

@@ -37,7 +37,7 @@ RATING_COLUMNS = (
     "plays",
     "submitted_at",
 )
-"""The tidy ratings format of DESIGN.md; ``duration_ms`` is the time spent on the page (the JSON
+"""The tidy ratings format (docs/formats.md); ``duration_ms`` is the time spent on the page (the JSON
 export adds ``listening_ms``, the time spent listening to that condition)."""
 
 FORMATS = ("ratings", "participants", "mushra", "json")

@@ -14,7 +14,7 @@ STAHL = Path(__file__).parents[2].parent / "shared" / "validation" / "stahl2024-
 @pytest.fixture(scope="session")
 def stahl_dir() -> Path:
     if not STAHL.is_dir():
-        pytest.fail(f"validation data missing: expected {STAHL} (../shared next to the repo root)")
+        pytest.fail(f"validation data missing: expected {STAHL} (the project's validation data, beside the repository)")
     return STAHL
 
 

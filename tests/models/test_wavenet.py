@@ -42,7 +42,7 @@ def test_preset_parameter_counts(name, expected):
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_share_nams_receptive_field(name):
-    # 1 + 2·(sum of all dilations) = 4093 for every NAM preset (slimmable NAM paper, ZOO.md).
+    # 1 + 2·(sum of all dilations) = 4093 for every NAM preset (slimmable NAM paper; docs/zoo-methods.md).
     assert build_wavenet(from_preset(name)).receptive_field == 4093
 
 

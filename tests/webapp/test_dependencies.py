@@ -1,4 +1,4 @@
-"""DESIGN.md's dependency rule, checked in a fresh interpreter: the web app never imports torch (a
+"""The dependency rule (docs/architecture.md), checked in a fresh interpreter: the web app never imports torch (a
 study server needs none; from the zoo it takes only the torch-free anchor filter, for webMUSHRA
 imports), and the analysis never imports torch, the zoo or the web app."""
 
