@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import logging
 import os
@@ -66,9 +67,13 @@ def cmd_serve(args) -> int:
     for folder in folders:
         print(f"participant link: http://{args.host}:{args.port}/t/{folder.name}/")
     print(f"admin: http://{args.host}:{args.port}/admin/")
-    if args.development:
-        os.environ.setdefault("FLASK_DEBUG", "1")
-        create_app(settings).run(host=args.host, port=args.port, debug=True, use_reloader=False)
+    if args.development or args.reload:
+        if args.development:
+            os.environ.setdefault("FLASK_DEBUG", "1")
+        # Templates re-read when edited (settings.development), also with the page cache.
+        app = create_app(dataclasses.replace(settings, development=True))
+        # --reload: werkzeug's reloader also restarts the server when a Python file changes.
+        app.run(host=args.host, port=args.port, debug=args.development, use_reloader=args.reload)
         return 0
 
     from gunicorn.app.base import BaseApplication
@@ -187,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-log", action="store_true", help="print one line per request")
     p.add_argument("--allow-external", action="store_true", help="allow a non-loopback --host")
     p.add_argument("--development", action="store_true", help="Flask's debug server with tracebacks in the browser; never for real participants")
+    p.add_argument("--reload", action="store_true", help="Flask's development server serving edited templates at once and restarting on edited Python files; never for real participants")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("set-password", help="set the /admin password (stores a scrypt hash)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from flask import Flask, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
@@ -12,53 +11,16 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import participant_views
+from .admin_views import bp as admin_bp
 from .catalogue import Translator
-from .errors import ConfigError, StorageError
-from .manifest import StimulusSet, load_stimulus_set
+from .errors import StorageError
+from .runtime import Earshot
 from .security import add_security_headers
-from .settings import Settings, load_settings, resolve_admin_password_hash, resolve_secret_key
-from .storage import Storage, database_url_for
+from .settings import Settings, load_settings, resolve_secret_key
 from .typed_config import from_dict
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TestRuntime:
-    """A served test: its stimulus set and its database."""
-
-    stim: StimulusSet
-    storage: Storage
-
-    __test__ = False  # not a pytest test class
-
-
-class Earshot:
-    """What the views need, stored in ``app.extensions["earshot"]``."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.tests: dict[str, TestRuntime] = {}
-        self._storages: dict[str, Storage] = {}
-        for folder in settings.stimulus_sets:
-            stim = load_stimulus_set(folder)
-            if stim.name in self.tests:
-                raise ConfigError(f"two stimulus sets are named {stim.name!r} ({folder} and {self.tests[stim.name].stim.folder})")
-            url = database_url_for(stim.name, settings.results_dir, settings.database_url)
-            if url not in self._storages:
-                storage = Storage(url, settings.sqlite_synchronous)
-                storage.initialise()
-                self._storages[url] = storage
-            self.tests[stim.name] = TestRuntime(stim, self._storages[url])
-
-    @property
-    def admin_password_hash(self) -> str | None:
-        # Read on every login so `python -m webapp set-password` works without a restart.
-        return resolve_admin_password_hash(self.settings)
-
-    def dispose(self) -> None:
-        for storage in self._storages.values():
-            storage.dispose()
 
 
 class _JSONProvider(DefaultJSONProvider):
@@ -105,7 +67,9 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         # A participant may take an hour on one page; the token lives as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
         JSON_SORT_KEYS=False,
-        TEMPLATES_AUTO_RELOAD=settings.development,
+        # None: Flask's default, templates re-read when edited while app.debug is on (also when
+        # debug is turned on after this factory, as app.run(debug=True) does).
+        TEMPLATES_AUTO_RELOAD=True if settings.development else None,
     )
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(
@@ -115,9 +79,6 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.session_interface = _SessionInterface()
     csrf = CSRFProtect(app)
     add_security_headers(app)
-
-    from . import participant_views
-    from .admin_views import bp as admin_bp
 
     app.register_blueprint(participant_views.bp)
     app.register_blueprint(admin_bp)
@@ -185,4 +146,4 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     return app
 
 
-__all__ = ["create_app", "Earshot", "TestRuntime"]
+__all__ = ["create_app"]

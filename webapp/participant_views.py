@@ -27,10 +27,10 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import headphones, security
-from .app import TestRuntime
 from .catalogue import Translator, catalogue, languages
 from .errors import SubmissionError
 from .planning import admit, new_token, participant_for_consent, start_participant
+from .runtime import Earshot, TestRuntime
 from .security import CSRF_HEADERS, csrf_problem, csrf_token_for, is_loopback, keyed_digest
 from .storage import AudioToken, Page, Participant
 from .submissions import submit
@@ -46,8 +46,12 @@ COOKIE_MAX_AGE_S = 60 * 24 * 3600
 MAX_CROWD_VALUE = 200
 
 
+def _earshot() -> Earshot:
+    return current_app.extensions["earshot"]
+
+
 def _runtime(test: str) -> TestRuntime:
-    rt = current_app.extensions["earshot"].tests.get(test)
+    rt = _earshot().tests.get(test)
     if rt is None:
         abort(404)
     return rt
@@ -231,34 +235,37 @@ def _page_data_json(data: dict, language: str) -> Markup:
 
 _CSRF_MARK = "\x00earshot-csrf\x00"
 _DATA_MARK = "\x00earshot-data\x00"
-_rendered: dict[tuple, str] = {}
 
 
 def _render_page(template: str, key: tuple, data_json: Markup, csrf: str, **ctx) -> Response:
     """``template`` rendered around this request's CSRF token and page data.
 
-    A test page's HTML depends only on the test, the language and the page's shape (``key``),
-    never on the participant: it is rendered once per shape with markers where the token and
-    the data go, and each request fills them in. (No blindness risk: the audio tokens and
-    everything else per participant live in the data, which is filled in per request.)
+    A test page's HTML depends only on the app, the test, the language and the page's shape
+    (``key``), never on the participant: it is rendered once per shape with markers where the
+    token and the data go, kept in the app's :class:`Earshot`, and each request fills them in.
+    (No blindness risk: the audio tokens and everything else per participant live in the data,
+    which is filled in per request.) While templates reload on edits (development, debug) every
+    request renders afresh, so an edited template shows at the next request.
     """
-    key = (template, *key)
-    html = _rendered.get(key)
-    if html is None:
+    if current_app.jinja_env.auto_reload:
         html = render_template(template, csrf_token=lambda: _CSRF_MARK, data_json=Markup(_DATA_MARK), **ctx)
-        _rendered[key] = html
+    else:
+        key = (template, *key)
+        rendered = _earshot().rendered_pages
+        html = rendered.get(key)
+        if html is None:
+            html = render_template(template, csrf_token=lambda: _CSRF_MARK, data_json=Markup(_DATA_MARK), **ctx)
+            rendered[key] = html
     return make_response(html.replace(_CSRF_MARK, csrf, 1).replace(_DATA_MARK, data_json, 1))
-
-
-_urls: dict[tuple[str, str], tuple[str, str, str]] = {}
 
 
 def _test_urls(test: str) -> tuple[str, str, str]:
     """(page, submit, audio prefix) URLs of ``test``; they change only with the mount point."""
     key = (request.script_root, test)
-    urls = _urls.get(key)
+    cached = _earshot().test_urls
+    urls = cached.get(key)
     if urls is None:
-        urls = _urls[key] = (
+        urls = cached[key] = (
             url_for(".page", test=test), url_for(".submit_page", test=test), url_for(".audio", test=test, token="-")[:-1]
         )
     return urls
@@ -360,7 +367,7 @@ def audio(test: str, token: str):
         if tok is None:
             abort(404)
         page = s.get(Page, tok.page_id)
-    max_age = current_app.extensions["earshot"].settings.audio_max_age_s
+    max_age = _earshot().settings.audio_max_age_s
     etag = hashlib.sha256(f"{current_app.secret_key}:{token}".encode()).hexdigest()[:32]
     if page.kind == "headphones":
         rounds = page.setup["rounds"]
