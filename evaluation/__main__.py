@@ -181,8 +181,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .analysis import ReportConfig, analyse, check_pairs, prepare
     from .config import load_config
-    from .report import ReportConfig, analyse, write_report
+    from .report import write_report
 
     # Refused before the (long) analysis: an input as --out, a folder of the user's, a bad path.
     _check_output_path(args.out, _inputs(args))
@@ -218,6 +219,8 @@ def cmd_report(args) -> int:
     except ConfigError as exc:
         # The file's values passed on loading, so the refused value came from an option.
         raise ConfigError(f"command line: {exc}") from None
+    if pairs:
+        check_pairs(prepare(ratings.ratings, manifest, roles), pairs, "--pairs")
     analysis = analyse(
         ratings,
         manifest,

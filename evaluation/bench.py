@@ -23,7 +23,8 @@ from .descriptives import describe
 from .manifest import load_manifest
 from .metrics import METRIC_NAMES
 from .ratings import Ratings, to_tidy
-from .report import ReportConfig, analyse, write_report
+from .analysis import ReportConfig, analyse
+from .report import write_report
 from .screening import screen
 from .simulation import SimulationConfig, simulate_panel
 

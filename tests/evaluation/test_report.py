@@ -1,5 +1,6 @@
 """The report end to end: files, numbers against independent computations, CLI behaviour."""
 
+import base64
 import json
 import shutil
 
@@ -8,11 +9,14 @@ import pandas as pd
 import pytest
 from conftest import write_manifest
 
+from evaluation import analysis as analysis_module
 from evaluation import report as report_module
 from evaluation.__main__ import main
+from evaluation.analysis import ReportConfig, analyse
+from evaluation.errors import ConfigError
 from evaluation.manifest import load_manifest
 from evaluation.ratings import Ratings
-from evaluation.report import ReportConfig, analyse, write_report
+from evaluation.report import write_report
 from evaluation.simulation import SimulationConfig, simulate_panel
 
 # Metrics missing from the manifest are not computed from audio here (test_correlations does that).
@@ -199,7 +203,7 @@ def test_failed_write_keeps_the_previous_report(written, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report_module, "_html", broken)
+    monkeypatch.setattr(report_module, "render_html", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         write_report(analysis, tmp_path / "r")
     assert (tmp_path / "r" / "report.html").read_text() == marker
@@ -343,9 +347,9 @@ def test_report_config_file_and_command_line_override(tmp_path, monkeypatch):
 
     def fake_analyse(ratings, manifest, *, config, **kwargs):
         captured["config"] = config
-        raise report_module.DesignError("stop here")
+        raise analysis_module.DesignError("stop here")
 
-    monkeypatch.setattr(report_module, "analyse", fake_analyse)
+    monkeypatch.setattr(analysis_module, "analyse", fake_analyse)
     csv = tmp_path / "r.csv"
     csv.write_text("participant,trial,condition,score\nA,t,a,50\n")
     yaml_file = tmp_path / "report.yaml"
@@ -461,3 +465,86 @@ def test_report_of_a_square_panel_marks_the_impossible_multivariate_test(tmp_pat
     item = omni.loc["item"]
     row = f"all & item & Huynh--Feldt & F = {item['F']:.2f} & {item['df1_hf']:.2f}, {item['df2_hf']:.2f}"
     assert row in (out / "tables.tex").read_text()
+
+
+def _escaping_panel():
+    """8 listeners × 3 trials of a hidden reference and two systems, one named like markup."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(8):
+        for t in range(3):
+            rows += [
+                (f"L{i}", f"t{t}", "ref", 100.0),
+                (f"L{i}", f"t{t}", "<b>x</b>", float(rng.integers(40, 80))),
+                (f"L{i}", f"t{t}", "y", float(rng.integers(20, 60))),
+            ]
+    frame = pd.DataFrame(rows, columns=["participant", "trial", "condition", "score"])
+    from evaluation.ratings import to_tidy
+
+    return frame, Ratings(to_tidy(frame), pd.DataFrame({"participant": []}), "foreign.csv")
+
+
+def test_html_escapes_names_and_embeds_every_figure(tmp_path):
+    frame, ratings = _escaping_panel()
+    analysis = analyse(
+        ratings,
+        None,
+        config=FAST,
+        roles={"ref": "hidden_reference"},
+        pairs=[("all", "<b>x</b>", "y")],
+        title="A & B <test>",
+    )
+    out = write_report(analysis, tmp_path / "escaped")
+    text = (out / "report.html").read_text()
+    assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
+    assert "<title>A &amp; B &lt;test&gt; — MUSHRA report</title>" in text
+    # p-values such as "p < .001" are text, escaped like any other
+    assert "p < ." not in text
+    for section in ("Method", "Results", "BS.1534-3 §10 checklist"):
+        assert f"<h2>{section}</h2>" in text, section
+    for section in ("Omnibus tests", "Planned comparisons", "Objective metrics and scores"):
+        assert f"<h3>{section}</h3>" in text, section
+    assert "After post-screening, 8 of 8 listeners remained (72 ratings)." in text
+    means = frame.groupby("condition")["score"].mean()
+    assert f"<td>{means['<b>x</b>']:.1f}</td>" in text and f"<td>{means['y']:.1f}</td>" in text
+    assert "Anchors: none identified." in text
+    assert "Material: 3 items (t0, t1, t2)." in text
+    # every figure written is embedded once, byte for byte, and nothing is linked
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert len(pngs) == len(analysis.figures) == text.count("data:image/png;base64,") == 4
+    for png in pngs:
+        assert base64.b64encode(png.read_bytes()).decode("ascii") in text, png.name
+    assert "<link" not in text and "<script" not in text and 'src="http' not in text
+
+
+def test_analysis_holds_what_the_report_picks_out(written):
+    analysis, _, ratings = written
+    kept = ratings.ratings[~ratings.ratings["participant"].isin(["S013", "S014"])].merge(
+        analysis.manifest.conditions[["trial", "condition", "group", "role"]],
+        on=["trial", "condition"],
+        suffixes=("_given", ""),
+    )
+    systems = kept[kept["role"] == "system"]
+    per_listener = systems.groupby(["group", "condition", "participant"])["score"].mean()
+    means = per_listener.groupby(["group", "condition"]).mean()
+    assert (analysis.best_system["group"], analysis.best_system["condition"]) == means.idxmax()
+    assert (analysis.worst_system["group"], analysis.worst_system["condition"]) == means.idxmin()
+    assert analysis.best_system["mean"] == pytest.approx(means.max())
+    assert analysis.systems == ["distilled", "kd_q4", "non_distilled"]
+    assert analysis.anchors == ["anchor_3k5 (low, 3.5 kHz)", "anchor_7k (mid, 7 kHz)"]
+    assert analysis.items == ["bass", "guitar", "keys"]
+    # kd_q4 is 8 times smaller than the others and the only model of its size in each group
+    assert set(analysis.pareto_front["condition"]) >= {"kd_q4"}
+    assert list(analysis.pareto_front["bytes"]) == sorted(analysis.pareto_front["bytes"])
+    assert {"boxplots", "means_by_item", "screening", "distilled_vs_non_distilled"} <= set(
+        analysis.figures
+    )
+    assert set(analysis.tests["test"]) == {"planned_comparison", "omnibus_rm_anova", "friedman"}
+
+
+def test_analyse_refuses_requested_pairs_it_cannot_compare():
+    _, ratings = _escaping_panel()
+    with pytest.raises(ConfigError, match=r"^pairs: condition\(s\) \['zz'\] not rated"):
+        analyse(ratings, None, config=FAST, pairs=[("all", "y", "zz")])
+    with pytest.raises(ConfigError, match=r"^pairs: unknown group 'G'"):
+        analyse(ratings, None, config=FAST, pairs=[("G", "y", "ref")])
