@@ -12,8 +12,10 @@ Modules, one concept each:
 - ``descriptives``, ``comparisons`` (planned paired comparisons), ``omnibus`` (RM-ANOVA, mixed
   model, Friedman), ``objective`` and ``correlations`` (metrics per stimulus, their relation to the
   scores, the cost view), ``power``;
-- ``figures``, ``latex``, ``report`` (the report folder), ``simulation`` (synthetic panels),
-  ``bench``; ``python -m evaluation`` is the command line.
+- ``analysis`` (the whole analysis of a panel, everything the report states), ``report`` (writes
+  it as the report folder), ``report_html`` (``report.html`` from ``templates/report.html.j2``),
+  ``numbers`` (``numbers.json``), ``latex`` (``tables.tex``), ``figures``;
+- ``simulation`` (synthetic panels), ``bench``; ``python -m evaluation`` is the command line.
 
 This package never imports torch or the web app: it reads manifests and ratings through their
 documented formats.
