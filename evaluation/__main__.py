@@ -118,13 +118,24 @@ def _check_output_path(out: Path, inputs: list[Path], option: str = "--out") -> 
             )
 
 
+def _key_values(text: str, option: str, form: str) -> dict[str, str]:
+    """Parse an option's ``key=value,key=value`` (``form`` names the pair in the message)."""
+    found = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise ConfigError(f"{option}: expected {form} pairs, found {part!r}")
+        key, value = (s.strip() for s in part.split("=", 1))
+        found[key] = value
+    return found
+
+
 def _load(args):
     from .config import load_config
     from .manifest import load_manifest
-    from .ratings import Ratings, load_ratings, parse_mapping, parse_roles
+    from .ratings import Ratings, load_ratings
     from .screening import ScreeningConfig
 
-    mapping = parse_mapping(args.columns) if args.columns else None
+    mapping = _key_values(args.columns, "--columns", "tidy=file") if args.columns else None
     ratings = load_ratings(
         args.ratings,
         format=args.format,
@@ -140,7 +151,7 @@ def _load(args):
             raise ConfigError(f"--test: no ratings for test {args.test!r}; tests found: {known}")
         ratings = Ratings(frame, ratings.participants, ratings.source)
     manifest = load_manifest(args.stimuli) if args.stimuli else None
-    roles = parse_roles(args.roles) if args.roles else None
+    roles = _key_values(args.roles, "--roles", "condition=role") if args.roles else None
     screening = (
         load_config(ScreeningConfig, args.screening_config)
         if args.screening_config

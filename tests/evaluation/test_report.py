@@ -276,6 +276,10 @@ def test_cli_simulate_then_validate(tmp_path, capsys):
             "expected condition=role pairs",
         ),
         (["validate", "--ratings", "{csv}", "--roles", "a=anchor"], "expected roles among"),
+        (
+            ["validate", "--ratings", "{csv}", "--columns", "participant"],
+            "--columns: expected tidy=file pairs, found 'participant'",
+        ),
         (["power", "--difference", "5"], "either --sd-diff"),
         (
             ["report", "--ratings", "{csv}", "--out", "{out}", "--pairs", "a:zz"],
