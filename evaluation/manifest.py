@@ -1,39 +1,23 @@
 """Stimulus-set manifests (``stimuli/<set>/manifest.json``) as the evaluation reads them.
 
 The manifest gives what the ratings do not carry: each trial's item and group, each condition's role,
-the model facts of systems (``run_id, arch, layers, recipe, bits, width, params, bytes,
-macs_per_sample``) and objective metrics against the reference. See DESIGN.md for the format.
+the model facts of systems (:data:`common.stimulus_set.MODEL_FACTS`) and objective metrics against
+the reference. The format is :mod:`common.stimulus_set`'s.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from common.stimulus_set import model_facts, read_manifest, resolve_audio, validate_manifest
+
 from .errors import ManifestError
-from .ratings import ROLES
 
 log = logging.getLogger(__name__)
-
-SUPPORTED_SCHEMAS = (1,)
-MODEL_FACTS = (
-    "run_id",
-    "arch",
-    "layers",
-    "recipe",
-    "teacher",
-    "bits",
-    "width",
-    "params",
-    "bytes",
-    "macs_per_sample",
-    "rtf_offline",
-    "rtf_stream",
-)
 
 
 @dataclass(frozen=True)
@@ -64,71 +48,20 @@ class Manifest:
     def reference_file(self, trial: str) -> Path:
         for entry in self.data["trials"]:
             if entry["id"] == trial:
-                return _resolve(self.folder, trial, entry["reference"])
+                return resolve_audio(self.folder, trial, entry["reference"], f"{self.path}: trial {trial!r} reference",
+                                     ManifestError)
         raise ManifestError(f"{self.path}: no trial {trial!r}")
 
 
-def _resolve(folder: Path, trial: str, name: str) -> Path:
-    # Same rule as the web app: a bare name lives in audio/<trial>/, a path is relative to the set.
-    rel = Path(name)
-    return (folder / rel if len(rel.parts) > 1 else folder / "audio" / trial / rel).resolve()
-
-
 def load_manifest(source: Path | str) -> Manifest:
-    """Read ``manifest.json`` from a stimulus-set folder (or the file itself)."""
-    path = Path(source)
-    if path.is_dir():
-        path = path / "manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestError(
-            f"{path}: no such manifest (expected stimuli/<set>/manifest.json)"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ManifestError(f"{path}: expected a JSON object at the top level")
-    if data.get("schema") not in SUPPORTED_SCHEMAS:
-        raise ManifestError(
-            f"{path}: schema: expected one of {list(SUPPORTED_SCHEMAS)}, found {data.get('schema')!r}"
-        )
-    sample_rate = data.get("sample_rate")
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise ManifestError(
-            f"{path}: sample_rate: expected a positive integer, found {sample_rate!r}"
-        )
-    trials = data.get("trials")
-    if not isinstance(trials, list) or not trials:
-        raise ManifestError(f"{path}: trials: expected a non-empty list, found {trials!r}")
+    """Read ``manifest.json`` from a stimulus-set folder (or the file itself), checked as
+    :mod:`common.stimulus_set` states the format (the audio files need not exist)."""
+    path, data = read_manifest(source, ManifestError)
+    validate_manifest(data, path, ManifestError)
     rows = []
-    role_of: dict[str, str] = {}
-    for i, trial in enumerate(trials):
-        where = f"{path}: trials[{i}]"
-        if not isinstance(trial, dict) or not isinstance(trial.get("id"), str):
-            raise ManifestError(f"{where}: expected an object with a string 'id'")
-        if not isinstance(trial.get("reference"), str):
-            raise ManifestError(
-                f"{where}.reference: expected a file name, found {trial.get('reference')!r}"
-            )
-        conditions = trial.get("conditions")
-        if not isinstance(conditions, list) or not conditions:
-            raise ManifestError(f"{where}.conditions: expected a non-empty list")
-        for j, cond in enumerate(conditions):
-            cw = f"{where}.conditions[{j}]"
-            if not isinstance(cond, dict) or not isinstance(cond.get("id"), str):
-                raise ManifestError(f"{cw}: expected an object with a string 'id'")
-            role = cond.get("role")
-            if role not in ROLES:
-                raise ManifestError(f"{cw}.role: expected one of {list(ROLES)}, found {role!r}")
-            if role_of.setdefault(cond["id"], role) != role:
-                raise ManifestError(
-                    f"{cw}.role: condition {cond['id']!r} is {role!r} here but "
-                    f"{role_of[cond['id']]!r} in an earlier trial"
-                )
-            if not isinstance(cond.get("file"), str):
-                raise ManifestError(f"{cw}.file: expected a file name, found {cond.get('file')!r}")
-            facts = cond.get("model") if isinstance(cond.get("model"), dict) else cond
+    for i, trial in enumerate(data["trials"]):
+        for j, cond in enumerate(trial["conditions"]):
+            where = f"{path}: trials[{i}].conditions[{j}].file"
             row = {
                 "trial": trial["id"],
                 "item": str(trial.get("item", trial["id"])),
@@ -136,22 +69,14 @@ def load_manifest(source: Path | str) -> Manifest:
                 "device": trial.get("device"),
                 "training": bool(trial.get("training", False)),
                 "condition": cond["id"],
-                "role": role,
-                "file": str(_resolve(path.parent, trial["id"], cond["file"])),
+                "role": cond["role"],
+                "file": str(resolve_audio(path.parent, trial["id"], cond["file"], where, ManifestError)),
             }
-            for key in MODEL_FACTS:
-                row[key] = facts.get(key)
-            objective = cond.get("objective") or {}
-            if not isinstance(objective, dict):
-                raise ManifestError(f"{cw}.objective: expected an object of metric → number")
-            for name, value in objective.items():
-                if value is not None and not isinstance(value, (int, float)):
-                    raise ManifestError(
-                        f"{cw}.objective.{name}: expected a number, found {value!r}"
-                    )
+            row.update(model_facts(cond))
+            for name, value in (cond.get("objective") or {}).items():
                 row[f"objective_{name}"] = float("nan") if value is None else float(value)
             rows.append(row)
-    return Manifest(path=path, sample_rate=sample_rate, data=data, conditions=pd.DataFrame(rows))
+    return Manifest(path=path, sample_rate=data["sample_rate"], data=data, conditions=pd.DataFrame(rows))
 
 
 def annotate(ratings: pd.DataFrame, manifest: Manifest) -> pd.DataFrame:

@@ -1,28 +1,9 @@
 """Ratings I/O: every supported source becomes one tidy DataFrame, one row per rating.
 
-Tidy columns (:data:`TIDY_COLUMNS`, the contract the web app's export follows too):
-
-=====================  ==========  ==========================================================
-column                 dtype       meaning
-=====================  ==========  ==========================================================
-``test``               str         test (stimulus set) name
-``participant``        str         listener id (the web app's public code, never its token)
-``trial``              str         trial id (one MUSHRA page: one item, one group of systems)
-``item``               str         audio material of the trial (``guitar``); = trial if unknown
-``condition``          str         condition id, stable across trials (``hidden_reference``)
-``role``               str         ``hidden_reference | anchor_low | anchor_mid | system``;
-                                   missing (<NA>) until roles are assigned
-``score``              float       0–100
-``trial_position``     Int64       1-based position of the trial in the listener's session
-``condition_position`` Int64       1-based position of the condition on the page
-``duration_ms``        float       time spent on the page
-``plays``              Int64       how often the condition was played
-``submitted_at``       str         ISO 8601 time the page was submitted
-=====================  ==========  ==========================================================
-
-Only ``participant``, ``trial`` (or ``item``), ``condition`` and ``score`` are required; the others
-are filled with missing values. Participant answers (questionnaire, crowd ids) are a second frame
-keyed by ``participant``.
+The tidy columns are :data:`common.ratings_table.TIDY_COLUMNS` (the contract the web app's export
+follows too). Only ``participant``, ``trial`` (or ``item``), ``condition`` and ``score`` are
+required; the others are filled with missing values. Participant answers (questionnaire, crowd
+ids) are a second frame keyed by ``participant``.
 
 Sources: the tidy CSV, a webMUSHRA ``mushra.csv``, any long CSV with a column mapping, list-valued
 CSV files such as the Stahl et al. (2024) panel, and a results database (SQLite file or SQLAlchemy
@@ -41,47 +22,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.ratings_table import (
+    COUNTED_RATING_COLUMNS,
+    PAGES_TABLE,
+    PARTICIPANTS_TABLE,
+    RATINGS_TABLE,
+    REQUIRED_COLUMNS,
+    TIDY_COLUMNS,
+    WEBMUSHRA_CSV_COLUMNS,
+    WEBMUSHRA_REQUIRED_COLUMNS,
+    WEBMUSHRA_ROLES,
+    counted_ratings_sql,
+    iso_utc,
+)
+from common.stimulus_set import ROLES
+
 from .errors import ConfigError, RatingsFormatError, RatingsSourceError
 
 log = logging.getLogger(__name__)
 
-TIDY_COLUMNS = (
-    "test",
-    "participant",
-    "trial",
-    "item",
-    "condition",
-    "role",
-    "score",
-    "trial_position",
-    "condition_position",
-    "duration_ms",
-    "plays",
-    "submitted_at",
-)
-REQUIRED_COLUMNS = ("participant", "condition", "score")
-ROLES = ("hidden_reference", "anchor_low", "anchor_mid", "system")
 _STRING_COLUMNS = ("test", "participant", "trial", "item", "condition", "role", "submitted_at")
 _INT_COLUMNS = ("trial_position", "condition_position", "plays")
 _FLOAT_COLUMNS = ("score", "duration_ms")
-
-#: webMUSHRA's default condition keys for the hidden reference and the two anchors.
-WEBMUSHRA_ROLES = {
-    "reference": "hidden_reference",
-    "anchor35": "anchor_low",
-    "anchor70": "anchor_mid",
-}
-_WEBMUSHRA_COLUMNS = ("session_uuid", "trial_id", "rating_stimulus", "rating_score")
 # webMUSHRA columns that are not questionnaire answers.
-_WEBMUSHRA_NON_ANSWERS = {
-    "session_test_id",
-    "session_uuid",
-    "trial_id",
-    "rating_stimulus",
-    "rating_score",
-    "rating_time",
-    "rating_comment",
-}
+_WEBMUSHRA_NON_ANSWERS = set(WEBMUSHRA_CSV_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -325,7 +289,7 @@ def read_webmushra_csv(
     (questionnaire answers) go to the participants frame.
     """
     frame = _read_csv(path)
-    missing = [c for c in _WEBMUSHRA_COLUMNS if c not in frame.columns]
+    missing = [c for c in WEBMUSHRA_REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise RatingsFormatError(
             f"{path}: not a webMUSHRA mushra.csv: missing {missing}; found {list(frame.columns)}"
@@ -492,7 +456,7 @@ def _database_url(source: str | Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-_WEBAPP_RATING_COLUMNS = {"participant_id", "trial", "condition", "score"}
+_WEBAPP_RATING_COLUMNS = {"participant_id", "page_id", "trial", "condition", "score"}
 
 
 def _read_webapp_tables(
@@ -501,52 +465,24 @@ def _read_webapp_tables(
     import sqlalchemy as sa
 
     missing = sorted(_WEBAPP_RATING_COLUMNS - rating_columns)
-    if missing or "participants" not in tables:
+    needed = (PARTICIPANTS_TABLE, PAGES_TABLE)
+    if missing or not set(needed) <= tables:
         raise RatingsFormatError(
-            f"{source}: table ratings has neither the tidy columns {list(TIDY_COLUMNS)} nor the "
-            f"web app's columns {sorted(_WEBAPP_RATING_COLUMNS)} with a participants table; "
+            f"{source}: table {RATINGS_TABLE} has neither the tidy columns {list(TIDY_COLUMNS)} nor "
+            f"the web app's columns {sorted(_WEBAPP_RATING_COLUMNS)} with tables {list(needed)}; "
             f"found columns {sorted(rating_columns)} and tables {sorted(tables)}"
         )
-    raw = pd.read_sql_query(sa.text("SELECT * FROM ratings"), conn)
-    people = pd.read_sql_query(sa.text("SELECT * FROM participants"), conn)
-    people = people.rename(columns={"id": "participant_id"})
-    if "code" not in people.columns:
-        people["code"] = people["participant_id"].astype(str)
+    # The web app's exports run the same query: the same ratings count in both.
+    raw = pd.read_sql_query(sa.text(counted_ratings_sql(include_excluded=include_excluded)), conn)
+    raw = raw[list(COUNTED_RATING_COLUMNS)].drop(columns=["participant_id"])
+    raw["submitted_at"] = raw["submitted_at"].map(iso_utc)
+    ratings = to_tidy(raw, where=f"{source}: table {RATINGS_TABLE}")
+    people = pd.read_sql_query(sa.text(f"SELECT * FROM {PARTICIPANTS_TABLE}"), conn)
+    people = people.rename(columns={"id": "participant_id", "code": "participant"})
     if "excluded" in people and not include_excluded:
-        excluded_ids = set(
-            people.loc[people["excluded"].fillna(False).astype(bool), "participant_id"]
-        )
-        if excluded_ids:
-            log.info(
-                "%s: left out %d participants the experimenter excluded", source, len(excluded_ids)
-            )
-            raw = raw[~raw["participant_id"].isin(excluded_ids)]
-    merged = raw.merge(
-        people[["participant_id", "code", *(["test"] if "test" in people else [])]],
-        on="participant_id",
-        how="left",
-        validate="many_to_one",
-    )
-    if "listening_ms" in merged and "duration_ms" not in merged:
-        # Per-condition listening time is not the page duration; kept out of duration_ms.
-        merged = merged.drop(columns=["listening_ms"])
-    if "pages" in tables and "page_id" in merged:
-        pages = pd.read_sql_query(sa.text("SELECT * FROM pages"), conn)
-        keep = [
-            c for c in ("id", "kind", "trial_position", "submitted_at", "duration_ms") if c in pages
-        ]
-        pages = pages[keep].rename(columns={"id": "page_id"})
-        merged = merged.merge(pages, on="page_id", how="left", validate="many_to_one")
-        if "kind" in merged:
-            dropped = int((merged["kind"] != "trial").sum())
-            if dropped:
-                log.info("%s: dropped %d ratings from non-trial (training) pages", source, dropped)
-            merged = merged[merged["kind"] == "trial"]
-        if "submitted_at" in merged:
-            merged = merged[merged["submitted_at"].notna()]
-    merged = merged.rename(columns={"code": "participant"})
-    ratings = to_tidy(merged.reset_index(drop=True), where=f"{source}: table ratings")
-    people = people.rename(columns={"code": "participant"})
+        excluded = int(people["excluded"].fillna(False).astype(bool).sum())
+        if excluded:
+            log.info("%s: left out %d participants the experimenter excluded", source, excluded)
     for column in people.columns:
         if people[column].map(lambda v: isinstance(v, (dict, list))).any():
             people[column] = people[column].map(json.dumps)
@@ -557,7 +493,7 @@ def _read_webapp_tables(
 def detect_format(path: Path | str) -> str:
     """Guess a CSV's format from its header: ``tidy``, ``webmushra`` or ``list``."""
     header = set(_read_csv(path, nrows=0).columns)
-    if set(_WEBMUSHRA_COLUMNS) <= header:
+    if set(WEBMUSHRA_REQUIRED_COLUMNS) <= header:
         return "webmushra"
     if {"ratings", "participant_ids"} <= header:
         return "list"
@@ -565,7 +501,7 @@ def detect_format(path: Path | str) -> str:
         return "tidy"
     raise RatingsFormatError(
         f"{path}: cannot tell the format from the header {sorted(header)}: expected the tidy "
-        f"columns {list(REQUIRED_COLUMNS) + ['trial']}, webMUSHRA's {list(_WEBMUSHRA_COLUMNS)} or "
+        f"columns {list(REQUIRED_COLUMNS) + ['trial']}, webMUSHRA's {list(WEBMUSHRA_REQUIRED_COLUMNS)} or "
         f"list-valued 'ratings' and 'participant_ids'; give a column mapping for other files"
     )
 

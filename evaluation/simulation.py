@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from common.ratings_table import TIDY_COLUMNS
+
 from .errors import ConfigError, ManifestError
 from .manifest import Manifest
 from .objective import objective_table
-from .ratings import TIDY_COLUMNS
 
 log = logging.getLogger(__name__)
 

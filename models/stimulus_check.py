@@ -9,7 +9,6 @@ Per set: at least 5 rated items when enforced. The result is a tidy table, one r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import pandas as pd
 import soundfile as sf
 
 from common.bs1534 import MAX_DURATION_S, MAX_SIGNALS_PER_TRIAL, MIN_ITEMS
+from common.stimulus_set import HIDDEN_REFERENCE, read_manifest, resolve_audio
 
 from .anchors import ANCHORS, measure_anchor
 from .errors import StimulusError
@@ -31,24 +31,9 @@ SUBTYPE_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 CHECK_COLUMNS = ["trial", "check", "condition", "ok", "detail"]
 
 
-def _resolve(folder: Path, trial: str, name: str) -> Path:
-    rel = Path(name)
-    return folder / rel if len(rel.parts) > 1 else folder / "audio" / trial / rel
-
-
 def _load_manifest(folder: Path) -> dict:
-    path = folder / "manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StimulusError(f"{folder}: no manifest.json (expected a stimulus set folder)") from None
-    except json.JSONDecodeError as exc:
-        raise StimulusError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("trials"), list) or not data["trials"]:
-        raise StimulusError(f"{path}: expected an object with a non-empty 'trials' list")
-    if not isinstance(data.get("sample_rate"), int):
-        raise StimulusError(f"{path}: sample_rate: expected an integer, found {data.get('sample_rate')!r}")
-    return data
+    # Only the top level must hold: every problem inside a trial becomes a failed check row.
+    return read_manifest(folder, StimulusError)[1]
 
 
 def check_stimulus_set(folder: Path | str) -> pd.DataFrame:
@@ -86,7 +71,11 @@ def _check_trial(folder: Path, manifest: dict, trial: dict, index: int, enforced
         if not isinstance(name, str):
             add(tid, "file", False, f"expected a file name, found {name!r}", cid)
             continue
-        path = _resolve(folder, tid, name)
+        try:
+            path = resolve_audio(folder, tid, name, f"{tid}/{cid}", StimulusError)
+        except StimulusError as exc:
+            add(tid, "file", False, str(exc), cid)
+            continue
         try:
             info = sf.info(path)
             x, file_rate = sf.read(path, dtype="float64", always_2d=True)
@@ -113,7 +102,7 @@ def _check_trial(folder: Path, manifest: dict, trial: dict, index: int, enforced
         count = len(conditions)
         add(tid, "signals", count <= MAX_SIGNALS_PER_TRIAL,
             f"{count} signals incl. hidden reference and anchors (≤ {MAX_SIGNALS_PER_TRIAL})")
-    hidden = [c for c, r, _ in entries if r == "hidden_reference"]
+    hidden = [c for c, r, _ in entries if r == HIDDEN_REFERENCE]
     if not hidden:
         add(tid, "hidden_reference", False, "no condition with role hidden_reference")
     elif same:

@@ -31,6 +31,16 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy import func, select
 
+from common.stimulus_set import (
+    REFERENCE_FILE,
+    SCHEMA,
+    STANDARD_CONDITIONS,
+    SYSTEM,
+    condition_file,
+    trial_folder,
+    write_manifest,
+)
+
 from .errors import ConfigError
 from .manifest import load_stimulus_set
 from .storage import Page, Participant, Rating, Storage, database_url_for
@@ -44,20 +54,20 @@ def _make_set(root: Path, n_trials: int) -> Path:
     """A stimulus set of ``n_trials`` rated trials (+1 training), 7 conditions of 0.5 s each."""
     rng = np.random.default_rng(0)
     folder = root / SET_NAME
-    conditions = [("hidden_reference", "hidden_reference"), ("anchor_3k5", "anchor_low"), ("anchor_7k", "anchor_mid")]
-    conditions += [(f"sys{i}", "system") for i in range(4)]
+    conditions = [*STANDARD_CONDITIONS.items(), *((f"sys{i}", SYSTEM) for i in range(4))]
     trials = []
     for k in range(n_trials + 1):
         tid = f"t{k:02d}"
-        (folder / "audio" / tid).mkdir(parents=True)
-        sf.write(folder / "audio" / tid / "reference.wav", 0.1 * rng.standard_normal(8000), 16000)
+        audio = trial_folder(folder, tid)
+        audio.mkdir(parents=True)
+        sf.write(audio / REFERENCE_FILE, 0.1 * rng.standard_normal(8000), 16000)
         for cid, _ in conditions:
-            sf.write(folder / "audio" / tid / f"{cid}.wav", 0.1 * rng.standard_normal(8000), 16000)
+            sf.write(audio / condition_file(cid), 0.1 * rng.standard_normal(8000), 16000)
         trials.append({
-            "id": tid, "item": f"item{k}", "training": k == 0, "reference": f"audio/{tid}/reference.wav",
-            "conditions": [{"id": c, "role": r, "file": f"audio/{tid}/{c}.wav"} for c, r in conditions],
+            "id": tid, "item": f"item{k}", "training": k == 0, "reference": REFERENCE_FILE,
+            "conditions": [{"id": c, "role": r, "file": condition_file(c)} for c, r in conditions],
         })
-    (folder / "manifest.json").write_text(json.dumps({"schema": 1, "sample_rate": 16000, "trials": trials}))
+    write_manifest(folder, {"schema": SCHEMA, "sample_rate": 16000, "trials": trials}, ConfigError)
     (folder / "test.yaml").write_text("title: bench\nheadphone_check: {trials: 2, pass_threshold: 1}\n")
     return folder
 

@@ -18,67 +18,58 @@ import io
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
+
+from common.ratings_table import (
+    PARTICIPANT_COLUMNS,
+    QUESTION_PREFIX,
+    TIDY_COLUMNS,
+    WEBMUSHRA_CSV_COLUMNS,
+    WEBMUSHRA_NAME_OF_ROLE,
+    counted_ratings_sql,
+    iso_utc,
+)
 
 from .manifest import StimulusSet
-from .storage import Page, Participant, ParticipantEvent, Rating, Storage, utc_iso
-
-RATING_COLUMNS = (
-    "test",
-    "participant",
-    "trial",
-    "item",
-    "condition",
-    "role",
-    "score",
-    "trial_position",
-    "condition_position",
-    "duration_ms",
-    "plays",
-    "submitted_at",
-)
-"""The tidy ratings format (docs/formats.md); ``duration_ms`` is the time spent on the page (the JSON
-export adds ``listening_ms``, the time spent listening to that condition)."""
+from .storage import Page, Participant, ParticipantEvent, Storage, utc_iso
 
 FORMATS = ("ratings", "participants", "mushra", "json")
 
-WEBMUSHRA_STIMULUS = {"hidden_reference": "reference", "anchor_low": "anchor35", "anchor_mid": "anchor70"}
+
+def _flag(value: Any) -> bool | None:
+    # SQLite hands booleans back as 0/1 to a textual query.
+    return None if value is None else bool(value)
 
 
 def rating_rows(storage: Storage, stim: StimulusSet, include_excluded: bool = False) -> list[dict[str, Any]]:
-    """One dict per stored rating of a rated (non-training) trial, keys :data:`RATING_COLUMNS`
-    plus ``listening_ms``, ``loop_used`` and ``excluded``; ordered by participant, trial position, condition position."""
+    """One dict per rating that counts (:func:`common.ratings_table.counted_ratings_sql`: a
+    submitted rated page, a participant not excluded unless ``include_excluded``), keys
+    :data:`common.ratings_table.TIDY_COLUMNS` (``duration_ms``: the time spent on the page) plus ``listening_ms``, ``loop_used`` and ``excluded``; ordered by
+    participant, trial position, condition position."""
     roles = {(t.id, c.id): c.role for t in stim.trials for c in t.conditions}
     items = {t.id: t.item for t in stim.trials}
-    query = (
-        select(Rating, Page, Participant)
-        .join(Page, Page.id == Rating.page_id)
-        .join(Participant, Participant.id == Rating.participant_id)
-        .where(Participant.test == stim.name, Page.kind == "trial", Page.submitted_at.is_not(None))
-        .order_by(Participant.id, Page.trial_position, Rating.condition_position)
-    )
-    if not include_excluded:
-        query = query.where(Participant.excluded.is_(False))
+    query = text(counted_ratings_sql(include_excluded=include_excluded, one_test=True,
+                                     extra=("listening_ms", "loop_used", "excluded")))
     rows = []
     with storage.reading() as s:
-        for rating, page, participant in s.execute(query):
+        for r in s.execute(query, {"test": stim.name}).mappings():
             rows.append(
                 {
                     "test": stim.name,
-                    "participant": participant.code,
-                    "trial": rating.trial,
-                    "item": items.get(rating.trial, ""),
-                    "condition": rating.condition,
-                    "role": roles.get((rating.trial, rating.condition), ""),
-                    "score": rating.score,
-                    "trial_position": page.trial_position,
-                    "condition_position": rating.condition_position,
-                    "duration_ms": page.duration_ms,
-                    "plays": rating.plays,
-                    "submitted_at": utc_iso(page.submitted_at),
-                    "listening_ms": rating.listening_ms,
-                    "loop_used": page.loop_used,
-                    "excluded": participant.excluded,
+                    "participant": r["participant"],
+                    "trial": r["trial"],
+                    "item": items.get(r["trial"], ""),
+                    "condition": r["condition"],
+                    "role": roles.get((r["trial"], r["condition"]), ""),
+                    "score": r["score"],
+                    "trial_position": r["trial_position"],
+                    "condition_position": r["condition_position"],
+                    "duration_ms": r["duration_ms"],
+                    "plays": r["plays"],
+                    "submitted_at": iso_utc(r["submitted_at"]),
+                    "listening_ms": r["listening_ms"],
+                    "loop_used": _flag(r["loop_used"]),
+                    "excluded": _flag(r["excluded"]),
                 }
             )
     return rows
@@ -128,7 +119,7 @@ def participant_rows(storage: Storage, stim: StimulusSet) -> list[dict[str, Any]
         for key in cfg.crowd_parameters:
             row[key] = (p.crowd or {}).get(key, "")
         for q in cfg.questionnaire:
-            row[f"q_{q.name}"] = (p.answers or {}).get(q.name, "")
+            row[f"{QUESTION_PREFIX}{q.name}"] = (p.answers or {}).get(q.name, "")
         rows.append(row)
     return rows
 
@@ -175,10 +166,10 @@ def export(storage: Storage, stim: StimulusSet, fmt: str, include_excluded: bool
         rows = rating_rows(storage, stim, include_excluded)
         for r in rows:
             r["score"] = _score(r["score"])
-        return _csv(RATING_COLUMNS, rows)
+        return _csv(TIDY_COLUMNS, rows)
     if fmt == "participants":
         rows = participant_rows(storage, stim)
-        return _csv(list(rows[0]) if rows else ["test", "participant"], rows)
+        return _csv(list(rows[0]) if rows else list(PARTICIPANT_COLUMNS[:2]), rows)
     if fmt == "mushra":
         rows = rating_rows(storage, stim, include_excluded)
         out = [
@@ -186,16 +177,14 @@ def export(storage: Storage, stim: StimulusSet, fmt: str, include_excluded: bool
                 "session_test_id": r["test"],
                 "session_uuid": r["participant"],
                 "trial_id": r["trial"],
-                "rating_stimulus": WEBMUSHRA_STIMULUS.get(r["role"], r["condition"]),
+                "rating_stimulus": WEBMUSHRA_NAME_OF_ROLE.get(r["role"], r["condition"]),
                 "rating_score": _score(r["score"]),
                 "rating_time": r["duration_ms"],
                 "rating_comment": "",
             }
             for r in rows
         ]
-        # Column layout of current webMUSHRA releases (session_uuid identifies the listener).
-        columns = ("session_test_id", "session_uuid", "trial_id", "rating_stimulus", "rating_score", "rating_time", "rating_comment")
-        return _csv(columns, out)
+        return _csv(WEBMUSHRA_CSV_COLUMNS, out)
     if fmt == "json":
         return json.dumps(
             {

@@ -208,10 +208,12 @@ def test_read_webapp_database(tmp_path):
     assert len(frame) == 2
     assert frame["participant"].tolist() == ["P00000001"] * 2
     assert frame["test"].tolist() == ["set1"] * 2
-    assert frame["score"].tolist() == [97.0, 61.0]
+    # in the web app's export order: participant, trial position, condition position
+    assert frame["score"].tolist() == [61.0, 97.0]
     assert frame["trial_position"].tolist() == [1, 1]
     assert frame["duration_ms"].tolist() == [30000.0, 30000.0]
-    assert frame["condition_position"].tolist() == [2, 1]
+    assert frame["condition_position"].tolist() == [1, 2]
+    assert frame["submitted_at"].tolist() == ["2026-01-01T10:01:00.000Z"] * 2
     assert "token" not in loaded.participants.columns
     assert loaded.participants["participant"].tolist() == ["P00000001", "P00000002"]
     everyone = read_database(db, include_excluded=True).ratings
@@ -297,7 +299,7 @@ def test_manifest_annotates_ratings(tmp_path):
 
 
 def test_manifest_errors(tmp_path):
-    with pytest.raises(ManifestError, match="no such manifest"):
+    with pytest.raises(ManifestError, match="no manifest.json"):
         load_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text(
         '{"schema": 1, "sample_rate": 48000, "trials": [{"id": "t", "reference": "r.wav", "conditions": [{"id": "x", "role": "anchor", "file": "x.wav"}]}]}'

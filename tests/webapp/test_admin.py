@@ -18,7 +18,7 @@ from stimulus_sets import make_stimulus_set
 from webapp_support import ADMIN_PASSWORD
 
 from common.bs1534 import tukey_hinges
-from webapp.exports import RATING_COLUMNS
+from common.ratings_table import TIDY_COLUMNS
 from webapp.live_stats import condition_summaries, hidden_reference_failures
 from webapp.storage import Page, Participant, Rating
 
@@ -92,7 +92,7 @@ def test_exports_hold_exactly_the_entered_scores(stim_root, make_app, tmp_path):
     r = client.get("/admin/demo/export/ratings")
     assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
-    assert tuple(rows[0].keys()) == RATING_COLUMNS
+    assert tuple(rows[0].keys()) == TIDY_COLUMNS
     # what was sent: per trial page, the score of each shown sound position
     sent = {}
     for k, pages in enumerate(entered):
