@@ -14,12 +14,14 @@ from typing import Any
 
 import yaml
 
+from common.stimulus_set import AUDIO_FOLDER, HIDDEN_REFERENCE
+
 WEBMUSHRA_AUDIO_ROOT = "configs/resources/audio"
 
 
 def _page(trial: dict[str, Any], prefix: str, number: int, total: int) -> dict[str, Any]:
-    folder = f"{prefix}audio/{trial['id']}/"
-    stimuli = {c["id"]: folder + c["file"] for c in trial["conditions"] if c["role"] != "hidden_reference"}
+    folder = f"{prefix}{AUDIO_FOLDER}/{trial['id']}/"
+    stimuli = {c["id"]: folder + c["file"] for c in trial["conditions"] if c["role"] != HIDDEN_REFERENCE}
     name = "Training" if trial.get("training") else f"Trial {number} of {total}"
     return {
         "type": "mushra",
@@ -52,7 +54,7 @@ def webmushra_config(manifest: dict[str, Any], prefix: str | None = None) -> dic
         {"type": "generic", "id": "welcome", "name": "Welcome",
          "content": "A MUSHRA listening test (ITU-R BS.1534-3). Please use headphones in a quiet room."},
         {"type": "volume", "id": "volume", "name": "Volume", "content": "Set a comfortable level; keep it for the whole test.",
-         "stimulus": f"{prefix}audio/{first['id']}/{first['reference']}", "defaultVolume": 0.5},
+         "stimulus": f"{prefix}{AUDIO_FOLDER}/{first['id']}/{first['reference']}", "defaultVolume": 0.5},
     ]
     pages += [_page(t, prefix, 0, 0) for t in training]
     pages.append(["random", *[_page(t, prefix, i, len(rated)) for i, t in enumerate(rated, start=1)]])

@@ -7,11 +7,20 @@ BS.1534 anchors (``anchor_3k5`` low, ``anchor_7k`` mid) and two or three systems
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from common.stimulus_set import (
+    REFERENCE_FILE,
+    SCHEMA,
+    STANDARD_CONDITIONS,
+    SYSTEM,
+    condition_file,
+    trial_folder,
+    write_manifest,
+)
 
 SAMPLE_RATE = 16000
 
@@ -40,22 +49,22 @@ def make_stimulus_set(
     """Write ``root/name/manifest.json`` and its WAVs; returns the set folder."""
     rng = np.random.default_rng(seed)
     folder = Path(root) / name
-    conditions = [("hidden_reference", "hidden_reference"), ("anchor_3k5", "anchor_low"), ("anchor_7k", "anchor_mid")]
-    conditions += [(s, "system") for s in systems]
+    conditions = [*STANDARD_CONDITIONS.items(), *((s, SYSTEM) for s in systems)]
     trials = []
     ids = (["train01"] if training else []) + [f"t{i + 1:02d}" for i in range(n_trials)]
     for k, trial_id in enumerate(ids):
-        audio = folder / "audio" / trial_id
+        audio = trial_folder(folder, trial_id)
         audio.mkdir(parents=True, exist_ok=True)
+        files = audio.relative_to(folder).as_posix()
         freq = 220.0 * (1 + k)
         ref = _tone(rng, duration_s, freq, 0.02)
-        sf.write(audio / "reference.wav", ref, SAMPLE_RATE)
+        sf.write(audio / REFERENCE_FILE, ref, SAMPLE_RATE)
         entries = []
         for j, (cid, role) in enumerate(conditions):
             noise = {"hidden_reference": 0.02, "anchor_low": 0.2, "anchor_mid": 0.1}.get(role, 0.05 + 0.02 * j)
-            sf.write(audio / f"{cid}.wav", _tone(rng, duration_s, freq, noise), SAMPLE_RATE)
-            entry = {"id": cid, "role": role, "file": f"audio/{trial_id}/{cid}.wav"}
-            if role == "system":
+            sf.write(audio / condition_file(cid), _tone(rng, duration_s, freq, noise), SAMPLE_RATE)
+            entry = {"id": cid, "role": role, "file": f"{files}/{condition_file(cid)}"}
+            if role == SYSTEM:
                 entry.update(run_id=f"run-{cid}", arch="lstm", params=1000 + j)
             entries.append(entry)
         trials.append(
@@ -65,19 +74,19 @@ def make_stimulus_set(
                 "device": "fuzz",
                 "group": "S-32-8",
                 "training": trial_id.startswith("train"),
-                "reference": f"audio/{trial_id}/reference.wav",
+                "reference": f"{files}/{REFERENCE_FILE}",
                 "conditions": entries,
             }
         )
     manifest = {
-        "schema": 1,
+        "schema": SCHEMA,
         "sample_rate": SAMPLE_RATE,
         "provenance": {"command": "tests", "seed": seed, "git_commit": "test"},
         "loudness_target_lufs": -23.0,
         "bs1534_enforced": False,
         "trials": trials,
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    write_manifest(folder, manifest, ValueError)
     if test_yaml is not None:
         (folder / "test.yaml").write_text(test_yaml, encoding="utf-8")
     return folder
