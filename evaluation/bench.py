@@ -8,7 +8,6 @@ with objective metrics and no audio (nothing needs to be rendered or read).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tempfile
@@ -19,11 +18,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.stimulus_set import (
+    REFERENCE_FILE,
+    SCHEMA,
+    STANDARD_CONDITIONS,
+    SYSTEM,
+    condition_file,
+    write_manifest,
+)
+
+from .analysis import ReportConfig, analyse
 from .descriptives import describe
+from .errors import ManifestError
 from .manifest import load_manifest
 from .metrics import METRIC_NAMES
 from .ratings import Ratings, to_tidy
-from .analysis import ReportConfig, analyse
 from .report import write_report
 from .screening import screen
 from .simulation import SimulationConfig, simulate_panel
@@ -43,9 +52,8 @@ def bench_manifest(folder: Path, n_items: int = 24, seed: int = 0) -> Path:
     trials = []
     for i in range(n_items):
         conditions = [
-            {"id": "hidden_reference", "role": "hidden_reference", "file": "hidden_reference.wav"},
-            {"id": "anchor_3k5", "role": "anchor_low", "file": "anchor_3k5.wav"},
-            {"id": "anchor_7k", "role": "anchor_mid", "file": "anchor_7k.wav"},
+            {"id": cid, "role": role, "file": condition_file(cid)}
+            for cid, role in STANDARD_CONDITIONS.items()
         ]
         for cid, recipe, bits, width, esr in SYSTEMS:
             item_esr = esr * float(np.exp(rng.normal(0, 0.3)))
@@ -55,8 +63,8 @@ def bench_manifest(folder: Path, n_items: int = 24, seed: int = 0) -> Path:
             conditions.append(
                 {
                     "id": cid,
-                    "role": "system",
-                    "file": f"{cid}.wav",
+                    "role": SYSTEM,
+                    "file": condition_file(cid),
                     "run_id": f"run-{cid}",
                     "arch": "lstm",
                     "recipe": recipe,
@@ -73,18 +81,18 @@ def bench_manifest(folder: Path, n_items: int = 24, seed: int = 0) -> Path:
                 "id": f"item{i:02d}",
                 "item": f"item{i:02d}",
                 "group": "S-32-8",
-                "reference": "reference.wav",
+                "reference": REFERENCE_FILE,
                 "conditions": conditions,
             }
         )
     folder.mkdir(parents=True, exist_ok=True)
     manifest = {
-        "schema": 1,
+        "schema": SCHEMA,
         "sample_rate": 48000,
         "provenance": {"command": "python -m evaluation bench", "seed": seed},
         "trials": trials,
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(folder, manifest, ManifestError)
     return folder
 
 

@@ -12,7 +12,7 @@ Objective metrics compare each system with the reference after the fades and bef
 so the loudness difference is the model's own. Everything is written into a temporary folder
 beside the target and moved into place at the end.
 
-Layout and manifest: docs/formats.md (``stimuli/<set>/manifest.json``,
+Layout and manifest: docs/formats.md, :mod:`common.stimulus_set` (``stimuli/<set>/manifest.json``,
 ``stimuli/<set>/audio/<trial_id>/<condition_id>.wav``).
 """
 
@@ -37,6 +37,19 @@ from scipy import signal as sps
 
 from common.bs1534 import MAX_DURATION_S, MAX_SIGNALS_PER_TRIAL, MIN_ITEMS
 from common.outputs import MARKER, check_output_folder, output_folder
+from common.stimulus_set import (
+    HIDDEN_REFERENCE,
+    HIDDEN_REFERENCE_ID,
+    MANIFEST,
+    MODEL_FACTS,
+    REFERENCE_FILE,
+    SCHEMA,
+    SYSTEM,
+    audio_path,
+    condition_file,
+    trial_folder,
+    write_manifest,
+)
 from evaluation.metrics import compute_all
 
 from .anchors import ANCHORS, lowpass_anchor
@@ -60,12 +73,9 @@ from .stimulus_config import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
 SET_KIND = "stimulus set"  # the kind recorded in common.outputs' marker
 PEAK_MARGIN_DB = 0.01
 SILENT_BELOW_REFERENCE_LU = 40.0  # an output this much quieter than the reference is no render of it  # keeps PCM rounding from lifting a true peak above the ceiling
-MODEL_FACTS = ("run_id", "dataset", "arch", "model", "layers", "recipe", "variant", "teacher", "bits", "width", "params",
-               "bytes", "macs_per_sample", "rtf_offline", "rtf_stream")
 OBJECTIVE_BASIS = ("each system against the reference after the 5 ms fades and latency compensation, "
                    "before the loudness gains (evaluation.metrics.compute_all)")
 
@@ -521,9 +531,9 @@ def build_stimulus_set(
 
 def _trial(item: Item, group: str, chosen, levels, objective, lags, config: StimulusConfig, dataset) -> dict:
     name = item.spec.name
-    keys = [("hidden_reference", "hidden_reference", "reference")]
+    keys = [(HIDDEN_REFERENCE_ID, HIDDEN_REFERENCE, "reference")]
     keys += [(a.id, a.role, a.id) for a in ANCHORS]
-    keys += [(cid, "system", run.run_id) for cid, run in chosen]
+    keys += [(cid, SYSTEM, run.run_id) for cid, run in chosen]
     target = config.loudness_target_lufs
     ceiling = config.peak_ceiling_dbfs - PEAK_MARGIN_DB
     loudest_peak = max(levels[(name, key)][1] + target - levels[(name, key)][0] for _, _, key in keys)
@@ -532,10 +542,10 @@ def _trial(item: Item, group: str, chosen, levels, objective, lags, config: Stim
     for cid, role, key in keys:
         loudness, peak = levels[(name, key)]
         gain_db = target - loudness + trial_gain_db
-        entry: dict[str, Any] = {"id": cid, "role": role, "file": f"{cid}.wav", "gain_db": round(gain_db, 6),
+        entry: dict[str, Any] = {"id": cid, "role": role, "file": condition_file(cid), "gain_db": round(gain_db, 6),
                                  "loudness_before_lufs": round(loudness, 6),
                                  "true_peak_dbfs": round(peak + gain_db, 6), "signal": key}
-        if role == "system":
+        if role == SYSTEM:
             run = next(r for c, r in chosen if c == cid)
             entry.update(run.facts)
             entry["latency_samples"] = lags[(name, key)]
@@ -543,7 +553,7 @@ def _trial(item: Item, group: str, chosen, levels, objective, lags, config: Stim
         conditions.append(entry)
     reference_gain = conditions[0]["gain_db"]
     return {"id": f"{name}_{group}", "item": name, "device": dataset.device or dataset.name, "group": group,
-            "training": False, "reference": "reference.wav", "reference_gain_db": reference_gain,
+            "training": False, "reference": REFERENCE_FILE, "reference_gain_db": reference_gain,
             "trial_gain_db": round(trial_gain_db, 6), "conditions": conditions}
 
 
@@ -552,11 +562,11 @@ def _legacy_set_files(out: Path) -> list[str] | None:
     a manifest.json of this schema and nothing but the files it lists, manifest.json and
     webmushra.yaml. None for anything else."""
     try:
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        listed = {"manifest.json", "webmushra.yaml"}
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        listed = {MANIFEST, "webmushra.yaml"}
         for trial in manifest["trials"]:
-            listed.add(f"audio/{trial['id']}/{trial['reference']}")
-            listed.update(f"audio/{trial['id']}/{cond['file']}" for cond in trial["conditions"])
+            names = [trial["reference"], *(cond["file"] for cond in trial["conditions"])]
+            listed.update(audio_path(out, trial["id"], name).relative_to(out).as_posix() for name in names)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
@@ -593,7 +603,7 @@ def _write_set(manifest: dict, signals: dict, out: Path) -> None:
     with output_folder(out, SET_KIND, StimulusError) as tmp:
         rate, bits = manifest["sample_rate"], manifest["bit_depth"]
         for trial in manifest["trials"]:
-            folder = tmp / "audio" / trial["id"]
+            folder = trial_folder(tmp, trial["id"])
             folder.mkdir(parents=True)
             hidden = trial["conditions"][0]
             reference = signals[(trial["item"], "reference")] * db_to_gain(hidden["gain_db"])
@@ -601,7 +611,7 @@ def _write_set(manifest: dict, signals: dict, out: Path) -> None:
             for cond in trial["conditions"]:
                 audio = signals[(trial["item"], cond.pop("signal"))] * db_to_gain(cond["gain_db"])
                 write_wav(folder / cond["file"], audio, rate, bits)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        write_manifest(tmp, manifest, StimulusError)
         (tmp / "webmushra.yaml").write_text(webmushra_yaml(manifest), encoding="utf-8")
 
 

@@ -10,7 +10,6 @@ Pages in nested lists (webMUSHRA's randomised groups) are flattened; other page 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -22,6 +21,20 @@ import soundfile as sf
 import yaml
 from scipy import signal
 
+from common.stimulus_set import (
+    ANCHOR_LOW,
+    ANCHOR_MID,
+    HIDDEN_REFERENCE,
+    HIDDEN_REFERENCE_ID,
+    LOW_ANCHOR_ID,
+    MID_ANCHOR_ID,
+    REFERENCE_FILE,
+    SCHEMA,
+    SYSTEM,
+    condition_file,
+    trial_folder,
+    write_manifest,
+)
 from models.anchors import anchor_sos
 from models.errors import StimulusError
 
@@ -29,7 +42,7 @@ from .errors import ImportFormatError
 
 log = logging.getLogger(__name__)
 
-ANCHORS = {"createAnchor35": ("anchor_3k5", "anchor_low", 3500.0), "createAnchor70": ("anchor_7k", "anchor_mid", 7000.0)}
+ANCHORS = {"createAnchor35": (LOW_ANCHOR_ID, ANCHOR_LOW, 3500.0), "createAnchor70": (MID_ANCHOR_ID, ANCHOR_MID, 7000.0)}
 
 
 def lowpass_anchor(audio: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
@@ -95,18 +108,21 @@ def import_webmushra(config: Path, out: Path, base_dir: Path | None = None) -> P
             if trial_id in seen_ids:
                 raise ImportFormatError(f"{where}: id {trial_id!r} is used twice")
             seen_ids.add(trial_id)
-            folder = tmp / "audio" / trial_id
+            folder = trial_folder(tmp, trial_id)
             folder.mkdir(parents=True)
+            files = folder.relative_to(tmp).as_posix()
             ref_src = _source(bases, page.get("reference"), f"{where}.reference")
             audio, rate = sf.read(ref_src, always_2d=False)
             sample_rates.add(rate)
-            shutil.copyfile(ref_src, folder / "reference.wav") if ref_src.suffix.lower() == ".wav" else sf.write(folder / "reference.wav", audio, rate)
-            shutil.copyfile(folder / "reference.wav", folder / "hidden_reference.wav")
-            conditions = [{"id": "hidden_reference", "role": "hidden_reference", "file": f"audio/{trial_id}/hidden_reference.wav"}]
+            reference = folder / REFERENCE_FILE
+            shutil.copyfile(ref_src, reference) if ref_src.suffix.lower() == ".wav" else sf.write(reference, audio, rate)
+            shutil.copyfile(reference, folder / condition_file(HIDDEN_REFERENCE_ID))
+            conditions = [{"id": HIDDEN_REFERENCE_ID, "role": HIDDEN_REFERENCE,
+                           "file": f"{files}/{condition_file(HIDDEN_REFERENCE_ID)}"}]
             for flag, (cid, role, cutoff) in ANCHORS.items():
                 if page.get(flag):
-                    sf.write(folder / f"{cid}.wav", lowpass_anchor(audio, rate, cutoff), rate, subtype="FLOAT")
-                    conditions.append({"id": cid, "role": role, "file": f"audio/{trial_id}/{cid}.wav"})
+                    sf.write(folder / condition_file(cid), lowpass_anchor(audio, rate, cutoff), rate, subtype="FLOAT")
+                    conditions.append({"id": cid, "role": role, "file": f"{files}/{condition_file(cid)}"})
             stimuli = page.get("stimuli") or {}
             if not isinstance(stimuli, dict) or not stimuli:
                 raise ImportFormatError(f"{where}.stimuli: expected a mapping of condition names to files")
@@ -115,33 +131,33 @@ def import_webmushra(config: Path, out: Path, base_dir: Path | None = None) -> P
                 if any(c["id"] == cid for c in conditions):
                     raise ImportFormatError(f"{where}.stimuli: condition name {cid!r} clashes with a generated one")
                 src = _source(bases, path, f"{where}.stimuli.{cid}")
-                dest = folder / f"{cid}.wav"
+                dest = folder / condition_file(cid)
                 if src.suffix.lower() == ".wav":
                     shutil.copyfile(src, dest)
                 else:
                     x, r = sf.read(src)
                     sf.write(dest, x, r)
                 sample_rates.add(sf.info(dest).samplerate)
-                conditions.append({"id": cid, "role": "system", "file": f"audio/{trial_id}/{cid}.wav"})
+                conditions.append({"id": cid, "role": SYSTEM, "file": f"{files}/{condition_file(cid)}"})
             trials.append(
                 {
                     "id": trial_id,
                     "item": str(page.get("name") or trial_id),
                     "training": False,
-                    "reference": f"audio/{trial_id}/reference.wav",
+                    "reference": f"{files}/{REFERENCE_FILE}",
                     "conditions": conditions,
                 }
             )
         if len(sample_rates) != 1:
             raise ImportFormatError(f"{config}: all audio must share one sample rate, found {sorted(sample_rates)}")
         manifest = {
-            "schema": 1,
+            "schema": SCHEMA,
             "sample_rate": sample_rates.pop(),
             "provenance": {"command": f"python -m webapp import-webmushra {config}", "source": "webMUSHRA", "test_id": data.get("testId")},
             "bs1534_enforced": False,
             "trials": trials,
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        write_manifest(tmp, manifest, ImportFormatError)
         title = str(data.get("testname") or out.name)
         (tmp / "test.yaml").write_text(yaml.safe_dump({"title": title}, allow_unicode=True), encoding="utf-8")
         os.replace(tmp, out)
