@@ -40,6 +40,10 @@ ROLES = (HIDDEN_REFERENCE, ANCHOR_LOW, ANCHOR_MID, SYSTEM)
 """Every condition has one: the hidden reference, the 3.5 kHz (low) and 7 kHz (mid) anchors of
 BS.1534-3, or a system under test."""
 
+ROLE_ORDER = {HIDDEN_REFERENCE: 0, SYSTEM: 1, ANCHOR_MID: 2, ANCHOR_LOW: 3}
+"""The order in which figures and tables list conditions by role: the hidden reference, the
+systems, then the anchors from least to most impaired."""
+
 HIDDEN_REFERENCE_ID = "hidden_reference"
 LOW_ANCHOR_ID = "anchor_3k5"
 MID_ANCHOR_ID = "anchor_7k"

@@ -17,10 +17,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from common.bs1534 import tukey_hinges  # noqa: E402
+from common.stimulus_set import ROLE_ORDER  # noqa: E402
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-ROLE_ORDER = {"hidden_reference": 0, "system": 1, "anchor_mid": 2, "anchor_low": 3}
 _BANDS = ((80, "Excellent"), (60, "Good"), (40, "Fair"), (20, "Poor"), (0, "Bad"))
 
 

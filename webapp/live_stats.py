@@ -17,6 +17,7 @@ from common.bs1534 import (
     exceeds,
     tukey_hinges,
 )
+from common.stimulus_set import HIDDEN_REFERENCE, ROLE_ORDER
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def condition_summaries(rows: list[dict]) -> list[ConditionSummary]:
         per_listener[r["condition"]][r["participant"]].append(float(r["score"]))
         roles[r["condition"]] = r["role"]
     out = []
-    for condition in sorted(per_listener, key=lambda c: (_role_rank(roles[c]), c)):
+    for condition in sorted(per_listener, key=lambda c: (ROLE_ORDER.get(roles[c], len(ROLE_ORDER)), c)):
         listeners = per_listener[condition]
         means = np.array([np.mean(v) for v in listeners.values()])
         all_scores = np.array([s for v in listeners.values() for s in v])
@@ -71,17 +72,13 @@ def condition_summaries(rows: list[dict]) -> list[ConditionSummary]:
     return out
 
 
-def _role_rank(role: str) -> int:
-    return {"hidden_reference": 0, "system": 1, "anchor_mid": 2, "anchor_low": 3}.get(role, 4)
-
-
 def hidden_reference_failures(rows: list[dict]) -> list[dict]:
     """Listeners who rated the hidden reference below 90 for more than 15 % of their rated items
     (BS.1534-3 §4.1.2 as :mod:`common.bs1534` states it; exactly 15 % stays)."""
     below: dict[str, int] = defaultdict(int)
     items: dict[str, int] = defaultdict(int)
     for r in rows:
-        if r["role"] != "hidden_reference" or r["score"] is None:
+        if r["role"] != HIDDEN_REFERENCE or r["score"] is None:
             continue
         items[r["participant"]] += 1
         below[r["participant"]] += float(r["score"]) < HIDDEN_REFERENCE_BELOW
