@@ -24,7 +24,7 @@ MIN_ITEMS = 5
 """§7.1: at least 5 rated items (test excerpts)."""
 
 MIN_LOOP_S = 0.5
-"""§5.1 (looping): a loop the listener sets spans at least 500 ms."""
+"""§5.3: a loop the listener sets spans at least 500 ms."""
 
 FADE_MS = 5.0
 """Raised-cosine fades at every signal start, end, switch and loop boundary, against clicks."""
