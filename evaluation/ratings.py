@@ -390,13 +390,11 @@ def read_database(
     """Read ratings from a results database: a SQLite file path or an SQLAlchemy URL.
 
     A ``ratings`` table with the tidy columns is read as it is. Otherwise the web app's tables
-    are read: ``ratings`` (``participant_id, trial, condition, score, condition_position, plays,
-    listening_ms``) joined to ``participants`` (``id, test, code``, answers) and, when present,
-    ``pages`` (``trial_position, submitted_at, duration_ms``; only submitted ``kind = 'trial'``
-    pages, so training grades are discarded). As in the web app's exports, participants the
-    experimenter excluded (``participants.excluded``) are left out unless ``include_excluded``;
-    the participants frame always lists them. ``test`` keeps one test of a database that holds
-    several.
+    (``ratings``, ``pages``, ``participants``) are read with the web app's own export query,
+    :func:`common.ratings_table.counted_ratings_sql`: only submitted ``kind = 'trial'`` pages
+    (training grades are discarded), in the export's order; participants the experimenter
+    excluded are left out unless ``include_excluded``. The participants frame always lists
+    everyone. ``test`` keeps one test of a database that holds several.
     """
     import sqlalchemy as sa  # only needed for this source
 
