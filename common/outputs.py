@@ -60,7 +60,7 @@ def check_output_folder(out: Path, kind: str, error: type[Exception]) -> None:
         if empty:
             return
         raise error(f"{out}: already exists and was not written by the {kind} command (no {MARKER}); "
-                    f"refusing to replace it: choose a new folder or remove it yourself")
+                    f"refusing to replace it: choose a new folder or remove it yourself") from None
     except (OSError, ValueError) as exc:
         raise error(f"{out}/{MARKER}: expected the marker of a {kind}, found an unreadable file ({exc}); "
                     f"refusing to replace the folder") from exc

@@ -2,8 +2,6 @@
 
 Modules, one concept each:
 
-- ``metrics``: objective metrics between a render and its target (numpy/scipy/pyloudnorm only; the
-  model zoo imports it to score renders);
 - ``config``: this package's configs, built by :mod:`common.typed_config` with its own
   ``ConfigError``;
 - ``ratings`` (all rating sources → the tidy format), ``manifest`` (stimulus-set manifests),

@@ -12,9 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from common.errors import EarshotError
 from common.outputs import check_output_folder, write_file_atomic
 
-from .errors import ConfigError, EvaluationError, OutputError
+from .errors import ConfigError, OutputError
 
 log = logging.getLogger("evaluation")
 
@@ -517,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except EvaluationError as exc:
+    except EarshotError as exc:
         return _fail(str(exc))
     except OSError as exc:
         # A file the user named cannot be read or written (permissions, a full disk): their

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.audio_metrics import METRIC_NAMES
 from common.stimulus_set import (
     REFERENCE_FILE,
     SCHEMA,
@@ -31,7 +32,6 @@ from .analysis import ReportConfig, analyse
 from .descriptives import describe
 from .errors import ManifestError
 from .manifest import load_manifest
-from .metrics import METRIC_NAMES
 from .ratings import Ratings, to_tidy
 from .report import write_report
 from .screening import screen

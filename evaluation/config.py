@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import ConfigError
 from common.typed_config import TypedConfig
+
+from .errors import ConfigError
 
 T = TypeVar("T")
 

@@ -2,8 +2,8 @@
 
 Every error the package raises on purpose derives from :class:`EvaluationError`
 (itself a :class:`common.errors.EarshotError`); the specific ones
-also derive from the matching builtin, so callers (the model zoo scoring renders, for example) can
-catch either ``EvaluationError`` or ``ValueError``.
+also derive from the matching builtin, so callers can
+catch either ``EvaluationError`` or the builtin.
 """
 
 from common.errors import EarshotError
@@ -11,10 +11,6 @@ from common.errors import EarshotError
 
 class EvaluationError(EarshotError):
     """Base class of every error the evaluation package raises on purpose."""
-
-
-class MetricInputError(EvaluationError, ValueError):
-    """Signals given to an objective metric have the wrong shape, length, values or sample rate."""
 
 
 class RatingsFormatError(EvaluationError, ValueError):

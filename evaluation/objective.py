@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from common import audio_metrics as metrics
+
 from .errors import ManifestError
 from .manifest import Manifest
 
@@ -32,7 +33,7 @@ def objective_table(
     manifest: Manifest, *, compute_missing: bool = True, roles=("system",)
 ) -> pd.DataFrame:
     """One row per rated stimulus (trial × condition of the given roles, no training trials) with
-    the metrics of :data:`evaluation.metrics.METRIC_NAMES` as columns, plus ``source``
+    the metrics of :data:`common.audio_metrics.METRIC_NAMES` as columns, plus ``source``
     (``manifest`` or ``audio``).
 
     Metrics missing from the manifest are computed from the condition's and the trial's reference

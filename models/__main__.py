@@ -1,5 +1,5 @@
 """``python -m models``: the model zoo's command line."""
 
-from .cli import main
+from models.cli import main
 
 raise SystemExit(main())

@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import ModelsError
+from common.errors import EarshotError
 
 log = logging.getLogger("models")
 
@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
                          "weights; a quantized run's bit-packed integers and per-row scales) and <name>.json "
                          "(architecture, parameters, multiply-adds, bits, widths, sample rate, loudness on a "
                          "fixed test signal, latency, test metrics, provenance with the .pt's sha256); load it "
-                         "with models.export.load_export. nam: Neural Amp Modeler's .nam (format 0.5.4), for "
+                         "with models.export.bundle.load_export. nam: Neural Amp Modeler's .nam (format 0.5.4), for "
                          "WaveNets only. Files are written under temporary names and renamed when complete.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder (holding checkpoint.pt)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
                    "both: all three files, the manifest naming the .nam")
     p.add_argument("--width", type=float, default=None, metavar="W",
                    help="export the network cut to this fraction of its channels (0 < W <= 1, at least one "
-                   "channel of the widest layer; models.slimmable.slim), meant for slimmable runs; quantized "
+                   "channel of the widest layer; models.nets.slimmable.slim), meant for slimmable runs; quantized "
                    "integers are cut with their weights. Default: the full network")
     p.add_argument("--name", default=None,
                    help="base file name without extension (default: the run id, with _w<percent> at a width "
@@ -161,10 +161,10 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
-    from .processes import study_lock
-    from .runs import is_complete
-    from .studies import expand, load_study, run_study, study_dir
+    from models.errors import ConfigError
+    from models.processes import study_lock
+    from models.studies.runs import is_complete
+    from models.studies.study import expand, load_study, run_study, study_dir
 
     study = load_study(args.file)
     out_dir = args.out or study_dir(study)
@@ -216,9 +216,9 @@ def _pandas_display():
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import from_dict, load_yaml
-    from .errors import ConfigError
-    from .runs import RunConfig, execute_run
+    from models.config import from_dict, load_yaml
+    from models.errors import ConfigError
+    from models.studies.runs import RunConfig, execute_run
 
     path = args.config
     if path.is_dir():
@@ -251,10 +251,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_dataset(args: argparse.Namespace) -> int:
     from common.outputs import check_output_folder, output_folder
-
-    from .datasets import DatasetConfig, load_dataset
-    from .errors import OutputError
-    from .resources import unwritable_reason
+    from models.data.datasets import DatasetConfig
+    from models.data.sources import load_dataset
+    from models.errors import OutputError
+    from models.resources import unwritable_reason
 
     if args.write:
         # Refused before the dataset is built: a folder that cannot be written or holds other files.
@@ -290,7 +290,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    from .devices import PRESETS, get_device
+    from models.dsp.devices import PRESETS, get_device
 
     for name in PRESETS:
         device = get_device(name)
@@ -305,11 +305,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
     import soundfile as sf
 
     from common.outputs import write_file_atomic
-
-    from .checkpoints import load_model
-    from .errors import ConfigError, DatasetError, OutputError
-    from .rendering import render
-    from .resources import unwritable_reason
+    from models.errors import ConfigError, DatasetError, OutputError
+    from models.inference.rendering import render
+    from models.resources import unwritable_reason
+    from models.training.checkpoints import load_model
 
     model, payload = load_model(args.run)
     try:
@@ -345,22 +344,22 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.stimuli:
-        from .stimulus_bench import run_stimulus_bench
+        from stimulus_sets.bench import run_stimulus_bench
 
         return run_stimulus_bench(args.study_dir)
-    from .bench import run_bench
+    from models.inference.bench import run_bench
 
     return run_bench(repeats=args.repeats, audio_s=args.audio_s, checkpoint=args.checkpoint, only=args.only,
                      quick=args.quick)
 
 
 def _cmd_stimuli(args: argparse.Namespace) -> int:
-    from .errors import StimulusError
+    from models.errors import StimulusError
 
     if args.check is not None:
         if args.config is not None or args.out is not None:
             raise StimulusError("--check SET validates an existing set: give no CONFIG and no --out with it")
-        from .stimulus_check import check_stimulus_set, verdict_text
+        from stimulus_sets.check import check_stimulus_set, verdict_text
 
         frame = check_stimulus_set(args.check)
         print(f"checking {args.check}")
@@ -368,7 +367,7 @@ def _cmd_stimuli(args: argparse.Namespace) -> int:
         return 0 if frame["ok"].all() else 1
     if args.config is None or args.out is None:
         raise StimulusError("expected CONFIG and --out (to build a set) or --check SET (to validate one)")
-    from .stimulus_sets import PhaseTimes, build_from_file
+    from stimulus_sets.build import PhaseTimes, build_from_file
 
     times = PhaseTimes()
     manifest = build_from_file(args.config, args.out, strict=False if args.no_strict else None, force=args.force,
@@ -389,7 +388,7 @@ def _cmd_stimuli(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_run
+    from models.export.bundle import export_run
 
     result = export_run(args.run_dir, args.out, fmt=args.format, width=args.width, name=args.name)
     for path in result["paths"].values():
@@ -418,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with logging_redirect_tqdm():
             return COMMANDS[args.verb](args)
-    except ModelsError as exc:
+    except EarshotError as exc:
         # One line, whatever the message holds: a log or a terminal shows exactly one error line.
         print("error: " + " ".join(line.strip() for line in str(exc).splitlines()), file=sys.stderr)
         return 2

@@ -7,8 +7,7 @@ the zoo's :class:`~models.errors.ConfigError`.
 from __future__ import annotations
 
 from common.typed_config import TypedConfig, to_dict
-
-from .errors import ConfigError
+from models.errors import ConfigError
 
 _typed = TypedConfig(ConfigError)
 from_dict = _typed.from_dict

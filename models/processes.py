@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputError, StudyBusyError
+from models.errors import OutputError, StudyBusyError
 
 log = logging.getLogger(__name__)
 

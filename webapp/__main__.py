@@ -10,7 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, StorageError, WebappError
+from common.errors import EarshotError
+
+from .errors import ConfigError, StorageError
 
 log = logging.getLogger("webapp")
 
@@ -240,7 +242,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except WebappError as exc:
+    except EarshotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

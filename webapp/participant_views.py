@@ -23,7 +23,6 @@ from flask import (
 from flask_wtf.csrf import CSRFError
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
-from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import headphones, security
@@ -32,7 +31,7 @@ from .errors import SubmissionError
 from .planning import admit, new_token, participant_for_consent, start_participant
 from .runtime import Earshot, TestRuntime
 from .security import CSRF_HEADERS, csrf_problem, csrf_token_for, is_loopback, keyed_digest
-from .storage import AudioToken, Page, Participant
+from .storage.fast_path import AUDIO, CURRENT_PAGE, PARTICIPANT_ID
 from .submissions import submit
 
 log = logging.getLogger(__name__)
@@ -55,20 +54,6 @@ def _runtime(test: str) -> TestRuntime:
     if rt is None:
         abort(404)
     return rt
-
-
-def _participant(session, rt: TestRuntime) -> Participant | None:
-    token = request.cookies.get(COOKIE)
-    if not token:
-        return None
-    return session.scalar(
-        select(Participant).where(Participant.token == token, Participant.test == rt.stim.name)
-    )
-
-
-_KNOWN_PARTICIPANT = select(Participant.__table__.c.id).where(
-    Participant.__table__.c.token == bindparam("token"), Participant.__table__.c.test == bindparam("test")
-)
 
 
 # CSRF on participant pages: the token is an HMAC of a secret HttpOnly cookie (the participant's
@@ -112,9 +97,11 @@ def _language(rt: TestRuntime, requested: str | None) -> str:
 @bp.get("/t/<test>/")
 def welcome(test: str):
     rt = _runtime(test)
-    with rt.storage.reading() as s:
-        if _participant(s, rt) is not None:
-            return redirect(url_for(".page", test=test))
+    known = request.cookies.get(COOKIE)
+    if known and rt.storage.run_fast(
+        lambda conn: conn.first(PARTICIPANT_ID, {"token": known, "test": rt.stim.name}), write=False
+    ):
+        return redirect(url_for(".page", test=test))
     cfg = rt.stim.settings
     crowd = {k: request.args[k][:MAX_CROWD_VALUE] for k in cfg.crowd_parameters if k in request.args}
     lang = _language(rt, request.args.get("lang"))
@@ -152,7 +139,7 @@ def start(test: str):
     def create(conn):
         # One participant per browser: its participant cookie, or else the consent nonce it
         # consented with (a double click, a second tab, a resent form) finds the one it has.
-        if known and conn.first(_KNOWN_PARTICIPANT, {"token": known, "test": rt.stim.name}):
+        if known and conn.first(PARTICIPANT_ID, {"token": known, "test": rt.stim.name}):
             return "known", None
         token = participant_for_consent(conn, rt.stim.name, nonce)
         if token is not None:
@@ -196,29 +183,6 @@ def _no_store_pages(response):
     if response.mimetype == "text/html":
         response.headers["Cache-Control"] = "no-store"
     return response
-
-
-_P = Participant.__table__
-_PG = Page.__table__
-_SAME_KIND = _PG.alias("same_kind")
-# One round trip for everything a page needs: the participant, its first page not yet submitted
-# (none: the test is finished) and that page's place among the pages of its kind.
-_CURRENT_PAGE = (
-    select(
-        _P.c.language, _P.c.stopped, _P.c.volume_gain_db,
-        _PG.c.kind, _PG.c.position, _PG.c.tokens,
-        select(func.count())
-        .where(_SAME_KIND.c.participant_id == _P.c.id, _SAME_KIND.c.kind == _PG.c.kind, _SAME_KIND.c.position <= _PG.c.position)
-        .scalar_subquery().label("n"),
-        select(func.count())
-        .where(_SAME_KIND.c.participant_id == _P.c.id, _SAME_KIND.c.kind == _PG.c.kind)
-        .scalar_subquery().label("total"),
-    )
-    .select_from(_P.outerjoin(_PG, and_(_PG.c.participant_id == _P.c.id, _PG.c.submitted_at.is_(None))))
-    .where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test"))
-    .order_by(_PG.c.position)
-    .limit(1)
-)
 
 
 @cache
@@ -279,7 +243,7 @@ def page(test: str):
     row = None
     if token:
         params = {"token": token, "test": rt.stim.name}
-        row = rt.storage.run_fast(lambda conn: conn.first(_CURRENT_PAGE, params), write=False)
+        row = rt.storage.run_fast(lambda conn: conn.first(CURRENT_PAGE, params), write=False)
     if row is None:
         return redirect(url_for(".welcome", test=test))
     lang = row.language
@@ -357,31 +321,29 @@ def submit_page(test: str):
 @bp.get("/t/<test>/audio/<token>")
 def audio(test: str, token: str):
     rt = _runtime(test)
-    with rt.storage.reading() as s:
-        participant = _participant(s, rt)
-        if participant is None:
-            abort(404)
-        tok = s.scalar(
-            select(AudioToken).where(AudioToken.token == token, AudioToken.participant_id == participant.id)
-        )
-        if tok is None:
-            abort(404)
-        page = s.get(Page, tok.page_id)
+    participant = request.cookies.get(COOKIE)
+    if not participant:
+        abort(404)
+    params = {"audio": token, "token": participant, "test": rt.stim.name}
+    # The token's page, only if the token is this participant's.
+    page = rt.storage.run_fast(lambda conn: conn.first(AUDIO, params), write=False)
+    if page is None:
+        abort(404)
     max_age = _earshot().settings.audio_max_age_s
     etag = hashlib.sha256(f"{current_app.secret_key}:{token}".encode()).hexdigest()[:32]
     if page.kind == "headphones":
         rounds = page.setup["rounds"]
-        if not 0 <= tok.slot < len(rounds):
+        if not 0 <= page.slot < len(rounds):
             abort(404)
         hc = rt.stim.settings.headphone_check
-        body = headphones.round_wav(rounds[tok.slot], tone_hz=hc.tone_hz)
+        body = headphones.round_wav(rounds[page.slot], tone_hz=hc.tone_hz)
         response = make_response(body)
         response.headers["Content-Type"] = "audio/wav"
         response.set_etag(etag)
         response.headers["Cache-Control"] = f"private, max-age={max_age}"
         return response.make_conditional(request, accept_ranges=True)
     trial = rt.stim.trial(page.trial)
-    path = trial.reference if tok.slot == -1 else trial.condition(page.condition_order[tok.slot]).path
+    path = trial.reference if page.slot == -1 else trial.condition(page.condition_order[page.slot]).path
     response: Response = send_file(
         path, mimetype="audio/wav", conditional=True, etag=etag, max_age=max_age, last_modified=None
     )

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import math
 import re
-from functools import cache
 from typing import Any, NamedTuple
-
-from sqlalchemy import bindparam, exists, func, insert, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from .errors import SubmissionError
 from .headphones import answer_key
 from .manifest import StimulusSet
-from .storage import FastConnection, Page, Participant, Rating, Storage, utcnow
+from .storage import FastConnection, Storage, utcnow
+from .storage.fast_path import (
+    INSERT_RATINGS,
+    PAGE_STATE,
+    PARTICIPANT_ID,
+    RATING_COLUMNS,
+    SUBMISSION_LOOKUP,
+    store_in_one_statement,
+    store_page,
+    update_participant,
+)
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_DURATION_MS = 24 * 3600 * 1000
@@ -175,113 +181,23 @@ def _check_questionnaire(stim: StimulusSet, body: dict, page_values: dict, parti
     page_values["answers"] = clean
 
 
-_P = Participant.__table__
-_PG = Page.__table__
-_PENDING = _PG.alias("pending")
-# Built once, compiled once per database (Storage.prepared): a request pays for neither.
-_FIND_PARTICIPANT = select(_P.c.id).where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test"))
-_LOOKUP = (
-    select(
-        _P.c.id.label("participant_id"), _P.c.stopped, _P.c.finished_at,
-        _PG.c.id.label("page_id"), _PG.c.kind, _PG.c.trial, _PG.c.condition_order, _PG.c.tokens,
-        _PG.c.setup, _PG.c.submitted_at, _PG.c.idempotency_key,
-        select(func.min(_PENDING.c.position))
-        .where(_PENDING.c.participant_id == _P.c.id, _PENDING.c.submitted_at.is_(None))
-        .scalar_subquery().label("expected"),
-        select(func.count())
-        .where(_PENDING.c.participant_id == _P.c.id, _PENDING.c.submitted_at.is_(None))
-        .scalar_subquery().label("remaining"),
-    )
-    .join(_PG, _PG.c.participant_id == _P.c.id)
-    .where(_P.c.token == bindparam("token"), _P.c.test == bindparam("test"), _PG.c.position == bindparam("position"))
-)
-_PAGE_STATE = (
-    select(_PG.c.idempotency_key, _P.c.finished_at, _P.c.stopped)
-    .join(_P, _P.c.id == _PG.c.participant_id)
-    .where(_PG.c.id == bindparam("page_id"))
-)
-_INSERT_RATINGS = insert(Rating.__table__)
-
-
-def _page_update(columns: tuple[str, ...]):
-    """The UPDATE storing a page with values for ``columns`` besides the submission time and key
-    (bound as ``v_<column>``); one statement per page kind's set of columns."""
-    # "submitted_at IS NULL": a page is stored once even if the checks above were ever bypassed.
-    return (
-        update(_PG)
-        .where(_PG.c.id == bindparam("page_id"), _PG.c.submitted_at.is_(None))
-        .values(
-            submitted_at=bindparam("now", type_=_PG.c.submitted_at.type),
-            idempotency_key=bindparam("key", type_=_PG.c.idempotency_key.type),
-            **{c: bindparam(f"v_{c}", type_=_PG.c[c].type) for c in columns},
-        )
-    )
-
-
-_store_page = cache(_page_update)
-
-
-@cache
-def _update_participant(columns: tuple[str, ...]):
-    return (
-        update(_P)
-        .where(_P.c.id == bindparam("participant_id"))
-        .values(**{c: bindparam(f"p_{c}", type_=_P.c[c].type) for c in columns})
-    )
-
-
-_R = Rating.__table__
-_RATING_COLUMNS = ("condition", "score", "condition_position", "plays", "listening_ms")
-
-
-@cache
-def _store_in_one_statement(page_columns: tuple[str, ...], participant_columns: tuple[str, ...], with_ratings: bool):
-    """PostgreSQL: the page's UPDATE, its ratings' INSERT and the participant's UPDATE as one
-    statement (data-modifying CTEs), which commits on its own in autocommit mode: one round trip
-    instead of five (BEGIN, three writes, COMMIT), the largest cost of a submission on that server.
-    The INSERT and the participant's UPDATE read the page UPDATE's RETURNING row, so they write
-    nothing unless it stored the page. Ratings come as one array per column (``r_<column>``).
-    Answers ``stored``: 1, or 0 when the page had been submitted already."""
-    # A new UPDATE, not _store_page's: a statement once compiled memoises its (empty) RETURNING
-    # columns, and .returning() on a copy of it would keep them (SQLAlchemy 2.1).
-    stored = _page_update(page_columns).returning(_PG.c.id, _PG.c.participant_id, _PG.c.trial).cte("stored")
-    writes = []
-    if with_ratings:
-        rows = (
-            func.unnest(*[bindparam(f"r_{c}", type_=ARRAY(_R.c[c].type)) for c in _RATING_COLUMNS])
-            .table_valued(*_RATING_COLUMNS)
-            .render_derived(name="r")
-        )
-        writes.append(
-            insert(_R)
-            .from_select(
-                ["page_id", "participant_id", "trial", *_RATING_COLUMNS],
-                select(stored.c.id, stored.c.participant_id, stored.c.trial, *[rows.c[c] for c in _RATING_COLUMNS]),
-            )
-            .cte("rated")
-        )
-    if participant_columns:
-        writes.append(_update_participant(participant_columns).where(exists(select(stored.c.id))).cte("finished"))
-    return select(func.count().label("stored")).select_from(stored).add_cte(*writes)
-
-
 def _write_in_transaction(conn: FastConnection, values: dict, page_values: dict, participant_values: dict, ratings: list[dict]) -> bool:
     """SQLite (inside ``BEGIN IMMEDIATE``): the page's UPDATE, then its ratings and the participant."""
-    stored = conn.execute(_store_page(tuple(sorted(page_values))), values)
+    stored = conn.execute(store_page(tuple(sorted(page_values))), values)
     if stored != 1:
         return False
     if ratings:
-        conn.executemany(_INSERT_RATINGS, ratings)
+        conn.executemany(INSERT_RATINGS, ratings)
     if participant_values:
-        conn.execute(_update_participant(tuple(sorted(participant_values))), values)
+        conn.execute(update_participant(tuple(sorted(participant_values))), values)
     return True
 
 
 def _write_in_one_statement(conn: FastConnection, values: dict, page_values: dict, participant_values: dict, ratings: list[dict]) -> bool:
-    """PostgreSQL (autocommit): :func:`_store_in_one_statement`."""
-    statement = _store_in_one_statement(tuple(sorted(page_values)), tuple(sorted(participant_values)), bool(ratings))
+    """PostgreSQL (autocommit): :func:`.storage.fast_path.store_in_one_statement`."""
+    statement = store_in_one_statement(tuple(sorted(page_values)), tuple(sorted(participant_values)), bool(ratings))
     if ratings:
-        values = {**values, **{f"r_{c}": [r[c] for r in ratings] for c in _RATING_COLUMNS}}
+        values = {**values, **{f"r_{c}": [r[c] for r in ratings] for c in RATING_COLUMNS}}
     return conn.first(statement, values).stored == 1
 
 
@@ -290,7 +206,7 @@ def submit(storage: Storage, stim: StimulusSet, participant_token: str | None, b
 
     A refused submission (:class:`SubmissionError`) leaves the database unchanged. Two round
     trips on PostgreSQL: the lookup of participant and page, then one statement storing
-    everything (:func:`_store_in_one_statement`), each committing on its own. On SQLite the
+    everything (:func:`.storage.fast_path.store_in_one_statement`), each committing on its own. On SQLite the
     lookup and the writes share one ``BEGIN IMMEDIATE`` transaction, which serialises writers.
     Running it again after a lost connection is safe: a stored page is answered from its
     idempotency key.
@@ -312,9 +228,9 @@ def _submit(conn: FastConnection, stim: StimulusSet, participant_token: str | No
     if not participant_token:
         raise SubmissionError(403, "no_participant", "no participant cookie; open the test link again")
     who = {"token": participant_token, "test": stim.name}
-    row = conn.first(_LOOKUP, {**who, "position": position})
+    row = conn.first(SUBMISSION_LOOKUP, {**who, "position": position})
     if row is None:
-        if conn.first(_FIND_PARTICIPANT, who) is None:
+        if conn.first(PARTICIPANT_ID, who) is None:
             raise SubmissionError(403, "no_participant", "unknown participant; open the test link again")
         raise SubmissionError(404, "no_such_page", f"position {position}: this participant has no such page")
     if row.submitted_at is not None:
@@ -349,7 +265,7 @@ def _submit(conn: FastConnection, stim: StimulusSet, participant_token: str | No
         # UPDATE waited for its row lock, then found the page submitted; SQLite serialises writers
         # and never gets here). This new statement sees what it stored, under READ COMMITTED.
         # Nothing was written yet: answering from here leaves the database as the other one left it.
-        state = conn.first(_PAGE_STATE, {"page_id": row.page_id})
+        state = conn.first(PAGE_STATE, {"page_id": row.page_id})
         if state.idempotency_key == key:
             return {"ok": True, "replayed": True, "finished": state.finished_at is not None, "stopped": bool(state.stopped)}
         raise SubmissionError(409, "already_submitted", f"page {position} was already submitted")

@@ -21,6 +21,7 @@ import soundfile as sf
 import yaml
 from scipy import signal
 
+from common.anchors import AnchorError, anchor_sos
 from common.stimulus_set import (
     ANCHOR_LOW,
     ANCHOR_MID,
@@ -35,8 +36,6 @@ from common.stimulus_set import (
     trial_folder,
     write_manifest,
 )
-from models.anchors import anchor_sos
-from models.errors import StimulusError
 
 from .errors import ImportFormatError
 
@@ -48,12 +47,12 @@ ANCHORS = {"createAnchor35": (LOW_ANCHOR_ID, ANCHOR_LOW, 3500.0), "createAnchor7
 def lowpass_anchor(audio: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
     """``audio`` (time,) or (time, channels) low-passed at ``cutoff_hz`` meeting the BS.1534-3 mask.
 
-    The filter is the stimulus builder's (``models.anchors``, which imports no torch), so an
+    The filter is the stimulus builder's (``common.anchors``), so an
     imported test's anchors are exactly those of a set built by the zoo.
     """
     try:
         sos = anchor_sos(float(cutoff_hz), int(sample_rate))
-    except StimulusError as exc:
+    except AnchorError as exc:
         raise ImportFormatError(str(exc)) from None
     return signal.sosfiltfilt(sos, audio, axis=0)
 

@@ -3,18 +3,14 @@
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "webapp"))
-
-from e2e_support import GROUPS, ITEMS, STUDY, TEST_YAML, ServedTest  # noqa: E402
-from webapp_support import CHROMIUM, CHROMIUM_ARGS, missing_tool  # noqa: E402
+from tests.e2e.e2e_support import GROUPS, ITEMS, STUDY, TEST_YAML, ServedTest
+from tests.support.system_tools import CHROMIUM, CHROMIUM_ARGS, missing_tool
 
 
 @pytest.fixture(scope="session")

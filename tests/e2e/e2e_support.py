@@ -11,9 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "webapp"))
-
-from webapp_support import free_port  # noqa: E402
+from tests.support.servers import free_port
 
 ADMIN_PASSWORD = "end to end secret"
 # 22050 Hz: the lowest common rate at which the 7 kHz anchor's stop band (from 8 kHz) fits.

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from browser_steps import READY, click_next, set_volume_with_mouse
-from e2e_support import ADMIN_PASSWORD, clean_env
 
 from evaluation.__main__ import main as evaluation_main
+from tests.e2e.e2e_support import ADMIN_PASSWORD, clean_env
+from tests.support.browser_steps import READY, click_next, set_volume_with_mouse
 
 pytestmark = pytest.mark.browser
 

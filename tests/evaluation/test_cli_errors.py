@@ -98,7 +98,7 @@ def test_report_replaces_its_own_previous_report(tmp_path, capsys):
 
 
 def test_simulate_never_overwrites_a_non_csv_file_or_writes_into_the_stimulus_set(tmp_path, capsys):
-    from test_report import _set
+    from tests.evaluation.test_report import _set
 
     manifest = _set(tmp_path)
     text = tmp_path / "notes.txt"
@@ -126,7 +126,7 @@ def test_unwritable_out_below_a_regular_file(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     _fails(capsys, _report(ratings, blocker / "sub" / "report"), "cannot write there", str(blocker))
-    from test_report import _set
+    from tests.evaluation.test_report import _set
 
     manifest = _set(tmp_path)
     _fails(

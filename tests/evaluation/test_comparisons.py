@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-from conftest import tidy_frame
 from statsmodels.stats.weightstats import ttost_paired
 
 from evaluation.comparisons import (
@@ -17,6 +16,7 @@ from evaluation.comparisons import (
     rank_biserial,
 )
 from evaluation.errors import ConfigError, DesignError
+from tests.evaluation.inputs import tidy_frame
 
 
 def _panel(seed=0, n_listeners=15, n_trials=4, effect=6.0):

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import scipy.stats
 import soundfile as sf
-from conftest import tidy_frame, write_manifest
 
 from evaluation.correlations import (
     _kendall_resamples,
@@ -16,6 +15,7 @@ from evaluation.correlations import (
 )
 from evaluation.manifest import annotate, load_manifest
 from evaluation.objective import objective_table
+from tests.evaluation.inputs import tidy_frame, write_manifest
 
 
 def test_point_estimates_match_scipy_and_ci_matches_scipy_bootstrap():

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-from conftest import tidy_frame
 
 from evaluation.descriptives import describe, mean_ci
 from evaluation.errors import ConfigError
+from tests.evaluation.inputs import tidy_frame
 
 
 def _panel(seed=0, n_listeners=12, n_trials=5):

@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-from conftest import tidy_frame
 from statsmodels.multivariate.manova import MANOVA
 from statsmodels.stats.anova import AnovaRM
 
@@ -19,6 +18,7 @@ from evaluation.omnibus import (
     residual_diagnostics,
     rm_anova,
 )
+from tests.evaluation.inputs import tidy_frame
 
 
 def _panel(

@@ -5,7 +5,6 @@ import sqlite3
 
 import pandas as pd
 import pytest
-from conftest import tidy_frame, write_manifest
 
 from evaluation.errors import (
     ConfigError,
@@ -26,6 +25,7 @@ from evaluation.ratings import (
     read_webmushra_csv,
 )
 from evaluation.validation import validate_ratings
+from tests.evaluation.inputs import tidy_frame, write_manifest
 
 
 def test_tidy_csv_fills_optional_columns(tmp_path):

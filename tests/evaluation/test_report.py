@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_manifest
 
 from evaluation import analysis as analysis_module
 from evaluation import report as report_module
@@ -18,6 +17,7 @@ from evaluation.manifest import load_manifest
 from evaluation.ratings import Ratings
 from evaluation.report import write_report
 from evaluation.simulation import SimulationConfig, simulate_panel
+from tests.evaluation.inputs import write_manifest
 
 # Metrics missing from the manifest are not computed from audio here (test_correlations does that).
 FAST = ReportConfig(
@@ -446,7 +446,7 @@ def test_report_gives_both_omnibus_tests_the_choice_and_its_reason(written):
 
 
 def test_report_of_a_square_panel_marks_the_impossible_multivariate_test(tmp_path):
-    from test_omnibus import _square_panel
+    from tests.evaluation.test_omnibus import _square_panel
 
     panel = _square_panel()  # 14 listeners × 9 systems × 14 items, complete
     ratings = Ratings(

@@ -3,13 +3,13 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tidy_frame
 
 from common.bs1534 import tukey_hinges
 from evaluation.config import from_dict
 from evaluation.errors import ConfigError
 from evaluation.ratings import assign_roles, read_list_valued_csv
 from evaluation.screening import ScreeningConfig, flag_outliers, screen
+from tests.evaluation.inputs import tidy_frame
 
 STAHL_ROLES = {"Reference": "hidden_reference", "Anchor": "anchor_low"}
 

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_manifest
 from statsmodels.stats.power import TTestPower
 
 from evaluation.bench import bench_manifest, million_ratings
@@ -15,6 +14,7 @@ from evaluation.power import pilot_sd, power_curve
 from evaluation.ratings import TIDY_COLUMNS
 from evaluation.screening import screen
 from evaluation.simulation import SimulationConfig, simulate_panel
+from tests.evaluation.inputs import write_manifest
 
 
 def _set(tmp_path, n_items=4):

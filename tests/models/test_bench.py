@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.bench import _quantized_copy, matmul_peak, run_bench
 from models.errors import ConfigError
-from models.nets import NetConfig, build_model
-from models.quantize import quantize_model
+from models.inference.bench import _quantized_copy, matmul_peak, run_bench
+from models.nets.lstm import NetConfig, build_model
+from models.nets.quantize import quantize_model
 
 
 def test_unknown_section_and_bad_options_are_refused():
@@ -41,7 +41,7 @@ def test_matmul_peak_reports_a_plausible_rate():
 
 
 def test_paired_medians_alternate_and_count_runs():
-    from models.bench import paired_medians
+    from models.inference.bench import paired_medians
 
     order = []
     a, b = paired_medians(lambda: order.append("a"), lambda: order.append("b"), repeats=4, second_repeats=2)

@@ -3,16 +3,15 @@
 import numpy as np
 import pytest
 
-from models import devices, signals
 from models.config import from_dict
-from models.datasets import (
+from models.data.datasets import (
     AudioDataset,
     DatasetConfig,
     Segment,
-    build_device_dataset,
-    load_dataset,
     split_bounds,
 )
+from models.data.sources import build_device_dataset, load_dataset
+from models.dsp import devices, signals
 from models.errors import ConfigError, DatasetError
 
 

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from models import devices, signals
+from models.dsp import devices, signals
 from models.errors import ConfigError, DatasetError
 
 RATES = [44100, 48000]

@@ -13,11 +13,11 @@ import pyloudnorm
 import pytest
 import torch
 
-from models.checkpoints import load_model, save_atomic, write_json_atomic
 from models.cli import main
 from models.config import to_dict
+from models.dsp.signals import excerpt
 from models.errors import ModelsError
-from models.export import (
+from models.export.bundle import (
     ExportError,
     ExportIntegrityError,
     ExportSchemaError,
@@ -26,19 +26,19 @@ from models.export import (
     load_export_quantized,
     loudness_test_signal,
 )
-from models.nam_format import load_nam
-from models.nets import NetConfig, build_model, parameter_count
-from models.quantize import load_quantized
-from models.rendering import render, render_whole
-from models.runs import _finalise_quantized
-from models.signals import excerpt
-from models.slimmable import slim
+from models.export.nam_format import load_nam
+from models.inference.rendering import render, render_whole
+from models.nets.lstm import NetConfig, build_model, parameter_count
+from models.nets.quantize import load_quantized
+from models.nets.slimmable import slim
+from models.studies.runs import _finalise_quantized
+from models.training.checkpoints import load_model, save_atomic, write_json_atomic
 
 RATE = 16000
 
 
 def _write_run(runs, name, net, knob_names=(), recipe="baseline", bits=32, metrics=True, seed=0):
-    """A run folder as models.runs writes it: config.json, checkpoint.pt and (finished) metrics.json."""
+    """A run folder as models.studies.runs writes it: config.json, checkpoint.pt and (finished) metrics.json."""
     run_dir = runs / name
     torch.manual_seed(seed)
     model = build_model(net)
@@ -232,7 +232,7 @@ def test_an_interrupted_export_leaves_the_previous_export_and_no_temporary_files
     def fail(*args, **kwargs):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr("models.export.build_manifest", fail)
+    monkeypatch.setattr("models.export.bundle.build_manifest", fail)
     with pytest.raises(RuntimeError, match="power cut"):
         export_run(runs["lstm"], tmp_path, name="m")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import metrics
+from common import audio_metrics as metrics
 from models.errors import ConfigError
-from models.losses import WeightedLoss, dc, esr, esr_pre, feature_distance, mae, temporal_softmax_kl
+from models.training.losses import (
+    WeightedLoss,
+    dc,
+    esr,
+    esr_pre,
+    feature_distance,
+    mae,
+    temporal_softmax_kl,
+)
 
 
 def t(values):

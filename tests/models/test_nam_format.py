@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from models.errors import CheckpointError, ConfigError
-from models.nam_format import FORMAT_VERSION, NamLSTM, NamLSTMConfig, export_nam, load_nam
-from models.nets import NetConfig, build_model
-from models.rendering import render_whole
-from models.slimmable import slim
-from models.wavenet import LayerArrayConfig, WaveNet, WaveNetConfig, build_wavenet, from_preset
+from models.export.nam_format import FORMAT_VERSION, NamLSTM, NamLSTMConfig, export_nam, load_nam
+from models.inference.rendering import render_whole
+from models.nets.lstm import NetConfig, build_model
+from models.nets.slimmable import slim
+from models.nets.wavenet import LayerArrayConfig, WaveNet, WaveNetConfig, build_wavenet, from_preset
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models.errors import ConfigError
-from models.nets import NetConfig, build_model, fp32_bytes, macs_per_sample, parameter_count
+from models.nets.lstm import NetConfig, build_model, fp32_bytes, macs_per_sample, parameter_count
 
 
 def lstm_params(inputs: int, units: int) -> int:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from models.errors import ConfigError
-from models.nets import NetConfig, build_model, parameter_count
-from models.quantize import (
+from models.nets.lstm import NetConfig, build_model, parameter_count
+from models.nets.quantize import (
     dequantize_tensor,
     fake_quantize,
     load_quantized,

@@ -9,10 +9,11 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import devices, signals
-from models.datasets import DatasetConfig, load_dataset
+from models.data.datasets import DatasetConfig
+from models.data.recordings import compensate, estimate_latency
+from models.data.sources import load_dataset
+from models.dsp import devices, signals
 from models.errors import DatasetError
-from models.recordings import compensate, estimate_latency
 
 RATES = [44100, 48000]
 
@@ -102,7 +103,7 @@ def test_latency_beyond_the_limit_is_an_error_and_unrelated_files_a_warning(capl
     ):
         estimate_latency(dry, _delay(_shaper(dry), 3000), 48000, 50.0)
     assert estimate_latency(dry, _delay(_shaper(dry), 3000), 48000, 100.0) == 3000
-    with caplog.at_level(logging.WARNING, logger="models.recordings"):
+    with caplog.at_level(logging.WARNING, logger="models.data.recordings"):
         estimate_latency(
             signals.white_noise(2.0, 48000, 1), signals.white_noise(2.0, 48000, 2), 48000, 50.0
         )
@@ -115,7 +116,7 @@ def test_latency_beyond_the_limit_is_an_error_and_unrelated_files_a_warning(capl
 @pytest.mark.parametrize("sample_rate", RATES)
 def test_nam_layout_is_aligned_and_split(tmp_path, sample_rate, caplog):
     dry, _ = _nam_folder(tmp_path, sample_rate)
-    with caplog.at_level(logging.INFO, logger="models.recordings"):
+    with caplog.at_level(logging.INFO, logger="models.data.recordings"):
         dataset = load_dataset({"name": "amp", "path": str(tmp_path)})
     assert dataset.latency_samples == 37
     assert "latency 37 samples" in caplog.text
@@ -336,7 +337,7 @@ def test_clipping_is_a_warning_not_an_error(tmp_path, caplog):
     wet[10000:10010] = 1.0
     _write(tmp_path / "input.wav", dry, 48000)
     _write(tmp_path / "output.wav", wet, 48000, subtype="PCM_16")
-    with caplog.at_level(logging.WARNING, logger="models.recordings"):
+    with caplog.at_level(logging.WARNING, logger="models.data.recordings"):
         dataset = load_dataset(DatasetConfig(name="amp", path=str(tmp_path)))
     assert "output.wav: looks clipped: 1 runs of 3+ samples at full scale" in caplog.text
     assert "first at sample 10000" in caplog.text

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.nets import NetConfig, build_model
-from models.rendering import render, render_whole
-from models.streaming import stream
+from models.inference.rendering import render, render_whole
+from models.inference.streaming import stream
+from models.nets.lstm import NetConfig, build_model
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +68,8 @@ def test_conditioned_rendering_uses_the_knobs():
 def trained():
     """An S-16-8 trained briefly on the overdrive (60 Adam steps, 1.5 s): trained recurrent weights,
     not a fresh network's, are what the chunked-rendering warm-up must cope with."""
-    from models.devices import get_device
-    from models.signals import program
+    from models.dsp.devices import get_device
+    from models.dsp.signals import program
 
     rate = 16000
     x = program(8.0, rate, seed=2)
@@ -109,8 +109,8 @@ def test_demo_study_s64_8_default_chunking_matches_whole_file():
     """The claim the bench prints, on the demo study's trained S-64-8 when it has been trained."""
     from pathlib import Path
 
-    from models.checkpoints import load_model
-    from models.signals import program
+    from models.dsp.signals import program
+    from models.training.checkpoints import load_model
 
     runs = sorted(p for p in Path("results/zoo/demo/runs").glob("*_S-64-8_baseline_*") if (p / "checkpoint.pt").is_file())
     if not runs:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from models import signals
+from models.dsp import signals
 from models.errors import ConfigError
 
 GENERATORS = [

@@ -5,15 +5,15 @@ import torch
 from scipy import stats
 
 from models.errors import ConfigError
-from models.nets import LSTMStack, NetConfig, build_model, parameter_count
-from models.slimmable import (
+from models.nets.lstm import LSTMStack, NetConfig, build_model, parameter_count
+from models.nets.slimmable import (
     allowed_widths,
     forward_at_width,
     sample_widths,
     slim,
     slimmable_loss,
 )
-from models.wavenet import LayerArrayConfig, WaveNet, WaveNetConfig, build_wavenet, from_preset
+from models.nets.wavenet import LayerArrayConfig, WaveNet, WaveNetConfig, build_wavenet, from_preset
 
 
 def _wavenet(name="standard", n_knobs=0, seed=0) -> WaveNet:

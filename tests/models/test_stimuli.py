@@ -12,19 +12,19 @@ import torch
 import yaml
 from scipy import signal as sps
 
+from common import audio_metrics as metrics
 from common.outputs import MARKER
-from evaluation import metrics
 from evaluation.manifest import load_manifest
-from models.checkpoints import load_payload, save_atomic
 from models.cli import main
-from models.devices import get_device
+from models.dsp.devices import get_device
+from models.dsp.signals import excerpt
 from models.errors import ConfigError, StimulusError
-from models.signals import excerpt
-from models.stimulus_bench import bench_config
-from models.stimulus_check import check_stimulus_set
-from models.stimulus_config import load_stimulus_config
-from models.stimulus_sets import build_from_file, select_runs
-from models.studies import load_study, run_study
+from models.studies.study import load_study, run_study
+from models.training.checkpoints import load_payload, save_atomic
+from stimulus_sets.bench import bench_config
+from stimulus_sets.build import build_from_file, select_runs
+from stimulus_sets.check import check_stimulus_set
+from stimulus_sets.config import load_stimulus_config
 from webapp.manifest import load_stimulus_set
 from webapp.webmushra import import_webmushra
 
@@ -481,7 +481,7 @@ def test_stimuli_verb_explains_its_options_and_refuses_mixed_modes(tmp_path, cap
 def test_silent_output_names_the_run(study, tmp_path, monkeypatch):
     # A model that renders silence (here: a render replaced by zeros for one run) must stop the
     # build: loudness alignment would otherwise amplify nothing into noise.
-    import models.stimulus_sets as stimulus_sets
+    import stimulus_sets.build as stimulus_sets
 
     original = stimulus_sets.render_item
 
@@ -497,9 +497,9 @@ def test_silent_output_names_the_run(study, tmp_path, monkeypatch):
 
 
 def test_slimmed_and_wavenet_runs_are_selected_by_model_and_width(tmp_path):
-    from models.stimulus_config import GroupSpec, SystemSpec
-    from models.stimulus_sets import _matches
-    from models.studies import expand
+    from models.studies.study import expand
+    from stimulus_sets.build import _matches
+    from stimulus_sets.config import GroupSpec, SystemSpec
 
     data = {"name": "s", "datasets": [{"name": "od", "device": "overdrive", "sample_rate": 16000, "duration_s": 3.0}],
             "students": [{"layers": [16, 8]}, {"arch": "wavenet", "preset": "slimmable"}],

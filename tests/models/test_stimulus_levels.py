@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.loudness import (
+from models.dsp.loudness import (
     dequantize,
     integrated_loudness,
     quantize,
     raised_cosine_fades,
     true_peak_dbfs,
 )
-from models.stimulus_sets import align, measure_latency, write_wav
+from stimulus_sets.build import align, measure_latency, write_wav
 
 
 def test_loudness_of_a_full_scale_997_hz_sine_is_minus_3_lufs():

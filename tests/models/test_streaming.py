@@ -7,11 +7,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.errors import ConfigError
-from models.nets import NetConfig, build_model
-from models.rendering import render_whole
-from models.slimmable import slim
-from models.streaming import measure_rtf, stream
-from models.wavenet import (
+from models.inference.rendering import render_whole
+from models.inference.streaming import measure_rtf, stream
+from models.nets.lstm import NetConfig, build_model
+from models.nets.slimmable import slim
+from models.nets.wavenet import (
     LayerArrayConfig,
     WaveNet,
     WaveNetConfig,
@@ -125,7 +125,7 @@ def test_measure_rtf_restores_mode_and_threads():
 def test_numpy_streamer_with_changing_block_lengths(wavenet, audio):
     """Blocks that grow past the buffers (re-allocation keeps the history) and shrink again, and
     enough of them to rewind the rings several times, still give the whole-file output."""
-    from models.streaming import WaveNetStreamer
+    from models.inference.streaming import WaveNetStreamer
 
     streamer = WaveNetStreamer(wavenet)
     lengths = [7, 64, 600, 1, 333, 1200, 64, 64, 900, 512, 512, 1000]

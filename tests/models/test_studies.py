@@ -8,13 +8,14 @@ import pytest
 import torch
 import yaml
 
-from evaluation import metrics
-from models.checkpoints import load_model
+from common import audio_metrics as metrics
 from models.cli import main
-from models.datasets import DatasetConfig, load_dataset
+from models.data.datasets import DatasetConfig
+from models.data.sources import load_dataset
 from models.errors import ConfigError
-from models.rendering import render_whole
-from models.studies import RUNS_COLUMNS, expand, load_study, run_study
+from models.inference.rendering import render_whole
+from models.studies.study import RUNS_COLUMNS, expand, load_study, run_study
+from models.training.checkpoints import load_model
 
 TINY = {
     "name": "tiny",
@@ -159,7 +160,7 @@ def test_conditioned_study_with_projection_response_kd_and_balanced_sampling(tmp
 
 
 def test_quantized_recipes_in_a_study(tmp_path):
-    from models.quantize import load_quantized
+    from models.nets.quantize import load_quantized
 
     data = {**TINY, "students": [{"layers": [8, 8]}],
             "recipes": [{"recipe": "baseline"}, {"recipe": "kd"},
@@ -249,9 +250,9 @@ def test_study_on_a_local_ray_instance(tmp_path):
 
 
 def test_run_ids_ignore_settings_left_at_their_defaults():
-    from models.nets import NetConfig
-    from models.runs import RunConfig
-    from models.training import TrainingConfig
+    from models.nets.lstm import NetConfig
+    from models.studies.runs import RunConfig
+    from models.training.loop import TrainingConfig
 
     base = RunConfig(dataset=DatasetConfig(name="od", device="overdrive"), model=NetConfig(layers=(8, 8)))
     explicit = RunConfig(dataset=DatasetConfig(name="od", device="overdrive", sample_rate=48000),
@@ -276,9 +277,9 @@ SLIM = {
 
 
 def test_slimmable_recipe_trains_once_and_cuts_every_width(tmp_path, capsys):
-    from models.nets import NetConfig, build_model
-    from models.slimmable import slim
-    from models.wavenet import from_preset
+    from models.nets.lstm import NetConfig, build_model
+    from models.nets.slimmable import slim
+    from models.nets.wavenet import from_preset
 
     out = tmp_path / "out"
     frame = run_study(load_study(write_study(tmp_path, SLIM)), out).set_index("variant")

@@ -7,14 +7,14 @@ import pytest
 import scipy.signal
 import torch
 
-from models import training as training_module
-from models.checkpoints import LAST, load_model
-from models.datasets import Segment
-from models.distill import DistillConfig, balanced_weights, teacher_targets
+from models.data.datasets import Segment
+from models.data.windows import cut_windows
 from models.errors import CheckpointError, ConfigError, TrainingError
-from models.nets import NetConfig, build_model
-from models.training import Distillation, TrainingConfig, fit, validation_loss
-from models.windows import cut_windows
+from models.nets.lstm import NetConfig, build_model
+from models.training import loop as training_module
+from models.training.checkpoints import LAST, load_model
+from models.training.distill import DistillConfig, balanced_weights, teacher_targets
+from models.training.loop import Distillation, TrainingConfig, fit, validation_loss
 
 WINDOW, WARMUP = 256, 64
 
@@ -65,7 +65,7 @@ def test_windows_carry_their_warmup():
 def test_training_lowers_the_validation_loss(tmp_path, windows):
     train, val = windows
     model, net = fresh()
-    from models.losses import WeightedLoss
+    from models.training.losses import WeightedLoss
 
     before = validation_loss(model, val, WeightedLoss({"mae": 1.0}), 64)
     state = fit(model, net, train, val, config(max_epochs=10, learning_rate=2e-2), tmp_path, seed=0)
@@ -201,8 +201,8 @@ def test_balanced_weights_equalise_clusters():
 
 
 def test_ptq_8_bit_is_close_to_fp32_and_2_bit_is_worse(tmp_path, windows):
-    from models.losses import WeightedLoss
-    from models.quantize import quantize_model
+    from models.nets.quantize import quantize_model
+    from models.training.losses import WeightedLoss
 
     train, val = windows
     model, net = fresh()
@@ -221,7 +221,7 @@ def test_ptq_8_bit_is_close_to_fp32_and_2_bit_is_worse(tmp_path, windows):
 
 
 def test_qat_trains_through_the_quantizer(tmp_path, windows):
-    from models.quantize import fake_quantized_parameters, quantize_model
+    from models.nets.quantize import fake_quantized_parameters, quantize_model
 
     train, val = windows
     model, net = fresh()
@@ -232,7 +232,7 @@ def test_qat_trains_through_the_quantizer(tmp_path, windows):
     best, _ = load_model(tmp_path)
     quantized = build_model(net)
     quantized.load_state_dict(quantize_model(best, 3).state_dict())
-    from models.losses import WeightedLoss
+    from models.training.losses import WeightedLoss
 
     assert validation_loss(quantized, val, WeightedLoss({"mae": 1.0}), 64) == pytest.approx(state.best_validation, rel=1e-4)
     assert state.history[-1]["validation_loss"] < state.history[0]["validation_loss"]

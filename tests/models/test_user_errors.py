@@ -215,7 +215,7 @@ def test_study_config_errors_name_the_file(tmp_path, capsys, changes, found):
 
 
 def test_a_learning_rate_written_1e_3_is_a_number(tmp_path, capsys):
-    from models.studies import expand, load_study
+    from models.studies.study import expand, load_study
 
     study = tmp_path / "study.yaml"
     text = yaml.safe_dump({**STUDY, "output_dir": str(tmp_path / "out")})

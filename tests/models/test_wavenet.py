@@ -10,8 +10,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from models.config import from_dict
 from models.errors import ConfigError
-from models.nets import parameter_count
-from models.wavenet import (
+from models.nets.lstm import parameter_count
+from models.nets.wavenet import (
     PRESETS,
     LayerArrayConfig,
     WaveNet,
@@ -215,7 +215,7 @@ def test_config_round_trips_through_a_mapping():
 def test_a_wavenet_built_under_inference_mode_runs_and_sees_weight_changes():
     import torch
 
-    from models.wavenet import WaveNet, from_preset
+    from models.nets.wavenet import WaveNet, from_preset
 
     x = torch.randn(1, 300, 1) * 0.2
     with torch.inference_mode():

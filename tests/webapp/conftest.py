@@ -7,18 +7,15 @@ import glob
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-
-from webapp_support import ADMIN_HASH, CHROMIUM, CHROMIUM_ARGS, LiveServer, free_port, missing_tool  # noqa: E402
-
-from webapp import create_app  # noqa: E402
+from tests.support.servers import LiveServer, free_port
+from tests.support.system_tools import CHROMIUM, CHROMIUM_ARGS, missing_tool
+from tests.webapp.admin_credentials import ADMIN_HASH
+from webapp import create_app
 
 
 @pytest.fixture

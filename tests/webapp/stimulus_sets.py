@@ -1,4 +1,4 @@
-"""Small generated stimulus sets in the DESIGN.md format, for the web app's tests.
+"""Small generated stimulus sets (manifest.json and audio), for the web app's tests.
 
 Seeded sines with raised-cosine fades and seeded noise, a few hundred milliseconds long, written
 with soundfile; the manifest has a training trial and rated trials with a hidden reference, both

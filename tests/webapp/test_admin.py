@@ -11,14 +11,14 @@ import sys
 
 import numpy as np
 import pytest
-from participant_driver import Driver, csrf_token
 from scipy import stats
 from sqlalchemy import select
-from stimulus_sets import make_stimulus_set
-from webapp_support import ADMIN_PASSWORD
 
 from common.bs1534 import tukey_hinges
 from common.ratings_table import TIDY_COLUMNS
+from tests.webapp.admin_credentials import ADMIN_PASSWORD
+from tests.webapp.participant_driver import Driver, csrf_token
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.live_stats import condition_summaries, hidden_reference_failures
 from webapp.storage import Page, Participant, Rating
 

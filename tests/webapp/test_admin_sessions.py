@@ -8,11 +8,11 @@ import sys
 import time
 
 import pytest
-from participant_driver import csrf_token
-from stimulus_sets import make_stimulus_set
-from webapp_support import ADMIN_PASSWORD
 
 import webapp.security as security
+from tests.webapp.admin_credentials import ADMIN_PASSWORD
+from tests.webapp.participant_driver import csrf_token
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.__main__ import main as cli
 from webapp.security import hash_password
 from webapp.settings import load_settings, store_admin_password_hash

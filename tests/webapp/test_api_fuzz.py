@@ -10,10 +10,10 @@ import math
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from participant_driver import Driver
 from sqlalchemy import select
-from stimulus_sets import make_stimulus_set
 
+from tests.webapp.participant_driver import Driver
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.storage import Page, Participant, ParticipantEvent, Rating
 from webapp.submissions import KEY_PATTERN
 

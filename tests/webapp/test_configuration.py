@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from stimulus_sets import make_stimulus_set
 
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp import create_app
 from webapp.errors import ConfigError, StimulusSetError, StorageError
 from webapp.manifest import load_stimulus_set
@@ -163,7 +163,7 @@ def test_migrations_run_in_order(tmp_path, monkeypatch):
 
 
 def test_missing_browser_or_database_skips_unless_required(monkeypatch):
-    from webapp_support import missing_tool
+    from tests.support.system_tools import missing_tool
 
     monkeypatch.delenv("EARSHOT_REQUIRE_BROWSER", raising=False)
     with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):

@@ -10,11 +10,11 @@ import json
 from urllib.parse import urlencode
 
 from markupsafe import escape
-from participant_driver import Driver, csrf_token
 from sqlalchemy import select
-from stimulus_sets import make_stimulus_set
-from webapp_support import ADMIN_PASSWORD
 
+from tests.webapp.admin_credentials import ADMIN_PASSWORD
+from tests.webapp.participant_driver import Driver, csrf_token
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.__main__ import main as cli
 from webapp.exports import export, spreadsheet_safe
 from webapp.storage import Participant

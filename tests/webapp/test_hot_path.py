@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 import pytest
 from flask import Flask
-from participant_driver import Driver, csrf_token
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from stimulus_sets import make_stimulus_set
 
+from tests.webapp.participant_driver import Driver, csrf_token
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.security import CONTENT_SECURITY_POLICY, add_security_headers, csrf_token_for
 from webapp.storage import Page, Participant, Rating, utc_iso
 

@@ -11,12 +11,12 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
-from participant_driver import Driver, csrf_token
 from sqlalchemy import func, select, update
-from stimulus_sets import make_stimulus_set
-from webapp_support import ADMIN_PASSWORD
 
 import webapp.security as security
+from tests.webapp.admin_credentials import ADMIN_PASSWORD
+from tests.webapp.participant_driver import Driver, csrf_token
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.storage import AudioToken, Page, Participant, utcnow
 
 QUIET = "headphone_check: {enabled: false}\nvolume_check: false\n"

@@ -7,10 +7,10 @@ import json
 import re
 
 import pytest
-from participant_driver import Driver
 from sqlalchemy import func, select
-from stimulus_sets import make_stimulus_set
 
+from tests.webapp.participant_driver import Driver
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.storage import Page, Participant, Rating
 
 QUIET = "headphone_check: {enabled: false}\nvolume_check: false\n"
@@ -218,7 +218,7 @@ def test_consent_required(stim_root, make_app):
     client = app.test_client()
     d = Driver(client)
     html = client.get("/t/demo/").get_data(as_text=True)
-    from participant_driver import csrf_token
+    from tests.webapp.participant_driver import csrf_token
 
     r = client.post("/t/demo/start", data={"csrf_token": csrf_token(html)})
     assert r.status_code == 400 and "tick the box" in r.get_data(as_text=True)
@@ -349,7 +349,7 @@ def test_https_behind_a_proxy_keeps_csrf_working(stim_root, make_app):
     app = make_app(folder, secure_cookies=True, proxy_count=1)
     client = app.test_client()
     proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "listen.example.org", "X-Forwarded-For": "203.0.113.9"}
-    from participant_driver import csrf_token
+    from tests.webapp.participant_driver import csrf_token
 
     html = client.get("/t/demo/", headers=proxied).get_data(as_text=True)
     r = client.post(

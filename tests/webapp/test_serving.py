@@ -11,10 +11,10 @@ import sys
 import time
 
 import pytest
-from participant_driver import Driver
-from stimulus_sets import make_stimulus_set
-from webapp_support import free_port
 
+from tests.support.servers import free_port
+from tests.webapp.participant_driver import Driver
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.__main__ import build_parser
 from webapp.bench import Stats, _verify, run_bench
 

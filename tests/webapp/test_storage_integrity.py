@@ -19,10 +19,10 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from participant_driver import Driver, csrf_token, page_data
-from stimulus_sets import make_stimulus_set
-from webapp_support import free_port
 
+from tests.support.servers import free_port
+from tests.webapp.participant_driver import Driver, csrf_token, page_data
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.__main__ import main
 
 QUIET = "headphone_check: {enabled: false}\nvolume_check: false\n"

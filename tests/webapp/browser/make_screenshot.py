@@ -1,25 +1,21 @@
 """Render ``webapp/docs/mushra-page.png``: a MUSHRA page mid-rating in Debian's chromium.
 
-    .venv/bin/python tests/webapp/browser/make_screenshot.py
+    .venv/bin/python -m tests.webapp.browser.make_screenshot    (from the repository root)
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parents[2]))
+from playwright.sync_api import sync_playwright
 
-from playwright.sync_api import sync_playwright  # noqa: E402
-from stimulus_sets import make_stimulus_set  # noqa: E402
-from webapp_support import CHROMIUM, CHROMIUM_ARGS, LiveServer  # noqa: E402
+from tests.support.servers import LiveServer
+from tests.support.system_tools import CHROMIUM, CHROMIUM_ARGS
+from tests.webapp.stimulus_sets import make_stimulus_set
+from webapp import create_app
 
-from webapp import create_app  # noqa: E402
-
-OUT = HERE.parents[2] / "webapp" / "docs" / "mushra-page.png"
+OUT = Path(__file__).resolve().parents[3] / "webapp" / "docs" / "mushra-page.png"
 
 
 def main() -> None:

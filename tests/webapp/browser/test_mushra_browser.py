@@ -11,11 +11,11 @@ import csv
 import io
 
 import pytest
-from browser_steps import READY, click_next, set_volume_with_mouse
 from sqlalchemy import select
-from stimulus_sets import make_stimulus_set
-from webapp_support import ADMIN_PASSWORD
 
+from tests.support.browser_steps import READY, click_next, set_volume_with_mouse
+from tests.webapp.admin_credentials import ADMIN_PASSWORD
+from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.headphones import answer_key
 from webapp.storage import Page, Rating
 

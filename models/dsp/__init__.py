@@ -1,0 +1,1 @@
+"""Audio the zoo learns from: test signals (signals), the built-in virtual analog devices (devices), loudness."""

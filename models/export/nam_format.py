@@ -1,0 +1,393 @@
+"""Neural Amp Modeler's ``.nam`` files: export WaveNets (at any width) and NAM-shaped LSTMs, and read them back.
+
+A ``.nam`` file is JSON with ``version``, ``architecture`` (``WaveNet`` or ``LSTM``), ``config``,
+a flat ``weights`` list, ``sample_rate`` (48 kHz when absent) and ``metadata``. Files written
+here target **format 0.5.4**, the layout of ``neural-amp-modeler`` 0.10–0.12 and of most
+published models. NAM 0.13 reads and writes format 0.7.x, whose WaveNet layout differs: its
+loader refuses 0.5.x WaveNet files and ours refuses 0.7.x ones (LSTM files load in both).
+
+Weight order (NAM's ``_export_weights``; every tensor flattened row-major, PyTorch's layout):
+
+- WaveNet, per layer array: rechannel weight; per layer: dilated conv weight
+  ``(out, in, kernel)``, its bias, input mixer weight, 1×1 weight, 1×1 bias; then the head
+  rechannel weight and, where ``head_bias``, its bias. Last of all the head scale.
+- LSTM, per layer: ``[W_ih | W_hh]`` ``(4H, I + H)`` with gates in PyTorch's i, f, g, o order,
+  the summed bias ``b_ih + b_hh``, the initial hidden state, the initial cell state; then the head
+  weight ``(H,)`` and bias.
+
+NAM's LSTM is ``num_layers`` layers of one ``hidden_size`` and a linear head, with no input skip;
+:class:`NamLSTM` is exactly that network with our forward signature, so it can be trained as a
+student and exported. An :class:`models.nets.lstm.LSTMStack` adds its input to its output, which a
+``.nam`` LSTM cannot express, so exporting one is refused. The initial state written for an LSTM
+is the state it settles to after one second of silence at the file's sample rate (as NAM does),
+not zeros: the plug-in starts from it.
+"""
+
+from __future__ import annotations
+
+import datetime as _datetime
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from models.errors import CheckpointError, ConfigError
+from models.nets.lstm import LSTMStack, parameter_count
+from models.nets.slimmable import slim_wavenet
+from models.nets.wavenet import ACTIVATIONS, LayerArrayConfig, WaveNet, WaveNetConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = "0.5.4"
+DEFAULT_SAMPLE_RATE = 48000.0
+SETTLE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class NamLSTMConfig:
+    """NAM's LSTM: ``num_layers`` stacked layers of ``hidden_size`` units, a linear head, no input skip."""
+
+    hidden_size: int = 16
+    num_layers: int = 1
+    input_size: int = 1
+    arch: Literal["nam_lstm"] = "nam_lstm"
+    n_knobs: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_layers", "input_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"nam_lstm {name}: expected an integer >= 1, found {value!r}")
+        if self.n_knobs != 0:
+            raise ConfigError(f"nam_lstm n_knobs: NAM's LSTM takes no knob values, found {self.n_knobs}")
+        if self.input_size != 1:
+            raise ConfigError(f"nam_lstm input_size: only mono input (1) is supported, found {self.input_size}")
+
+    @property
+    def label(self) -> str:
+        return f"NAM-LSTM-{self.num_layers}x{self.hidden_size}"
+
+
+class NamLSTM(nn.Module):
+    """NAM's LSTM with the forward of :class:`models.nets.lstm.LSTMStack`.
+
+    A missing state starts from the buffers ``initial_hidden`` / ``initial_cell`` (num_layers,
+    hidden_size): zeros for a fresh network, the file's state for one read by :func:`load_nam`.
+    The state is ``(h, c)``, each (num_layers, batch, hidden_size).
+    """
+
+    def __init__(self, config: NamLSTMConfig):
+        super().__init__()
+        self.config = config
+        self.lstm = nn.LSTM(config.input_size, config.hidden_size, config.num_layers, batch_first=True)
+        self.head = nn.Linear(config.hidden_size, 1)
+        self.register_buffer("initial_hidden", torch.zeros(config.num_layers, config.hidden_size))
+        self.register_buffer("initial_cell", torch.zeros(config.num_layers, config.hidden_size))
+
+    def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None,
+                state: tuple[torch.Tensor, torch.Tensor] | None = None, return_features: bool = False):
+        """x: (batch, time, 1) → ``(y, new_state)`` or ``(y, new_state, [last layer output])``."""
+        if knobs is not None and knobs.numel():
+            raise ConfigError(f"NAM's LSTM takes no knob values, found {tuple(knobs.shape)}")
+        if state is None:
+            batch = x.shape[0]
+            state = (self.initial_hidden[:, None, :].expand(-1, batch, -1).contiguous(),
+                     self.initial_cell[:, None, :].expand(-1, batch, -1).contiguous())
+        out, new_state = self.lstm(x, state)
+        y = self.head(out)
+        if return_features:
+            return y, new_state, [out]
+        return y, new_state
+
+    @torch.no_grad()
+    def settled_state(self, sample_rate: float, seconds: float = SETTLE_SECONDS) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, c), each (num_layers, hidden_size), after ``seconds`` of silence from a zero state."""
+        zeros = torch.zeros(1, max(1, int(round(seconds * sample_rate))), self.config.input_size,
+                            device=self.head.weight.device)
+        _, (h, c) = self.lstm(zeros)
+        return h[:, 0], c[:, 0]
+
+
+def _flat(*tensors: torch.Tensor) -> list[float]:
+    values: list[float] = []
+    for t in tensors:
+        values.extend(t.detach().to("cpu", torch.float32).reshape(-1).tolist())
+    return values
+
+
+def wavenet_nam_config(config: WaveNetConfig) -> dict[str, Any]:
+    """The ``config`` block of a 0.5.x WaveNet ``.nam`` file."""
+    return {
+        "layers": [
+            {
+                "input_size": a.input_size,
+                "condition_size": config.condition_size,
+                "head_size": a.head_size,
+                "channels": a.channels,
+                "kernel_size": a.kernel_size,
+                "dilations": list(a.dilations),
+                "activation": a.activation,
+                "gated": a.gated,
+                "head_bias": a.head_bias,
+            }
+            for a in config.arrays
+        ],
+        "head": None,
+        "head_scale": config.head_scale,
+    }
+
+
+def wavenet_weights(model: WaveNet) -> list[float]:
+    """The flat weight list of a WaveNet in NAM's order (head scale last)."""
+    values: list[float] = []
+    for array in model.arrays:
+        values += _flat(array.rechannel.weight)
+        for layer in array.layers:
+            values += _flat(layer.conv.weight, layer.conv.bias, layer.input_mixer.weight,
+                            layer.layer1x1.weight, layer.layer1x1.bias)
+        values += _flat(array.head_rechannel.weight)
+        if array.head_rechannel.bias is not None:
+            values += _flat(array.head_rechannel.bias)
+    return values + [float(model.config.head_scale)]
+
+
+def lstm_weights(model: NamLSTM, sample_rate: float) -> list[float]:
+    """The flat weight list of a NAM LSTM, with the state settled after one second of silence."""
+    h0, c0 = model.settled_state(sample_rate)
+    values: list[float] = []
+    lstm = model.lstm
+    for i in range(model.config.num_layers):
+        w = torch.cat([getattr(lstm, f"weight_ih_l{i}"), getattr(lstm, f"weight_hh_l{i}")], dim=1)
+        b = getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")
+        values += _flat(w, b, h0[i], c0[i])
+    return values + _flat(model.head.weight, model.head.bias)
+
+
+def _refuse_lstm_stack(model: LSTMStack) -> ConfigError:
+    config = model.config
+    reasons = ["it adds its input to its output (NAM's LSTM output is head·h + bias, with no input skip)"]
+    if len(set(config.layers)) > 1:
+        reasons.append(f"its layers differ in size {list(config.layers)} (NAM stacks layers of one hidden_size)")
+    if config.n_knobs:
+        reasons.append(f"it takes {config.n_knobs} knob value(s) (NAM's LSTM takes audio only)")
+    return ConfigError(
+        f"cannot export {config.label} as a .nam LSTM: " + "; ".join(reasons)
+        + ". Train a NamLSTM (models.export.nam_format.NamLSTM) or a WaveNet to get a NAM model.")
+
+
+def export_nam(
+    model: nn.Module,
+    path: str | Path,
+    sample_rate: float,
+    width: float | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``model`` as a format-0.5.4 ``.nam`` file at ``path`` (atomically); returns the document.
+
+    WaveNet: any layout without knobs; ``width`` exports the slimmed network (the first channels of
+    every weight). NamLSTM: as is, with its settled initial state. Anything else, an LSTMStack
+    included, raises ConfigError saying why. ``metadata`` (NAM's keys: name, modeled_by,
+    gear_type, …) is merged into the file's metadata next to the export date and an ``earshot``
+    block (architecture label, width, parameters, the targeted format).
+    """
+    if sample_rate <= 0:
+        raise ConfigError(f"sample_rate: expected a positive rate in Hz, found {sample_rate}")
+    if isinstance(model, WaveNet):
+        if model.config.n_knobs:
+            raise ConfigError(f"cannot export {model.config.label} as .nam: it takes {model.config.n_knobs} knob "
+                              f"value(s); NAM's 0.5.x WaveNet is conditioned on the audio only")
+        if width is not None and width != 1.0:
+            model = slim_wavenet(model, width)
+        architecture, config, weights = "WaveNet", wavenet_nam_config(model.config), wavenet_weights(model)
+        label, kept = model.config.label, model.config.width
+    elif isinstance(model, NamLSTM):
+        if width is not None and width != 1.0:
+            raise ConfigError(f"cannot export a NAM LSTM at width {width}: slim an LSTM before wrapping it")
+        config = {"input_size": model.config.input_size, "hidden_size": model.config.hidden_size,
+                  "num_layers": model.config.num_layers}
+        architecture, weights = "LSTM", lstm_weights(model, sample_rate)
+        label, kept = model.config.label, 1.0
+    elif isinstance(model, LSTMStack):
+        raise _refuse_lstm_stack(model)
+    else:
+        raise ConfigError(f"cannot export a {type(model).__name__} as .nam: expected a WaveNet or a NamLSTM")
+    now = _datetime.datetime.now()
+    meta: dict[str, Any] = {
+        "date": {"year": now.year, "month": now.month, "day": now.day,
+                 "hour": now.hour, "minute": now.minute, "second": now.second},
+    }
+    meta.update(metadata or {})
+    meta["earshot"] = {"label": label, "width": kept, "parameters": parameter_count(model),
+                       "nam_format": FORMAT_VERSION,
+                       "note": "format 0.5.x: loads in NAM <= 0.12 and NAM-compatible players; "
+                               "NAM 0.13 (format 0.7.x) refuses 0.5.x WaveNet files"}
+    document = {
+        "version": FORMAT_VERSION,
+        "architecture": architecture,
+        "config": config,
+        "weights": weights,
+        "sample_rate": float(sample_rate),
+        "metadata": meta,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(document), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("wrote %s (%s, %d weights, format %s)", path, label, len(weights), FORMAT_VERSION)
+    return document
+
+
+def _require(mapping: Any, key: str, where: str) -> Any:
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise CheckpointError(f"{where}: missing key {key!r}")
+    return mapping[key]
+
+
+def _version(text: Any, path: Path) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in str(text).split("."))
+    except ValueError:
+        raise CheckpointError(f"{path}: version {text!r} is not a dotted version number") from None
+
+
+def _take(weights: torch.Tensor, at: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, int]:
+    n = 1
+    for s in shape:
+        n *= s
+    return weights[at : at + n].reshape(shape), at + n
+
+
+def _load_wavenet(config: dict[str, Any], weights: torch.Tensor, path: Path) -> WaveNet:
+    if config.get("head") is not None:
+        raise CheckpointError(f"{path}: WaveNet with a post-head (config.head) is not supported")
+    layers = _require(config, "layers", f"{path}: config")
+    arrays = []
+    for i, lc in enumerate(layers):
+        where = f"{path}: config.layers[{i}]"
+        if _require(lc, "condition_size", where) != 1:
+            raise CheckpointError(f"{where}.condition_size: expected 1 (audio only), found {lc['condition_size']}")
+        activation = _require(lc, "activation", where)
+        if activation not in ACTIVATIONS:
+            raise CheckpointError(f"{where}.activation: expected one of {sorted(ACTIVATIONS)}, found {activation!r}")
+        try:
+            arrays.append(LayerArrayConfig(
+                input_size=_require(lc, "input_size", where), channels=_require(lc, "channels", where),
+                head_size=_require(lc, "head_size", where), dilations=tuple(_require(lc, "dilations", where)),
+                kernel_size=_require(lc, "kernel_size", where), activation=activation,
+                gated=bool(_require(lc, "gated", where)), head_bias=bool(_require(lc, "head_bias", where))))
+        except ConfigError as exc:
+            raise CheckpointError(f"{where}: {exc}") from None
+    try:
+        # The config's head_scale is the exact value; the float32 copy ends the weights.
+        head_scale = float(config.get("head_scale", weights[-1]))
+        net_config = WaveNetConfig(arrays=tuple(arrays), head_scale=head_scale)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    model = WaveNet(net_config)
+    expected = parameter_count(model) + 1
+    if weights.numel() != expected:
+        raise CheckpointError(f"{path}: expected {expected} weights for this WaveNet config, found {weights.numel()}")
+    at = 0
+    with torch.no_grad():
+        for array in model.arrays:
+            for p in [array.rechannel.weight] + [
+                t for layer in array.layers
+                for t in (layer.conv.weight, layer.conv.bias, layer.input_mixer.weight,
+                          layer.layer1x1.weight, layer.layer1x1.bias)
+            ] + [array.head_rechannel.weight] + (
+                [] if array.head_rechannel.bias is None else [array.head_rechannel.bias]
+            ):
+                value, at = _take(weights, at, tuple(p.shape))
+                p.copy_(value)
+    return model.eval()
+
+
+def _load_lstm(config: dict[str, Any], weights: torch.Tensor, path: Path) -> NamLSTM:
+    where = f"{path}: config"
+    try:
+        net_config = NamLSTMConfig(hidden_size=_require(config, "hidden_size", where),
+                                   num_layers=_require(config, "num_layers", where),
+                                   input_size=_require(config, "input_size", where))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    model = NamLSTM(net_config)
+    h_size, n_layers, i_size = net_config.hidden_size, net_config.num_layers, net_config.input_size
+    expected = sum(4 * h_size * ((i_size if i == 0 else h_size) + h_size) + 4 * h_size + 2 * h_size
+                   for i in range(n_layers)) + h_size + 1
+    if weights.numel() != expected:
+        raise CheckpointError(f"{path}: expected {expected} weights for this LSTM config, found {weights.numel()}")
+    at = 0
+    lstm = model.lstm
+    with torch.no_grad():
+        for i in range(n_layers):
+            inputs = i_size if i == 0 else h_size
+            w, at = _take(weights, at, (4 * h_size, inputs + h_size))
+            b, at = _take(weights, at, (4 * h_size,))
+            h0, at = _take(weights, at, (h_size,))
+            c0, at = _take(weights, at, (h_size,))
+            getattr(lstm, f"weight_ih_l{i}").copy_(w[:, :inputs])
+            getattr(lstm, f"weight_hh_l{i}").copy_(w[:, inputs:])
+            getattr(lstm, f"bias_ih_l{i}").copy_(b)
+            getattr(lstm, f"bias_hh_l{i}").zero_()
+            model.initial_hidden[i].copy_(h0)
+            model.initial_cell[i].copy_(c0)
+        head_w, at = _take(weights, at, (1, h_size))
+        model.head.weight.copy_(head_w)
+        model.head.bias.copy_(weights[at : at + 1])
+    return model.eval()
+
+
+def load_nam(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Read a ``.nam`` file into a :class:`WaveNet` or :class:`NamLSTM`.
+
+    Returns ``(model, info)``; info has ``version``, ``architecture``, ``sample_rate`` (48 kHz when
+    the file has none, as NAM assumes), ``metadata`` and ``path``. CheckpointError for a missing or
+    malformed file, an unsupported architecture, or a WaveNet in a format other than 0.5.x.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: .nam file not found")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc})") from None
+    version = _version(_require(document, "version", str(path)), path)
+    architecture = _require(document, "architecture", str(path))
+    config = _require(document, "config", str(path))
+    raw = _require(document, "weights", str(path))
+    if not isinstance(raw, list) or not raw:
+        raise CheckpointError(f"{path}: weights: expected a non-empty list of numbers")
+    try:
+        weights = torch.tensor(raw, dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: weights: expected a flat list of numbers") from None
+    if architecture == "WaveNet":
+        if version[:2] != (0, 5):
+            raise CheckpointError(
+                f"{path}: WaveNet file in format {'.'.join(map(str, version))}; this loader reads the 0.5.x "
+                f"layout (NAM <= 0.12); format 0.7.x files come from NAM 0.13 and lay WaveNets out differently")
+        model: nn.Module = _load_wavenet(config, weights, path)
+    elif architecture == "LSTM":
+        model = _load_lstm(config, weights, path)
+    else:
+        raise CheckpointError(f"{path}: architecture {architecture!r} is not supported (expected WaveNet or LSTM)")
+    info = {
+        "version": ".".join(map(str, version)),
+        "architecture": architecture,
+        "sample_rate": float(document.get("sample_rate") or DEFAULT_SAMPLE_RATE),
+        "metadata": document.get("metadata") or {},
+        "path": str(path),
+    }
+    return model, info

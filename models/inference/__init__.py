@@ -1,0 +1,1 @@
+"""Running trained models: offline rendering, block streaming, and the speed benchmark."""

@@ -1,0 +1,1 @@
+"""The networks: LSTM stacks, WaveNets, and slimming them to a width."""

@@ -1,0 +1,672 @@
+"""Studies: one YAML file expands into datasets × teachers × students × recipes × seeds.
+
+``run_study`` trains only what is missing (finished runs are read back, interrupted ones
+resumed), then writes ``runs.csv`` and the paper's comparison: per dataset, teacher and student
+size, distilled vs non-distilled per metric with the improvement in %.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from models.config import from_dict, load_yaml, to_dict  # noqa: E402
+from models.data.datasets import DatasetConfig  # noqa: E402
+from models.errors import ConfigError, OutputError  # noqa: E402
+from models.nets.lstm import NetConfig, macs_per_sample  # noqa: E402
+from models.nets.quantize import check_bits  # noqa: E402
+from models.nets.slimmable import SlimmableConfig  # noqa: E402
+from models.processes import study_lock, watch_parent  # noqa: E402
+from models.studies.runs import QUANTIZED_RECIPES, RunConfig, execute_run, is_complete  # noqa: E402
+from models.training.distill import DistillConfig  # noqa: E402
+from models.training.loop import TrainingConfig  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+RUNS_COLUMNS = [
+    "run_id", "dataset", "arch", "model", "layers", "recipe", "teacher", "bits", "width", "params", "bytes",
+    "macs_per_sample", "epochs", "test_mae", "test_mse", "test_esr", "test_esr_pre", "test_mrstft",
+    "rtf_offline", "rtf_stream",
+]
+COMPARED_METRICS = ["test_mae", "test_mse", "test_esr", "test_esr_pre", "test_mrstft"]
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A teacher: trained with the baseline recipe, then distilled from. ``training`` overrides
+    keys of the study's ``teacher_training``/``training`` for this teacher only."""
+
+    name: str
+    layers: tuple[int, ...]
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """A student network: an LSTM stack (``layers``) or a NAM WaveNet (``arch: wavenet``,
+    ``preset``, optionally trained from scratch at a ``width`` below 1 — the independently trained
+    counterpart of a slimmed width)."""
+
+    layers: tuple[int, ...] = ()
+    arch: Literal["lstm", "wavenet"] = "lstm"
+    preset: str | None = None
+    width: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.arch == "lstm" and not self.layers:
+            raise ConfigError("student: an lstm student needs layers, e.g. [16, 8]")
+        if self.arch == "wavenet" and self.layers:
+            raise ConfigError(f"student: a wavenet is sized by preset and width, not layers (found {list(self.layers)})")
+
+    def net(self, conditioning: str) -> NetConfig:
+        if self.arch == "wavenet":
+            return NetConfig(arch="wavenet", preset=self.preset, width=self.width)
+        return NetConfig(layers=self.layers, conditioning=conditioning)
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """How students are trained.
+
+    ``baseline``: task loss only. ``kd``: plus distillation from each teacher (``teachers`` limits
+    which; default all) with the ``distill`` options. Quantized recipes, one run per entry of
+    ``bits``, start from the fp32 run of the same student made by the recipe named in ``source``:
+    ``ptq`` quantizes it as it is, ``qat`` fine-tunes through the quantizer (straight-through
+    gradients to fp32 shadow weights), ``kd_qat`` does that with the distillation loss of a kd
+    source's teacher added (quantized distillation). ``slimmable`` trains one network at widths
+    drawn per mini-batch (``slimmable`` options) and makes each of its ``widths`` below 1 a run of
+    its own, cut from it. ``students`` limits the recipe to students with these labels (``S-16-8``,
+    ``WN-slimmable``); by default it applies to every student it can (distillation to LSTM
+    students, slimming to full-width ones). ``training`` overrides the study's training settings
+    for this recipe (e.g. a shorter fine-tuning budget).
+    """
+
+    recipe: Literal["baseline", "kd", "ptq", "qat", "kd_qat", "slimmable"]
+    name: str | None = None
+    teachers: tuple[str, ...] | None = None
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    bits: tuple[int, ...] = ()
+    source: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    students: tuple[str, ...] | None = None
+    slimmable: SlimmableConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.slimmable is not None and self.recipe != "slimmable":
+            raise ConfigError(f"recipe {self.label!r}: slimmable options apply to the slimmable recipe only")
+        quantized = self.recipe in QUANTIZED_RECIPES
+        if quantized and (not self.bits or self.source is None):
+            raise ConfigError(f"recipe {self.label!r}: {self.recipe} needs bits (e.g. [8, 4]) and source "
+                              "(the name of the recipe whose fp32 students it starts from)")
+        if not quantized and (self.bits or self.source):
+            raise ConfigError(f"recipe {self.label!r}: bits and source apply to ptq, qat and kd_qat only")
+        for bits in self.bits:
+            check_bits(bits)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.recipe
+
+    def applies_to(self, student: NetConfig) -> bool:
+        """Whether this recipe makes runs of ``student`` (see the class docstring)."""
+        if self.students is not None:
+            return student.label in self.students
+        if self.recipe in ("kd", "kd_qat"):
+            return student.arch == "lstm"
+        if self.recipe == "slimmable":
+            return student.width == 1.0
+        return True
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    datasets: tuple[DatasetConfig, ...]
+    students: tuple[StudentSpec, ...]
+    teachers: tuple[TeacherSpec, ...] = ()
+    recipes: tuple[RecipeSpec, ...] = (RecipeSpec("baseline"),)
+    seeds: tuple[int, ...] = (0,)
+    conditioning: Literal["film", "concat"] = "film"
+    training: dict[str, Any] = field(default_factory=dict)
+    teacher_training: dict[str, Any] = field(default_factory=dict)
+    output_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"study {self.name!r}: dataset names must be unique, found {names}")
+        teacher_names = {t.name for t in self.teachers}
+        for recipe in self.recipes:
+            if recipe.recipe == "kd" and not self.teachers:
+                raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} is kd but the study has no teachers")
+            unknown = set(recipe.teachers or ()) - teacher_names
+            if unknown:
+                raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} names unknown teacher(s) "
+                                  f"{sorted(unknown)} (known: {sorted(teacher_names)})")
+        student_labels = [s.net(self.conditioning).label for s in self.students]
+        for recipe in self.recipes:
+            unknown = sorted(set(recipe.students or ()) - set(student_labels))
+            if unknown:
+                raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} names unknown student(s) {unknown} "
+                                  f"(known: {student_labels})")
+            for student in self.students:
+                net = student.net(self.conditioning)
+                if recipe.students and net.label in recipe.students:
+                    if recipe.recipe in ("kd", "kd_qat") and net.arch != "lstm":
+                        raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} distils LSTM features; "
+                                          f"student {net.label} is a {net.arch}")
+                    if recipe.recipe == "slimmable" and net.width != 1.0:
+                        raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} slims full-width "
+                                          f"networks; student {net.label} is already at width {net.width}")
+        labels = [r.label for r in self.recipes]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"study {self.name!r}: recipe names must be unique, found {labels}")
+        by_label = {r.label: r for r in self.recipes}
+        for recipe in self.recipes:
+            if recipe.source is None:
+                continue
+            source = by_label.get(recipe.source)
+            if source is None or source.recipe not in ("baseline", "kd"):
+                raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} has source {recipe.source!r}, "
+                                  f"expected the name of a baseline or kd recipe of this study ({labels})")
+            if recipe.recipe == "kd_qat" and source.recipe != "kd":
+                raise ConfigError(f"study {self.name!r}: kd_qat recipe {recipe.label!r} needs a kd source "
+                                  f"(its teacher distils into the quantized student), found {source.recipe!r}")
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    study = from_dict(StudyConfig, load_yaml(path), where=str(path))
+    # Validate the training dictionaries now, not when the first run reaches them.
+    _training(study.training, {}, f"{path}: training")
+    _training(study.training, study.teacher_training, f"{path}: teacher_training")
+    for teacher in study.teachers:
+        _training(study.training, {**study.teacher_training, **teacher.training}, f"{path}: teacher {teacher.name}")
+    for recipe in study.recipes:
+        _training(study.training, recipe.training, f"{path}: recipe {recipe.label} training")
+    return study
+
+
+def _training(base: dict[str, Any], override: dict[str, Any], where: str) -> TrainingConfig:
+    return from_dict(TrainingConfig, {**base, **override}, where=where)
+
+
+def study_dir(study: StudyConfig, root: Path = Path("results/zoo")) -> Path:
+    return Path(study.output_dir) if study.output_dir else root / study.name
+
+
+def expand(study: StudyConfig) -> list[RunConfig]:
+    """All runs of the study in an order where every teacher precedes its students; no duplicates
+    (a small teacher equal to a baseline student is one run)."""
+    runs: dict[str, RunConfig] = {}
+    for dataset in study.datasets:
+        for seed in study.seeds:
+            teacher_runs: dict[str, RunConfig] = {}
+            for teacher in study.teachers:
+                training = _training(study.training, {**study.teacher_training, **teacher.training}, "teacher")
+                run = RunConfig(dataset=dataset, model=NetConfig(layers=teacher.layers, conditioning=study.conditioning),
+                                training=training, seed=seed)
+                teacher_runs[teacher.name] = run
+                runs.setdefault(run.run_id, run)
+            for student in study.students:
+                net = student.net(study.conditioning)
+                # fp32 runs per recipe label, keyed by teacher name (None for baseline)
+                made: dict[str, dict[str | None, RunConfig]] = {}
+                for recipe in sorted(study.recipes, key=lambda r: r.recipe in QUANTIZED_RECIPES):
+                    if not recipe.applies_to(net):
+                        continue
+                    training = _training(study.training, recipe.training, "training")
+                    if recipe.recipe == "slimmable":
+                        options = recipe.slimmable or SlimmableConfig()
+                        run = RunConfig(dataset=dataset, model=net, recipe="slimmable", variant=recipe.label,
+                                        training=training, seed=seed, slimmable=options)
+                        made[recipe.label] = {None: run}
+                        runs.setdefault(run.run_id, run)
+                        for width in sorted(set(options.widths), reverse=True):
+                            if width == 1.0:
+                                continue
+                            cut = RunConfig(dataset=dataset, model=net, recipe="slimmable",
+                                            variant=f"{recipe.label}{round(100 * width)}", training=training,
+                                            seed=seed, width=width, init_run=run.run_id)
+                            runs.setdefault(cut.run_id, cut)
+                        continue
+                    if recipe.recipe == "baseline":
+                        run = RunConfig(dataset=dataset, model=net, training=training, seed=seed,
+                                        variant=recipe.label)
+                        made[recipe.label] = {None: run}
+                        runs.setdefault(run.run_id, run)
+                        continue
+                    if recipe.recipe == "kd":
+                        made[recipe.label] = {}
+                        for name, teacher_run in teacher_runs.items():
+                            if recipe.teachers is not None and name not in recipe.teachers:
+                                continue
+                            if teacher_run.model.layers == net.layers:
+                                continue  # a model does not distil into itself
+                            run = RunConfig(dataset=dataset, model=net, recipe="kd", variant=recipe.label,
+                                            teacher=name, teacher_run=teacher_run.run_id, distill=recipe.distill,
+                                            training=training, seed=seed)
+                            made[recipe.label][name] = run
+                            runs.setdefault(run.run_id, run)
+                        continue
+                    for teacher, source in made.get(recipe.source, {}).items():
+                        for bits in recipe.bits:
+                            kd = recipe.recipe == "kd_qat"
+                            run = RunConfig(dataset=dataset, model=net, recipe=recipe.recipe,
+                                            variant=f"{recipe.label}{bits}", teacher=teacher,
+                                            teacher_run=source.teacher_run if kd else None,
+                                            distill=recipe.distill if kd else None, training=training,
+                                            seed=seed, bits=bits, init_run=source.run_id)
+                            runs.setdefault(run.run_id, run)
+    return list(runs.values())
+
+
+def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _save_figure(fig, path: Path) -> None:
+    """Write a figure under a temporary name and rename it: never a half-written image."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def comparison(runs: pd.DataFrame) -> pd.DataFrame:
+    """Distilled vs non-distilled per dataset, teacher, variant and student, averaged over seeds.
+
+    improvement_pct = 100 · (baseline − distilled) / baseline: positive means distillation
+    lowered the error.
+    """
+    columns = ["dataset", "teacher", "variant", "layers", "student_units", "metric", "baseline",
+               "distilled", "improvement_pct", "seeds"]
+    lstm = runs[runs["arch"] == "lstm"]  # a WaveNet's channels "16-8" are not the LSTM S-16-8
+    kd = lstm[lstm["recipe"] == "kd"]
+    base = lstm[lstm["recipe"] == "baseline"]
+    if kd.empty or base.empty:
+        return pd.DataFrame(columns=columns)
+    base_mean = base.groupby(["dataset", "layers"])[COMPARED_METRICS].mean()
+    rows = []
+    for (dataset, teacher, variant, layers), group in kd.groupby(["dataset", "teacher", "variant", "layers"]):
+        if (dataset, layers) not in base_mean.index:
+            continue
+        for metric in COMPARED_METRICS:
+            b = float(base_mean.loc[(dataset, layers), metric])
+            d = float(group[metric].mean())
+            rows.append({"dataset": dataset, "teacher": teacher, "variant": variant, "layers": layers,
+                         "student_units": int(str(layers).split("-")[0]), "metric": metric,
+                         "baseline": b, "distilled": d, "improvement_pct": 100.0 * (b - d) / b if b else float("nan"),
+                         "seeds": int(group["seed"].nunique())})
+    return pd.DataFrame(rows, columns=columns).sort_values(["dataset", "teacher", "variant", "metric", "student_units"])
+
+
+def comparison_figure(table: pd.DataFrame, path: Path) -> None:
+    """Improvement of distilled over non-distilled vs student size: a row per dataset, a column per
+    metric, a line per teacher (and kd variant)."""
+    datasets = sorted(table["dataset"].unique())
+    metrics = [m for m in COMPARED_METRICS if m in set(table["metric"])]
+    fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(3.2 * len(metrics), 2.8 * len(datasets)),
+                             squeeze=False, sharex=True)
+    for i, dataset in enumerate(datasets):
+        for j, metric in enumerate(metrics):
+            ax = axes[i][j]
+            sub = table[(table["dataset"] == dataset) & (table["metric"] == metric)]
+            for (teacher, variant), line in sub.groupby(["teacher", "variant"]):
+                line = line.sort_values("student_units")
+                label = teacher if variant == "kd" else f"{teacher} ({variant})"
+                ax.plot(line["student_units"], line["improvement_pct"], marker="o", label=label)
+            ax.axhline(0.0, color="0.5", linewidth=0.8)
+            ax.set_xscale("log", base=2)
+            units = sorted(table["student_units"].unique())
+            ax.set_xticks(units, [str(u) for u in units])
+            ax.set_title(f"{dataset}: {metric.removeprefix('test_')}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel("improvement by KD (%)")
+            if i == len(datasets) - 1:
+                ax.set_xlabel("student units U (S-U-8)")
+    axes[0][0].legend(fontsize=7, title="teacher", title_fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def quantization_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each quantized model against the fp32 run it started from and against its teacher.
+
+    ratio_to_fp32 = packed bytes / the fp32 student's bytes; ratio_to_teacher = packed bytes /
+    the teacher's fp32 bytes (the quantized-distillation paper reports 12 % and 2 %).
+    """
+    columns = ["dataset", "layers", "variant", "recipe", "teacher", "bits", "bytes", "fp32_bytes", "ratio_to_fp32",
+               "teacher_bytes", "ratio_to_teacher", "test_esr", "source_test_esr", "esr_change_pct"]
+    if "init_run" not in runs.columns:
+        return pd.DataFrame(columns=columns)
+    quantized = runs[runs["bits"] < 32]
+    by_id = runs.set_index("run_id")
+    rows = []
+    for _, run in quantized.iterrows():
+        source = by_id.loc[run["init_run"]] if run["init_run"] in by_id.index else None
+        teacher_bytes = float("nan")
+        teacher_id = run.get("teacher_run") or (source["teacher_run"] if source is not None else "")
+        if isinstance(teacher_id, str) and teacher_id in by_id.index:
+            teacher_bytes = float(by_id.loc[teacher_id, "bytes"])
+        source_esr = float(source["test_esr"]) if source is not None else float("nan")
+        rows.append({"dataset": run["dataset"], "layers": run["layers"], "variant": run["variant"],
+                     "recipe": run["recipe"], "teacher": run["teacher"], "bits": int(run["bits"]),
+                     "bytes": int(run["bytes"]), "fp32_bytes": int(run["fp32_bytes"]),
+                     "ratio_to_fp32": run["bytes"] / run["fp32_bytes"], "teacher_bytes": teacher_bytes,
+                     "ratio_to_teacher": run["bytes"] / teacher_bytes, "test_esr": run["test_esr"],
+                     "source_test_esr": source_esr,
+                     "esr_change_pct": 100.0 * (run["test_esr"] - source_esr) / source_esr})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _model_labels(runs: pd.DataFrame) -> pd.Series:
+    """runs.csv's ``model`` column, rebuilt for rows written before it existed (LSTM runs)."""
+    def label(row) -> str:
+        value = row.get("model")
+        if isinstance(value, str) and value:
+            return value
+        layers = str(row["layers"])
+        return f"S-{layers}" if layers.count("-") == 1 else f"LSTM-{layers}"
+    return runs.apply(label, axis=1) if len(runs) else pd.Series(dtype=str)
+
+
+WIDTH_SWEEP_COLUMNS = ["dataset", "model", "width", "layers", "params", "macs_per_sample", "test_esr", "rtf_stream",
+                       "independent_run", "independent_test_esr", "independent_rtf_stream", "run_id"]
+
+
+def width_sweep(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every width of every slimmable network next to an independently trained network of the same
+    layout (a baseline run of the same model label), where the study has one — the comparison the
+    slimmable NAM paper makes."""
+    if runs.empty or "width" not in runs.columns:
+        return pd.DataFrame(columns=WIDTH_SWEEP_COLUMNS)
+    if "model" not in runs.columns:
+        runs = runs.assign(model=_model_labels(runs))
+    slimmable = runs[runs["recipe"] == "slimmable"]
+    baselines = runs[runs["recipe"] == "baseline"]
+    rows = []
+    for _, full in slimmable[slimmable["width"] == 1.0].iterrows():
+        family = slimmable[(slimmable["run_id"] == full["run_id"]) | (slimmable["init_run"] == full["run_id"])]
+        for _, run in family.sort_values("width").iterrows():
+            match = baselines[(baselines["dataset"] == run["dataset"]) & (baselines["model"] == run["model"])
+                              & (baselines["seed"] == run["seed"])]
+            independent = match.iloc[0] if len(match) else None
+            rows.append({
+                "dataset": run["dataset"], "model": full["model"], "width": float(run["width"]),
+                "layers": run["layers"], "params": int(run["params"]), "macs_per_sample": int(run["macs_per_sample"]),
+                "test_esr": float(run["test_esr"]), "rtf_stream": float(run["rtf_stream"]),
+                "independent_run": "" if independent is None else independent["run_id"],
+                "independent_test_esr": float("nan") if independent is None else float(independent["test_esr"]),
+                "independent_rtf_stream": float("nan") if independent is None else float(independent["rtf_stream"]),
+                "run_id": run["run_id"],
+            })
+    return pd.DataFrame(rows, columns=WIDTH_SWEEP_COLUMNS)
+
+
+def width_sweep_figure(table: pd.DataFrame, path: Path) -> None:
+    """Test ESR and streaming real-time factor against width: a line per slimmable network,
+    hollow markers for independently trained networks of the same layout."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+    for (dataset, model), group in table.groupby(["dataset", "model"]):
+        group = group.sort_values("width")
+        name = model if table["dataset"].nunique() == 1 else f"{dataset}: {model}"
+        for ax, column in ((axes[0][0], "test_esr"), (axes[0][1], "rtf_stream")):
+            line, = ax.plot(100 * group["width"], group[column], marker="o", label=f"{name} (slimmable)")
+            independent = group[group["independent_run"] != ""]
+            if len(independent):
+                ax.scatter(100 * independent["width"], independent[f"independent_{column}"], marker="s",
+                           facecolors="none", edgecolors=line.get_color(), s=48, zorder=3,
+                           label=f"{name} widths trained alone")
+    axes[0][0].set_yscale("log")
+    axes[0][0].set_ylabel("test ESR")
+    axes[0][1].set_ylabel("streaming real-time factor (×, one thread)")
+    for ax in axes[0]:
+        ax.set_xlabel("width (% of channels / units)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+FAMILY_COLOURS = {"baseline": "#0072B2", "kd": "#D55E00", "ptq": "#009E73", "qat": "#CC79A7", "kd_qat": "#E69F00",
+                  "slimmable": "#56B4E9"}
+
+
+def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
+    """Error against size and against streaming speed: one marker per model, families coloured."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
+    for ax, column, label in ((axes[0][0], "bytes", "size (bytes, packed)"),
+                              (axes[0][1], "rtf_stream", "streaming real-time factor (×)")):
+        for family, group in runs.groupby("recipe"):
+            ax.scatter(group[column], group["test_esr"], label=family, color=FAMILY_COLOURS.get(family, "0.3"),
+                       edgecolor="black", linewidth=0.4, s=36, zorder=3)
+            for _, row in group.iterrows():
+                name = row["model"] if row["arch"] == "wavenet" else row["layers"]
+                ax.annotate(f"{name}" + (f" q{int(row['bits'])}" if row["bits"] < 32 else ""),
+                            (row[column], row["test_esr"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        # Minor tick labels of a log axis spanning less than two decades run into each other.
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
+        ax.set_xlabel(label)
+        ax.set_ylabel("test ESR")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7, title="recipe", title_fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    frame["model"] = _model_labels(frame)
+    ordered = RUNS_COLUMNS + [c for c in frame.columns if c not in RUNS_COLUMNS]
+    frame = frame.reindex(columns=ordered)
+    _write_csv_atomic(frame, out_dir / "runs.csv")
+    table = comparison(frame)
+    _write_csv_atomic(table, out_dir / "comparison.csv")
+    if not table.empty:
+        comparison_figure(table, out_dir / "comparison.png")
+    quantized = quantization_table(frame)
+    if not quantized.empty:
+        _write_csv_atomic(quantized, out_dir / "quantization.csv")
+    pareto_figure(frame, out_dir / "pareto.png")
+    sweep = width_sweep(frame)
+    if not sweep.empty:
+        _write_csv_atomic(sweep, out_dir / "width_sweep.csv")
+        width_sweep_figure(sweep, out_dir / "width_sweep.png")
+    return frame
+
+
+def dependencies(run: RunConfig) -> set[str]:
+    """Run ids that must be complete before ``run`` can start (its teacher, its fp32 source)."""
+    return {r for r in (run.teacher_run, run.init_run) if r}
+
+
+def estimated_cost(run: RunConfig) -> float:
+    """Relative training work of a run (multiply-adds per sample × samples fed per epoch × epochs),
+    so that parallel workers start the longest runs first instead of ending on one long run."""
+    if run.recipe == "ptq" or (run.recipe == "slimmable" and run.width < 1.0):
+        return 0.0
+    training = run.training
+    warmup = training.warmup_samples
+    if run.model.arch == "wavenet":
+        warmup = max(warmup, run.model.wavenet_config().receptive_field - 1)
+    per_sample = macs_per_sample(run.model) * (training.window_samples + warmup) / training.window_samples
+    if run.slimmable is not None:
+        per_sample *= {"uniform": 1, "sandwich": 4}[run.slimmable.rule] if run.slimmable.count is None \
+            else run.slimmable.count
+    return per_sample * training.max_epochs
+
+
+def _execute_in_worker(run: RunConfig, runs_root: Path) -> dict[str, Any]:
+    """One run in a worker process: no progress bars, one torch thread (runs.csv rows back)."""
+    return execute_run(run, runs_root, resume=True, progress=False)
+
+
+def run_study(
+    study: StudyConfig,
+    out_dir: Path | None = None,
+    progress: bool = False,
+    on_run: Callable[[RunConfig, str], None] | None = None,
+    jobs: int = 1,
+    ray_address: str | None = None,
+) -> pd.DataFrame:
+    """Train every missing run of ``study`` and write runs.csv / comparison.csv / .png.
+
+    ``on_run(run, status)`` is told ``skip`` (already complete), ``resume`` or ``train`` before each.
+    ``jobs`` > 1 trains independent runs in that many worker processes at once; a run starts
+    only when its teacher and fp32 source are complete. ``ray_address`` runs each missing run as a
+    Ray task on that cluster (``"local"`` starts one on this machine); every node must see
+    ``out_dir`` at the same path (a shared file system). Rows keep the study's order either way.
+    """
+    out_dir = out_dir or study_dir(study)
+    if jobs < 1:
+        raise ConfigError(f"jobs: expected >= 1, found {jobs}")
+    with study_lock(out_dir):
+        return _run_study_locked(study, out_dir, progress, on_run, jobs, ray_address)
+
+
+def _run_study_locked(study: StudyConfig, out_dir: Path, progress: bool,
+                      on_run: Callable[[RunConfig, str], None] | None, jobs: int,
+                      ray_address: str | None) -> pd.DataFrame:
+    runs_root = out_dir / "runs"
+    try:
+        runs_root.mkdir(parents=True, exist_ok=True)
+        (out_dir / "study.yaml").write_text(_yaml_dump(to_dict(study)), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write the study folder ({exc.strerror or exc})") from None
+    runs = expand(study)
+    if ray_address is not None:
+        rows = _run_on_ray(runs, runs_root.resolve(), ray_address, on_run, progress)
+        return write_outputs([rows[run.run_id] for run in runs], out_dir)
+    if jobs > 1:
+        rows = _run_parallel(runs, runs_root, jobs, on_run, progress)
+        return write_outputs([rows[run.run_id] for run in runs], out_dir)
+    rows = []
+    datasets: dict[str, Any] = {}
+    for run in runs:
+        run_dir = runs_root / run.run_id
+        status = "skip" if is_complete(run_dir) else ("resume" if (run_dir / "last.pt").exists() else "train")
+        if on_run:
+            on_run(run, status)
+        dataset = None
+        if status != "skip":
+            key = repr(to_dict(run.dataset))
+            if key not in datasets:
+                from models.data.sources import load_dataset
+                datasets = {key: load_dataset(run.dataset)}  # one dataset in memory at a time
+            dataset = datasets[key]
+        rows.append(execute_run(run, runs_root, resume=True, progress=progress, dataset=dataset))
+    return write_outputs(rows, out_dir)
+
+
+def _run_parallel(runs: list[RunConfig], runs_root: Path, jobs: int,
+                  on_run: Callable[[RunConfig, str], None] | None, progress: bool) -> dict[str, dict[str, Any]]:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    rows: dict[str, dict[str, Any]] = {}
+    pending = []
+    for run in runs:
+        if is_complete(runs_root / run.run_id):
+            if on_run:
+                on_run(run, "skip")
+            rows[run.run_id] = execute_run(run, runs_root)  # reads metrics.json back
+        else:
+            pending.append(run)
+    dependents = {run.run_id: sum(run.run_id in dependencies(other) for other in pending) for run in runs}
+    bar = tqdm(total=len(pending), desc="runs", disable=not progress)
+    # spawn, not fork: torch's thread pools do not survive a fork.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=watch_parent, initargs=(os.getpid(),)) as pool:
+        running = {}
+        while pending or running:
+            ready = sorted((r for r in pending if dependencies(r) <= set(rows)),
+                           key=lambda r: (-dependents[r.run_id], -estimated_cost(r)))
+            for run in ready[: jobs - len(running)]:
+                pending.remove(run)
+                if on_run:
+                    on_run(run, "resume" if (runs_root / run.run_id / "last.pt").exists() else "train")
+                running[pool.submit(_execute_in_worker, run, runs_root)] = run
+            if not running:
+                missing = sorted(dependencies(pending[0]) - set(rows))
+                raise ConfigError(f"run {pending[0].run_id} depends on {missing}, which no run of the study makes")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                run = running.pop(future)
+                rows[run.run_id] = future.result()
+                bar.update()
+    bar.close()
+    return rows
+
+
+def _ray_task(run: RunConfig, runs_root: str, *finished_dependencies: dict[str, Any]) -> dict[str, Any]:
+    """A Ray task: the dependencies' rows are arguments only so that Ray starts it after them."""
+    return execute_run(run, Path(runs_root), resume=True, progress=False)
+
+
+def _run_on_ray(runs: list[RunConfig], runs_root: Path, address: str,
+                on_run: Callable[[RunConfig, str], None] | None, progress: bool) -> dict[str, dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs the ray package: pip install -c constraints.txt ray") from None
+    from tqdm.auto import tqdm
+
+    if not ray.is_initialized():
+        try:
+            if address == "local":
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"--ray {address}: cannot connect to a Ray cluster ({exc})") from None
+    task = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
+    rows: dict[str, dict[str, Any]] = {}
+    refs: dict[str, Any] = {}
+    for run in runs:
+        if is_complete(runs_root / run.run_id):
+            if on_run:
+                on_run(run, "skip")
+            rows[run.run_id] = execute_run(run, runs_root)
+            continue
+        if on_run:
+            on_run(run, "resume" if (runs_root / run.run_id / "last.pt").exists() else "train")
+        waits = [refs[d] for d in sorted(dependencies(run)) if d in refs]
+        refs[run.run_id] = task.remote(run, str(runs_root), *waits)
+    pending = {ref: run_id for run_id, ref in refs.items()}
+    with tqdm(total=len(pending), desc="ray runs", disable=not progress) as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                try:
+                    rows[pending.pop(ref)] = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.cause if isinstance(exc.cause, Exception) else exc
+                    raise cause from None
+                bar.update()
+    return rows
+
+
+def _yaml_dump(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+

@@ -1,0 +1,1 @@
+"""Training and compression: the training loop, losses, feature distillation, quantization, checkpoints."""

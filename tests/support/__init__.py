@@ -1,0 +1,1 @@
+"""Helpers used by more than one test folder."""

@@ -1,0 +1,1 @@
+"""The web app driven by Debian's chromium through Playwright."""
