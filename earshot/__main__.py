@@ -1,0 +1,5 @@
+"""``python -m earshot``: the same as the ``earshot`` console script."""
+
+from earshot.cli import main
+
+raise SystemExit(main())
