@@ -31,6 +31,7 @@ def test_help_lists_every_stage_in_pipeline_order():
     assert listed == ["zoo", "stimuli", "serve", "webapp", "report", "analysis"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("subcommand, module_args", [
     (["zoo", "devices"], ["-m", "models", "devices"]),
     (["serve", "--help"], ["-m", "webapp", "serve", "--help"]),

@@ -195,6 +195,7 @@ def test_too_easy_warning(tmp_path):
     assert any("too easy" in w for w in analysis.warnings)
 
 
+@pytest.mark.slow
 def test_failed_write_keeps_the_previous_report(written, tmp_path, monkeypatch):
     analysis, previous, _ = written
     shutil.copytree(previous, tmp_path / "r")
@@ -210,6 +211,7 @@ def test_failed_write_keeps_the_previous_report(written, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
 
 
+@pytest.mark.slow
 def test_cli_report_on_the_stahl_panel(stahl_dir, tmp_path, capsys):
     out = tmp_path / "stahl"
     code = main(

@@ -212,6 +212,7 @@ def test_exactly_15_percent_stays():
     assert [f["participant"] for f in hidden_reference_failures(rows)] == ["x"]
 
 
+@pytest.mark.slow
 def test_cli_export_and_set_password(stim_root, make_app, tmp_path):
     folder = make_stimulus_set(stim_root, n_trials=1, test_yaml=QUIET)
     app = make_app(folder)

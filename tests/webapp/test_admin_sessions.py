@@ -133,6 +133,7 @@ def test_many_addresses_cannot_make_many_guesses(stim_root, make_app, backend, a
     assert checked == 10 and statuses[checked:] == [429] * (25 - checked)
 
 
+@pytest.mark.slow
 def test_the_account_backoff_grows_and_then_lets_the_admin_in(stim_root, make_app, backend, at):
     app = make_app(make_stimulus_set(stim_root, n_trials=1, test_yaml=QUIET), **backend)
     t = 1_800_000_000.0

@@ -128,6 +128,7 @@ def check_refused(response, storage, before):
     assert snapshot(storage) == before
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_submissions_are_refused(fuzz_setup, data):

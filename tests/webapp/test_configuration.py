@@ -139,6 +139,7 @@ def test_sqlite_synchronous_setting(tmp_path):
         load_settings(environ={"EARSHOT_SQLITE_SYNCHRONOUS": "off"})
 
 
+@pytest.mark.slow
 def test_workers_starting_together_initialise_a_new_sqlite_file(tmp_path):
     # Four processes create the schema of the same new file at once, as gunicorn workers do.
     url = f"sqlite:///{tmp_path / 'new.db'}"

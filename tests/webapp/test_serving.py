@@ -34,6 +34,7 @@ def wait_for(port: int, proc: subprocess.Popen, timeout_s: float = 60) -> None:
     raise AssertionError("server did not start")
 
 
+@pytest.mark.slow
 def test_serve_runs_gunicorn_on_loopback(stim_root, tmp_path):
     folder = make_stimulus_set(stim_root, n_trials=1)
     port = free_port()
@@ -63,6 +64,7 @@ def test_serve_runs_gunicorn_on_loopback(stim_root, tmp_path):
     assert (tmp_path / "results" / "webapp" / "secret_key").exists()
 
 
+@pytest.mark.slow
 def test_serve_refuses_public_host_and_bad_sets(stim_root, tmp_path):
     folder = make_stimulus_set(stim_root, n_trials=1)
     r = subprocess.run([sys.executable, "-m", "webapp", "serve", str(folder), "--host", "0.0.0.0"], capture_output=True, text=True)
@@ -94,6 +96,7 @@ def bench_args(*options: str) -> argparse.Namespace:
     return build_parser().parse_args(["bench", *options])
 
 
+@pytest.mark.slow
 def test_bench_survives_kill_9(capsys):
     # sync workers (the default), a connection per request
     assert run_bench(bench_args("--participants", "4", "--trials", "1", "--workers", "2", "--crash")) == 0
@@ -103,6 +106,7 @@ def test_bench_survives_kill_9(capsys):
     assert "check: 0 lost, 0 duplicated; 4 of 4 participants finished" in out
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_bench_on_postgres(postgres_url, capsys):
     # gthread workers, keep-alive connections

@@ -87,6 +87,7 @@ def test_anchors_meet_the_bs1534_mask(webmushra_root, tmp_path, anchor, cutoff):
     assert np.max(gain_db[(f >= cutoff * 9 / 7)]) < -50
 
 
+@pytest.mark.slow
 def test_import_errors(webmushra_root, tmp_path):
     config = webmushra_root / "configs" / "amp.yaml"
     import_webmushra(config, tmp_path / "amp")

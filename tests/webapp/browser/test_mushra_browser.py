@@ -73,6 +73,7 @@ def admin_ratings(page, server) -> list[dict]:
     return list(csv.DictReader(io.StringIO(response.text())))
 
 
+@pytest.mark.slow
 def test_mouse_participant_whole_test_and_export(make_app, stim_root, live_server, browser_page):
     folder = make_stimulus_set(stim_root, n_trials=2, duration_s=2.0, test_yaml="headphone_check: {trials: 2, pass_threshold: 2}\n")
     app = make_app(folder)
@@ -122,6 +123,7 @@ def test_mouse_participant_whole_test_and_export(make_app, stim_root, live_serve
     assert all(int(r["plays"]) >= 1 for r in rows)
 
 
+@pytest.mark.slow
 def test_keyboard_participant_whole_test(make_app, stim_root, live_server, browser_page):
     folder = make_stimulus_set(
         stim_root, n_trials=1, duration_s=2.0, training=False,
@@ -193,6 +195,7 @@ def test_keyboard_participant_whole_test(make_app, stim_root, live_server, brows
     assert answers == {"age": 29, "hearing_problems": "no", "experience": "some"}
 
 
+@pytest.mark.slow
 def test_switching_keeps_position_and_loops(make_app, stim_root, live_server, browser_page):
     folder = make_stimulus_set(stim_root, n_trials=1, duration_s=4.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\n")
     server = live_server(make_app(folder))
@@ -244,6 +247,7 @@ def test_switching_keeps_position_and_loops(make_app, stim_root, live_server, br
     assert len(audio_requests) == len(set(audio_requests)) == 1 + 5
 
 
+@pytest.mark.slow
 def test_enforcement_blocks_next_and_reload_resumes(make_app, stim_root, live_server, browser_page):
     folder = make_stimulus_set(stim_root, n_trials=2, duration_s=2.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\nrandomise_trials: false\n")
     app = make_app(folder)
@@ -287,6 +291,7 @@ def test_enforcement_blocks_next_and_reload_resumes(make_app, stim_root, live_se
     assert heading(page).startswith("Page 2 of 2")
 
 
+@pytest.mark.slow
 def test_network_failure_keeps_answers_and_retries(make_app, stim_root, live_server, browser_page):
     folder = make_stimulus_set(stim_root, n_trials=1, duration_s=1.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\nquestionnaire: []\n")
     app = make_app(folder)
@@ -315,6 +320,7 @@ def test_network_failure_keeps_answers_and_retries(make_app, stim_root, live_ser
     assert stored == scores
 
 
+@pytest.mark.slow
 def test_phone_sized_layout(make_app, stim_root, live_server, chromium):
     folder = make_stimulus_set(stim_root, n_trials=1, duration_s=1.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\n")
     server = live_server(make_app(folder))
@@ -348,6 +354,7 @@ async () => {
 """
 
 
+@pytest.mark.slow
 def test_switch_is_a_5ms_raised_cosine_fade_out_then_in(make_app, stim_root, live_server, browser_page):
     """Rendered offline: sound +1 plays, then a switch to sound -1. The output must fall from +1 to
     0 along a 5 ms raised cosine and only then rise to -1 along another: 10 ms in all. A cross-fade
@@ -408,6 +415,7 @@ async () => {
 """
 
 
+@pytest.mark.slow
 def test_loop_boundary_fades_out_then_in(make_app, stim_root, live_server, browser_page):
     """A ramp looped over 0.2–0.7 s: at each pass the output fades out (5 ms raised cosine) to
     silence and only then fades in again at the loop start's level."""
@@ -443,6 +451,7 @@ def test_loop_boundary_fades_out_then_in(make_app, stim_root, live_server, brows
         assert error < 3e-3
 
 
+@pytest.mark.slow
 def test_stale_second_tab_moves_on_instead_of_failing(make_app, stim_root, live_server, chromium):
     folder = make_stimulus_set(stim_root, n_trials=2, duration_s=1.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\nrandomise_trials: false\n")
     app = make_app(folder)
@@ -469,6 +478,7 @@ def test_stale_second_tab_moves_on_instead_of_failing(make_app, stim_root, live_
         context.close()
 
 
+@pytest.mark.slow
 def test_failed_headphone_check_warns_then_continues(make_app, stim_root, live_server, browser_page):
     folder = make_stimulus_set(stim_root, n_trials=1, duration_s=1.0, training=False, test_yaml="headphone_check: {trials: 2, pass_threshold: 2, on_failure: warn}\nvolume_check: false\nlanguage: de\n")
     app = make_app(folder)
@@ -495,6 +505,7 @@ def test_failed_headphone_check_warns_then_continues(make_app, stim_root, live_s
     assert answers["correct"] == 0 and answers["passed"] is False
 
 
+@pytest.mark.slow
 def test_unsaved_ratings_survive_a_reload(make_app, stim_root, live_server, browser_page):
     folder = make_stimulus_set(stim_root, n_trials=1, duration_s=1.0, training=False, test_yaml="headphone_check: {enabled: false}\nvolume_check: false\nquestionnaire: []\n")
     app = make_app(folder)
