@@ -19,6 +19,8 @@ from typing import Literal
 
 import yaml
 
+from common.outputs import write_file_atomic
+
 from .errors import ConfigError
 from .typed_config import from_dict
 
@@ -175,9 +177,4 @@ def resolve_admin_password_hash(settings: Settings) -> str | None:
 def store_admin_password_hash(settings: Settings, password_hash: str) -> Path:
     path = admin_password_file(settings)
     make_private_dirs(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(password_hash + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_file_atomic(path, password_hash + "\n", ConfigError, mode=0o600)

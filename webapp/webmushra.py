@@ -11,9 +11,7 @@ Pages in nested lists (webMUSHRA's randomised groups) are flattened; other page 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ import yaml
 from scipy import signal
 
 from common.anchors import AnchorError, anchor_sos
+from common.outputs import output_folder
 from common.stimulus_set import (
     ANCHOR_LOW,
     ANCHOR_MID,
@@ -95,9 +94,8 @@ def import_webmushra(config: Path, out: Path, base_dir: Path | None = None) -> P
     # webMUSHRA resolves paths against its own root, usually the config folder's parent.
     bases = [base_dir] if base_dir else [config.parent, config.parent.parent]
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    # Staged beside out and renamed into place whole (common.outputs), so a failed import leaves nothing.
+    with output_folder(out, "webMUSHRA import", ImportFormatError) as tmp:
         trials = []
         sample_rates = set()
         seen_ids: set[str] = set()
@@ -159,9 +157,5 @@ def import_webmushra(config: Path, out: Path, base_dir: Path | None = None) -> P
         write_manifest(tmp, manifest, ImportFormatError)
         title = str(data.get("testname") or out.name)
         (tmp / "test.yaml").write_text(yaml.safe_dump({"title": title}, allow_unicode=True), encoding="utf-8")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("imported %d mushra pages from %s into %s", len(trials), config, out)
     return out
