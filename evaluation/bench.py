@@ -9,7 +9,6 @@ with objective metrics and no audio (nothing needs to be rendered or read).
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from common.audio_metrics import METRIC_NAMES
+from common.provenance import cpu_model
 from common.stimulus_set import (
     REFERENCE_FILE,
     SCHEMA,
@@ -136,16 +136,6 @@ def _cpu_timed(fn: Callable[[], object]) -> tuple[float, float, object]:
     cpu = time.process_time()
     wall, value = _timed(fn)
     return wall, time.process_time() - cpu, value
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_bench(print_fn: Callable[[str], None]) -> dict[str, float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import platform
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from common import provenance
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -40,29 +41,12 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return _jsonable(frame.astype(object).where(frame.notna(), None).to_dict("records"))
 
 
+ANALYSIS_SOFTWARE = ("numpy", "scipy", "pandas", "statsmodels", "matplotlib", "pyloudnorm", "earshot")
+"""The distributions whose versions a report records (with Python's)."""
+
+
 def software_versions() -> dict[str, str]:
-    import matplotlib
-    import pyloudnorm
-    import scipy
-    import statsmodels
-
-    versions = {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "pandas": pd.__version__,
-        "statsmodels": statsmodels.__version__,
-        "matplotlib": matplotlib.__version__,
-    }
-    versions["pyloudnorm"] = getattr(pyloudnorm, "__version__", "unknown")
-    try:
-        from importlib.metadata import version
-
-        versions["earshot"] = version("earshot")
-        versions["pyloudnorm"] = version("pyloudnorm")
-    except Exception:  # noqa: BLE001 — metadata is optional (a source checkout without install)
-        pass
-    return versions
+    return provenance.software_versions(ANALYSIS_SOFTWARE)
 
 
 def numbers(
