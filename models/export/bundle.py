@@ -1,6 +1,6 @@
 """Self-describing exports of trained runs: ``<name>.pt`` + ``<name>.json``, and NAM's ``.nam``.
 
-The ``.pt`` holds what it takes to rebuild the network — its :class:`models.nets.lstm.NetConfig`, the
+The ``.pt`` holds what it takes to rebuild the network — its network config (stored as :func:`models.nets.registry.net_to_dict` writes it), the
 sample rate, the knob names and the weights (fp32, or for a quantized run the bit-packed integers,
 per-row scales and fp32 biases exactly as :mod:`models.nets.quantize` stores them) — so it loads with
 neither the run folder nor the training config. The JSON manifest next to it says what the model
@@ -38,11 +38,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.config import from_dict, to_dict
 from models.dsp.loudness import integrated_loudness
 from models.errors import CheckpointError, ConfigError, ModelsError
 from models.inference.rendering import render, torch_threads
-from models.nets.lstm import NetConfig, macs_per_sample, parameter_count
+from models.nets.architectures import (
+    build_model,
+    label,
+    macs_per_sample,
+    net_from_dict,
+    net_to_dict,
+    of,
+    parameter_count,
+)
 from models.nets.quantize import (
     QuantizedWeights,
     dequantize_tensor,
@@ -96,7 +103,7 @@ class RunSource:
 
     run_dir: Path
     model: nn.Module
-    net: NetConfig
+    net: Any
     payload: dict[str, Any]
     config: dict[str, Any]
     metrics: dict[str, Any] | None
@@ -110,7 +117,7 @@ class RunSource:
     def slimmable(self) -> bool:
         """Trained to run at several widths (the slimmable recipe, or the slimmable WaveNet preset)."""
         return (self.config.get("recipe") == "slimmable" or self.config.get("slimmable") is not None
-                or (self.net.arch == "wavenet" and self.net.preset == "slimmable"))
+                or of(self.net).slimmable_by_design(self.net))
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -145,7 +152,7 @@ def read_run(run_dir: str | Path) -> RunSource:
     if not isinstance(config, dict):
         raise ExportError(f"{run_dir / CONFIG_JSON}: expected a mapping, found {type(config).__name__}")
     model, payload = load_model(run_dir / CHECKPOINT)
-    net = from_dict(NetConfig, payload["net"], where=f"{run_dir / CHECKPOINT}: net")
+    net = net_from_dict(payload["net"], where=f"{run_dir / CHECKPOINT}: net")
     metrics = None
     if (run_dir / METRICS_JSON).is_file():
         document = _read_json(run_dir / METRICS_JSON, "the run metrics")
@@ -187,27 +194,14 @@ def _check_width(width: float | None, source: RunSource) -> float:
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width) \
             or not 0.0 < width <= 1.0:
         raise ConfigError(f"width: expected a fraction of the network's channels in (0, 1], found {width!r}")
-    smallest = min(allowed_widths(source.model)) if source.net.arch in ("lstm", "wavenet") else 1.0
+    smallest = min(allowed_widths(source.model)) if of(source.net).slimmable else 1.0
     if width < smallest:
-        raise ConfigError(f"width {width:g} is below the narrowest this {source.net.label} allows "
+        raise ConfigError(f"width {width:g} is below the narrowest this {label(source.net)} allows "
                           f"({smallest:g}: one channel of its widest layer)")
     if width < 1.0 and not source.slimmable:
         log.warning("%s was not trained as a slimmable network: its output at width %g will be poor",
-                    source.net.label, width)
+                    label(source.net), width)
     return float(width)
-
-
-def _slim_net(net: NetConfig, small: nn.Module) -> NetConfig:
-    """The NetConfig that rebuilds ``small`` (a network cut from one described by ``net``)."""
-    if net.arch == "lstm":
-        return NetConfig(arch="lstm", layers=tuple(small.config.layers), conditioning=net.conditioning,
-                         n_knobs=net.n_knobs)
-    candidate = NetConfig(arch="wavenet", preset=net.preset, width=small.config.width, n_knobs=net.n_knobs)
-    if candidate.wavenet_config() != small.config:
-        raise ConfigError(f"width: cutting {net.label} gives channels "
-                          f"{[a.channels for a in small.config.arrays]}, which no width of preset "
-                          f"{net.preset!r} describes; pick one of the allowed widths")
-    return candidate
 
 
 @torch.no_grad()
@@ -314,9 +308,9 @@ def _sha256(path: Path) -> str:
 # Writing
 
 
-def _pt_payload(net: NetConfig, model: nn.Module, quantized: QuantizedWeights | None,
+def _pt_payload(net: Any, model: nn.Module, quantized: QuantizedWeights | None,
                 sample_rate: int, knob_names: list[str]) -> dict[str, Any]:
-    payload: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "net": to_dict(net),
+    payload: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "net": net_to_dict(net),
                                "sample_rate": int(sample_rate), "knob_names": list(knob_names)}
     if quantized is None:
         payload["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -384,13 +378,13 @@ def default_name(source: RunSource, width: float = 1.0) -> str:
     return base if width == 1.0 else f"{base}_w{round(100 * width)}"
 
 
-def build_manifest(source: RunSource, name: str, net: NetConfig, model: nn.Module,
+def build_manifest(source: RunSource, name: str, net: Any, model: nn.Module,
                    quantized: QuantizedWeights | None, width: float, pt_bytes: int, pt_sha256: str,
                    nam: dict[str, Any] | None) -> dict[str, Any]:
     """The JSON manifest of an export (schema ``earshot-export`` version 1).
 
     Keys: ``schema``, ``schema_version``, ``name``, ``files`` (file names relative to the
-    manifest), ``architecture`` (``net``: the NetConfig; ``label``; ``knob_names``; ``module``),
+    manifest), ``architecture`` (``net``: the stored network config; ``label``; ``knob_names``; ``module``),
     ``parameters``, ``macs_per_sample``, ``bits`` (32 for fp32), ``quantization`` (None, or the
     scheme, packing and the .pt keys of every integer, scale and float tensor), ``size`` (bytes),
     ``widths``, ``sample_rate``, ``loudness``, ``latency``, ``test_metrics`` (metrics.json's
@@ -413,8 +407,8 @@ def build_manifest(source: RunSource, name: str, net: NetConfig, model: nn.Modul
         "name": name,
         "files": files,
         "architecture": {
-            "net": to_dict(net),
-            "label": net.label,
+            "net": net_to_dict(net),
+            "label": label(net),
             "knob_names": knob_names,
             "module": f"{type(model).__module__}.{type(model).__qualname__}",
         },
@@ -427,7 +421,7 @@ def build_manifest(source: RunSource, name: str, net: NetConfig, model: nn.Modul
         "widths": {
             "slimmable": source.slimmable,
             "exported": width,
-            "net_width": net.width,
+            "net_width": getattr(net, "width", 1.0),
             # Fractions of the exported network that models.nets.slimmable.slim accepts as distinct cuts.
             "allowed": [round(w, 6) for w in allowed_widths(model)] if source.slimmable else [1.0],
             "trained": None if slimmable_config is None else (slimmable_config.get("train_widths")
@@ -475,7 +469,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fmt: Format = "pt", wid
     model, net, quantized = source.model, source.net, source.quantized
     if width != 1.0:
         model = slim(source.model, width).eval()
-        net = _slim_net(source.net, model)
+        net = of(source.net).slimmed_config(source.net, width)
         if quantized is not None:
             quantized = _slim_quantized(source.model, source.quantized, width, model)
     sample_rate = int(source.payload["sample_rate"])
@@ -500,12 +494,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fmt: Format = "pt", wid
         if isinstance(exc, ModelsError):
             raise
         raise ExportError(f"cannot write the export into {out_dir}: {exc.strerror or exc}") from None
-    log.info("exported %s (%s, %d-bit, width %g) to %s", source.run_dir.name, net.label, source.bits, width,
+    log.info("exported %s (%s, %d-bit, width %g) to %s", source.run_dir.name, label(net), source.bits, width,
              ", ".join(str(p) for p in paths.values()))
     return {"manifest": manifest, "paths": paths}
 
 
-def _write_pt(source: RunSource, out_dir: Path, name: str, net: NetConfig, model: nn.Module,
+def _write_pt(source: RunSource, out_dir: Path, name: str, net: Any, model: nn.Module,
               quantized: QuantizedWeights | None, width: float, nam: dict[str, Any] | None):
     pt_path, json_path = out_dir / f"{name}.pt", out_dir / f"{name}.json"
     payload = _pt_payload(net, model, quantized, int(source.payload["sample_rate"]),
@@ -610,10 +604,9 @@ def load_export(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     ExportSchemaError for an unknown schema, ExportIntegrityError when the ``.pt`` does not match
     the manifest.
     """
-    from models.nets.lstm import build_model
 
     manifest, payload, pt_path = _load_pt(path)
-    net = from_dict(NetConfig, payload["net"], where=f"{pt_path}: net")
+    net = net_from_dict(payload["net"], where=f"{pt_path}: net")
     model = build_model(net)
     if "quantized" in payload:
         weights = _quantized_from(payload, pt_path)
@@ -622,7 +615,7 @@ def load_export(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
                                        f"{manifest['bits']} bits")
         if set(weights.integers) != set(quantized_names(model)):
             raise ExportIntegrityError(f"{pt_path}: quantized tensors {sorted(weights.integers)} are not the "
-                                       f"weights of {net.label}")
+                                       f"weights of {label(net)}")
         state = {n: dequantize_tensor(q, weights.scales[n]) for n, q in weights.integers.items()}
         state.update(weights.floats)
     else:
@@ -630,5 +623,5 @@ def load_export(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        raise ExportIntegrityError(f"{pt_path}: weights do not fit {net.label} ({str(exc)[:300]})") from None
+        raise ExportIntegrityError(f"{pt_path}: weights do not fit {label(net)} ({str(exc)[:300]})") from None
     return model.eval(), manifest

@@ -29,155 +29,25 @@ import datetime as _datetime
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from models.errors import CheckpointError, ConfigError
-from models.nets.lstm import LSTMStack, parameter_count
-from models.nets.slimmable import slim_wavenet
+from models.nets import architectures
+from models.nets.nam_lstm import SETTLE_SECONDS, NamLSTM, NamLSTMConfig, lstm_weights
 from models.nets.wavenet import ACTIVATIONS, LayerArrayConfig, WaveNet, WaveNetConfig
+from models.nets.wavenet_architecture import wavenet_nam_config, wavenet_weights
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = "0.5.4"
 DEFAULT_SAMPLE_RATE = 48000.0
-SETTLE_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class NamLSTMConfig:
-    """NAM's LSTM: ``num_layers`` stacked layers of ``hidden_size`` units, a linear head, no input skip."""
-
-    hidden_size: int = 16
-    num_layers: int = 1
-    input_size: int = 1
-    arch: Literal["nam_lstm"] = "nam_lstm"
-    n_knobs: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("hidden_size", "num_layers", "input_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"nam_lstm {name}: expected an integer >= 1, found {value!r}")
-        if self.n_knobs != 0:
-            raise ConfigError(f"nam_lstm n_knobs: NAM's LSTM takes no knob values, found {self.n_knobs}")
-        if self.input_size != 1:
-            raise ConfigError(f"nam_lstm input_size: only mono input (1) is supported, found {self.input_size}")
-
-    @property
-    def label(self) -> str:
-        return f"NAM-LSTM-{self.num_layers}x{self.hidden_size}"
-
-
-class NamLSTM(nn.Module):
-    """NAM's LSTM with the forward of :class:`models.nets.lstm.LSTMStack`.
-
-    A missing state starts from the buffers ``initial_hidden`` / ``initial_cell`` (num_layers,
-    hidden_size): zeros for a fresh network, the file's state for one read by :func:`load_nam`.
-    The state is ``(h, c)``, each (num_layers, batch, hidden_size).
-    """
-
-    def __init__(self, config: NamLSTMConfig):
-        super().__init__()
-        self.config = config
-        self.lstm = nn.LSTM(config.input_size, config.hidden_size, config.num_layers, batch_first=True)
-        self.head = nn.Linear(config.hidden_size, 1)
-        self.register_buffer("initial_hidden", torch.zeros(config.num_layers, config.hidden_size))
-        self.register_buffer("initial_cell", torch.zeros(config.num_layers, config.hidden_size))
-
-    def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None,
-                state: tuple[torch.Tensor, torch.Tensor] | None = None, return_features: bool = False):
-        """x: (batch, time, 1) → ``(y, new_state)`` or ``(y, new_state, [last layer output])``."""
-        if knobs is not None and knobs.numel():
-            raise ConfigError(f"NAM's LSTM takes no knob values, found {tuple(knobs.shape)}")
-        if state is None:
-            batch = x.shape[0]
-            state = (self.initial_hidden[:, None, :].expand(-1, batch, -1).contiguous(),
-                     self.initial_cell[:, None, :].expand(-1, batch, -1).contiguous())
-        out, new_state = self.lstm(x, state)
-        y = self.head(out)
-        if return_features:
-            return y, new_state, [out]
-        return y, new_state
-
-    @torch.no_grad()
-    def settled_state(self, sample_rate: float, seconds: float = SETTLE_SECONDS) -> tuple[torch.Tensor, torch.Tensor]:
-        """(h, c), each (num_layers, hidden_size), after ``seconds`` of silence from a zero state."""
-        zeros = torch.zeros(1, max(1, int(round(seconds * sample_rate))), self.config.input_size,
-                            device=self.head.weight.device)
-        _, (h, c) = self.lstm(zeros)
-        return h[:, 0], c[:, 0]
-
-
-def _flat(*tensors: torch.Tensor) -> list[float]:
-    values: list[float] = []
-    for t in tensors:
-        values.extend(t.detach().to("cpu", torch.float32).reshape(-1).tolist())
-    return values
-
-
-def wavenet_nam_config(config: WaveNetConfig) -> dict[str, Any]:
-    """The ``config`` block of a 0.5.x WaveNet ``.nam`` file."""
-    return {
-        "layers": [
-            {
-                "input_size": a.input_size,
-                "condition_size": config.condition_size,
-                "head_size": a.head_size,
-                "channels": a.channels,
-                "kernel_size": a.kernel_size,
-                "dilations": list(a.dilations),
-                "activation": a.activation,
-                "gated": a.gated,
-                "head_bias": a.head_bias,
-            }
-            for a in config.arrays
-        ],
-        "head": None,
-        "head_scale": config.head_scale,
-    }
-
-
-def wavenet_weights(model: WaveNet) -> list[float]:
-    """The flat weight list of a WaveNet in NAM's order (head scale last)."""
-    values: list[float] = []
-    for array in model.arrays:
-        values += _flat(array.rechannel.weight)
-        for layer in array.layers:
-            values += _flat(layer.conv.weight, layer.conv.bias, layer.input_mixer.weight,
-                            layer.layer1x1.weight, layer.layer1x1.bias)
-        values += _flat(array.head_rechannel.weight)
-        if array.head_rechannel.bias is not None:
-            values += _flat(array.head_rechannel.bias)
-    return values + [float(model.config.head_scale)]
-
-
-def lstm_weights(model: NamLSTM, sample_rate: float) -> list[float]:
-    """The flat weight list of a NAM LSTM, with the state settled after one second of silence."""
-    h0, c0 = model.settled_state(sample_rate)
-    values: list[float] = []
-    lstm = model.lstm
-    for i in range(model.config.num_layers):
-        w = torch.cat([getattr(lstm, f"weight_ih_l{i}"), getattr(lstm, f"weight_hh_l{i}")], dim=1)
-        b = getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")
-        values += _flat(w, b, h0[i], c0[i])
-    return values + _flat(model.head.weight, model.head.bias)
-
-
-def _refuse_lstm_stack(model: LSTMStack) -> ConfigError:
-    config = model.config
-    reasons = ["it adds its input to its output (NAM's LSTM output is head·h + bias, with no input skip)"]
-    if len(set(config.layers)) > 1:
-        reasons.append(f"its layers differ in size {list(config.layers)} (NAM stacks layers of one hidden_size)")
-    if config.n_knobs:
-        reasons.append(f"it takes {config.n_knobs} knob value(s) (NAM's LSTM takes audio only)")
-    return ConfigError(
-        f"cannot export {config.label} as a .nam LSTM: " + "; ".join(reasons)
-        + ". Train a NamLSTM (models.export.nam_format.NamLSTM) or a WaveNet to get a NAM model.")
+# Re-exported: the networks and weight orders live with their architectures.
+__all__ = ["FORMAT_VERSION", "SETTLE_SECONDS", "NamLSTM", "NamLSTMConfig", "export_nam", "load_nam",
+           "lstm_weights", "wavenet_nam_config", "wavenet_weights"]
 
 
 def export_nam(
@@ -197,32 +67,15 @@ def export_nam(
     """
     if sample_rate <= 0:
         raise ConfigError(f"sample_rate: expected a positive rate in Hz, found {sample_rate}")
-    if isinstance(model, WaveNet):
-        if model.config.n_knobs:
-            raise ConfigError(f"cannot export {model.config.label} as .nam: it takes {model.config.n_knobs} knob "
-                              f"value(s); NAM's 0.5.x WaveNet is conditioned on the audio only")
-        if width is not None and width != 1.0:
-            model = slim_wavenet(model, width)
-        architecture, config, weights = "WaveNet", wavenet_nam_config(model.config), wavenet_weights(model)
-        label, kept = model.config.label, model.config.width
-    elif isinstance(model, NamLSTM):
-        if width is not None and width != 1.0:
-            raise ConfigError(f"cannot export a NAM LSTM at width {width}: slim an LSTM before wrapping it")
-        config = {"input_size": model.config.input_size, "hidden_size": model.config.hidden_size,
-                  "num_layers": model.config.num_layers}
-        architecture, weights = "LSTM", lstm_weights(model, sample_rate)
-        label, kept = model.config.label, 1.0
-    elif isinstance(model, LSTMStack):
-        raise _refuse_lstm_stack(model)
-    else:
-        raise ConfigError(f"cannot export a {type(model).__name__} as .nam: expected a WaveNet or a NamLSTM")
+    architecture, config, weights, exported = architectures.of_model(model).nam_document(model, sample_rate, width)
+    label, kept = exported.config.label, getattr(exported.config, "width", 1.0)
     now = _datetime.datetime.now()
     meta: dict[str, Any] = {
         "date": {"year": now.year, "month": now.month, "day": now.day,
                  "hour": now.hour, "minute": now.minute, "second": now.second},
     }
     meta.update(metadata or {})
-    meta["earshot"] = {"label": label, "width": kept, "parameters": parameter_count(model),
+    meta["earshot"] = {"label": label, "width": kept, "parameters": architectures.parameter_count(exported),
                        "nam_format": FORMAT_VERSION,
                        "note": "format 0.5.x: loads in NAM <= 0.12 and NAM-compatible players; "
                                "NAM 0.13 (format 0.7.x) refuses 0.5.x WaveNet files"}
@@ -294,7 +147,7 @@ def _load_wavenet(config: dict[str, Any], weights: torch.Tensor, path: Path) -> 
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     model = WaveNet(net_config)
-    expected = parameter_count(model) + 1
+    expected = architectures.parameter_count(model) + 1
     if weights.numel() != expected:
         raise CheckpointError(f"{path}: expected {expected} weights for this WaveNet config, found {weights.numel()}")
     at = 0

@@ -40,16 +40,12 @@ from models.inference.rendering import (
     torch_threads,
 )
 from models.inference.streaming import WaveNetStreamer, measure_rtf, stream
-from models.nets.lstm import (
-    TEACHER_LAYERS,
-    NetConfig,
-    build_model,
-    macs_per_sample,
-    parameter_count,
-)
+from models.nets.architectures import build_model, macs_per_sample, of, parameter_count
+from models.nets.architectures import label as net_label
+from models.nets.lstm import TEACHER_LAYERS, LSTMConfig
 from models.nets.quantize import quantize_model
 from models.nets.slimmable import slim
-from models.nets.wavenet import WaveNet
+from models.nets.wavenet import WaveNet, WaveNetPresetConfig
 from models.nets.wavenet import macs_per_sample as wavenet_macs
 from models.training.checkpoints import load_model
 
@@ -120,7 +116,7 @@ def paired_medians(first: Callable[[], object], second: Callable[[], object], re
 def train_throughput(layers: tuple[int, ...], threads: int, repeats: int) -> float:
     """Samples per second of one Adam step at batch 8 × 2048 (plus a 256-sample warm-up)."""
     torch.manual_seed(0)
-    model = build_model(NetConfig(layers=layers))
+    model = build_model(LSTMConfig(layers=layers))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     x = torch.randn(8, 2048 + 256, 1) * 0.3
 
@@ -176,13 +172,13 @@ def _trained_or_fresh(checkpoint: Path | None) -> tuple[torch.nn.Module, str]:
             model, _ = load_model(path)
             return model.eval(), f"trained ({Path(path).name})"
     torch.manual_seed(0)
-    return build_model(NetConfig(layers=(64, 8))).eval(), "untrained (run `make demo` for a trained one)"
+    return build_model(LSTMConfig(layers=(64, 8))).eval(), "untrained (run `make demo` for a trained one)"
 
 
 def _quantized_copy(model: torch.nn.Module, bits: int) -> torch.nn.Module:
     """A copy of ``model`` holding its ``bits``-bit dequantized weights: what quantized runs render with."""
     config = model.config
-    copy = WaveNet(config) if isinstance(model, WaveNet) else build_model(config)
+    copy = of(config).build(config)
     copy.load_state_dict(quantize_model(model, bits).state_dict())
     return copy.eval()
 
@@ -193,24 +189,24 @@ def _streaming_rows() -> list[tuple[str, torch.nn.Module, int, str]]:
     rows = []
     for name, layers in PRESETS.items():
         torch.manual_seed(0)
-        config = NetConfig(layers=layers)
+        config = LSTMConfig(layers=layers)
         rows.append((name, build_model(config).eval(), macs_per_sample(config), "torch"))
     for preset in WAVENET_PRESETS:
         torch.manual_seed(0)
-        config = NetConfig(arch="wavenet", preset=preset)
-        rows.append((config.label, build_model(config).eval(), macs_per_sample(config), "numpy"))
+        config = WaveNetPresetConfig(preset=preset)
+        rows.append((net_label(config), build_model(config).eval(), macs_per_sample(config), "numpy"))
     torch.manual_seed(0)
-    slimmable = build_model(NetConfig(arch="wavenet", preset="slimmable")).eval()
+    slimmable = build_model(WaveNetPresetConfig(preset="slimmable")).eval()
     for width in WIDTHS:
-        config = NetConfig(arch="wavenet", preset="slimmable", width=width)
-        rows.append((config.label, slim(slimmable, width).eval(), macs_per_sample(config), "numpy"))
-    for label, config in (("S-64-8", NetConfig(layers=(64, 8))), ("WN-standard", NetConfig(arch="wavenet",
+        config = WaveNetPresetConfig(preset="slimmable", width=width)
+        rows.append((net_label(config), slim(slimmable, width).eval(), macs_per_sample(config), "numpy"))
+    for label, config in (("S-64-8", LSTMConfig(layers=(64, 8))), ("WN-standard", WaveNetPresetConfig(
                                                                                            preset="standard"))):
         torch.manual_seed(0)
         base = build_model(config).eval()
         for bits in BITS:
             rows.append((f"{label} q{bits}*", _quantized_copy(base, bits), macs_per_sample(config),
-                         "numpy" if config.arch == "wavenet" else "torch"))
+                         "numpy" if of(config).streaming_engine == "numpy" else "torch"))
     return rows
 
 
@@ -328,7 +324,7 @@ def run_render(repeats: int, audio_s: float, checkpoint: Path | None, quick: boo
     print("-" * len(header))
     names = ["S-64-8"] if quick else list(PRESETS)
     for name in names:
-        config = NetConfig(layers=PRESETS[name])
+        config = LSTMConfig(layers=PRESETS[name])
         torch.manual_seed(0)
         model = build_model(config).eval()
         chunked, whole = [], []
@@ -374,7 +370,7 @@ def run_train(repeats: int, quick: bool) -> int:
     for name, layers in PRESETS.items():
         if quick and name not in ("S-64-8", "teacher"):
             continue
-        config = NetConfig(layers=layers)
+        config = LSTMConfig(layers=layers)
         model = build_model(config)
         t1 = train_throughput(layers, 1, repeats)
         t2 = train_throughput(layers, 2, repeats)

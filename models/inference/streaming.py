@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from models.errors import ConfigError
 from models.inference.rendering import torch_threads
+from models.nets.architectures import of_model
 from models.nets.lstm import LSTMStack
 from models.nets.wavenet import WaveNet
 
@@ -260,6 +261,11 @@ class LSTMStreamer:
         return torch.addmm(self._dense_b, h[:, 0], self._dense_w)[:, 0] + block
 
 
+def _native_engine(model: torch.nn.Module) -> str:
+    """The streamer its architecture runs with (``torch`` for a module no architecture built)."""
+    return of_model(model).streaming_engine if hasattr(model, "config") else "torch"
+
+
 def stream(
     model: torch.nn.Module,
     audio: np.ndarray,
@@ -281,8 +287,9 @@ def stream(
     if engine not in ("auto", "torch", "numpy"):
         raise ConfigError(f"streaming engine: expected 'auto', 'torch' or 'numpy', found {engine!r}")
     out = np.empty_like(audio)
-    if engine == "numpy" or (engine == "auto" and isinstance(model, WaveNet)):
-        if not isinstance(model, WaveNet):
+    native = _native_engine(model)
+    if engine == "numpy" or (engine == "auto" and native == "numpy"):
+        if native != "numpy":
             raise ConfigError(f"streaming engine 'numpy' runs WaveNets only, found {type(model).__name__}")
         streamer = WaveNetStreamer(model, knobs)
         for begin in range(0, audio.shape[0], block_samples):
@@ -290,7 +297,7 @@ def stream(
             out[begin : begin + block.shape[0]] = streamer.process(block)
         return out
     x = torch.from_numpy(audio)
-    if engine == "auto" and isinstance(model, LSTMStack):
+    if engine == "auto" and native == "lstm_stack":
         with torch.inference_mode():
             streamer = LSTMStreamer(model, knobs)
             for begin in range(0, audio.shape[0], block_samples):

@@ -1,4 +1,4 @@
-"""Neural network architectures of the zoo and their cost (parameters, bytes, multiply-adds).
+"""The residual LSTM stack of the distillation paper, its config and its cost (parameters, multiply-adds).
 
 Shapes: audio tensors are ``(batch, time, 1)``; knob values ``(batch, knobs)``; per-layer features
 ``(batch, time, units)``.
@@ -14,9 +14,6 @@ import torch
 from torch import nn
 
 from models.errors import ConfigError
-from models.nets.wavenet import PRESETS as WAVENET_PRESETS
-from models.nets.wavenet import WaveNet, WaveNetConfig, from_preset, slimmed_config
-from models.nets.wavenet import macs_per_sample as wavenet_macs_per_sample
 from models.resources import memory_shortfall
 
 log = logging.getLogger(__name__)
@@ -26,68 +23,41 @@ TRAINING_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and Adam's two m
 
 
 @dataclass(frozen=True)
-class NetConfig:
-    """What a network is; enough to rebuild it from a checkpoint.
+class LSTMConfig:
+    """The residual LSTM stack (``arch: lstm``, the zoo's default architecture).
 
-    ``arch: lstm``: ``layers`` are the LSTM sizes from input to output; ``conditioning`` says how
-    knob values (``n_knobs`` of them) enter: ``film`` scales and shifts every LSTM layer's output,
-    ``concat`` appends them to the input sample. ``arch: wavenet``: NAM's WaveNet ``preset``
-    (standard, lite, feather, nano, slimmable) at ``width`` (the fraction of its channels kept;
-    1.0 unslimmed); knob values always enter through the input mixer, and ``layers`` and
-    ``conditioning`` do not apply. A slimmed LSTM is simply an LSTM with fewer units.
+    ``layers`` are the LSTM sizes from input to output; ``conditioning`` says how knob values
+    (``n_knobs`` of them) enter: ``film`` scales and shifts every LSTM layer's output, ``concat``
+    appends them to the input sample. A slimmed LSTM is simply an LSTM with fewer units.
     """
 
-    arch: Literal["lstm", "wavenet"] = "lstm"
+    arch: Literal["lstm"] = "lstm"
     layers: tuple[int, ...] = (32, 8)
     conditioning: Literal["film", "concat"] = "film"
     n_knobs: int = 0
-    preset: str | None = None
-    width: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.layers or any(u < 1 for u in self.layers):
             raise ConfigError(f"model.layers: expected a non-empty list of positive sizes, found {list(self.layers)}")
         if self.n_knobs < 0:
             raise ConfigError(f"model.n_knobs: expected >= 0, found {self.n_knobs}")
-        if self.arch == "lstm":
-            params = lstm_parameter_estimate(self)
-            shortfall = memory_shortfall(TRAINING_BYTES_PER_PARAMETER * params)
-            if shortfall is not None:
-                raise ConfigError(
-                    f"model.layers: {list(self.layers)} has about {params:.3g} parameters; training needs "
-                    f"{TRAINING_BYTES_PER_PARAMETER} bytes each (float32 weights, gradients and Adam's two "
-                    f"moments): {shortfall}; expected smaller layers")
-        if self.arch == "wavenet":
-            if self.preset not in WAVENET_PRESETS:
-                raise ConfigError(f"model.preset: a wavenet needs one of {sorted(WAVENET_PRESETS)}, "
-                                  f"found {self.preset!r}")
-            if not 0.0 < self.width <= 1.0:
-                raise ConfigError(f"model.width: expected a fraction in (0, 1], found {self.width}")
-        elif self.preset is not None or self.width != 1.0:
-            raise ConfigError(f"model: preset and width describe wavenets; an lstm is sized by its layers "
-                              f"(found preset {self.preset!r}, width {self.width})")
-
-    def wavenet_config(self) -> WaveNetConfig:
-        """The WaveNet layout of an ``arch: wavenet`` config (ConfigError for an LSTM)."""
-        if self.arch != "wavenet":
-            raise ConfigError(f"model: expected a wavenet, found arch {self.arch!r}")
-        full = from_preset(self.preset, self.n_knobs)
-        return full if self.width == 1.0 else slimmed_config(full, self.width)
+        params = lstm_parameter_estimate(self)
+        shortfall = memory_shortfall(TRAINING_BYTES_PER_PARAMETER * params)
+        if shortfall is not None:
+            raise ConfigError(
+                f"model.layers: {list(self.layers)} has about {params:.3g} parameters; training needs "
+                f"{TRAINING_BYTES_PER_PARAMETER} bytes each (float32 weights, gradients and Adam's two "
+                f"moments): {shortfall}; expected smaller layers")
 
     @property
     def label(self) -> str:
-        """Short human name: ``S-32-8`` for two-layer students, ``LSTM-8-16-…`` for other stacks,
-        ``WN-standard`` or ``WN-slimmable@25%`` for WaveNets."""
-        if self.arch == "wavenet":
-            return self.wavenet_config().label
+        """Short human name: ``S-32-8`` for two-layer students, ``LSTM-8-16-…`` for other stacks."""
         sizes = "-".join(str(u) for u in self.layers)
         return f"S-{sizes}" if len(self.layers) == 2 else f"LSTM-{sizes}"
 
     @property
     def size_label(self) -> str:
-        """What runs.csv's ``layers`` column holds: LSTM units, or a WaveNet's channels per array."""
-        if self.arch == "wavenet":
-            return "-".join(str(a.channels) for a in self.wavenet_config().arrays)
+        """What runs.csv's ``layers`` column holds: the LSTM units."""
         return "-".join(str(u) for u in self.layers)
 
 
@@ -98,7 +68,7 @@ class LSTMStack(nn.Module):
     dry signal, which is what the paper's models do.
     """
 
-    def __init__(self, config: NetConfig):
+    def __init__(self, config: LSTMConfig):
         super().__init__()
         self.config = config
         input_size = 1 + (config.n_knobs if config.conditioning == "concat" else 0)
@@ -147,26 +117,7 @@ class LSTMStack(nn.Module):
         return y, new_state
 
 
-def build_model(config: NetConfig) -> nn.Module:
-    """A fresh, randomly initialised network for ``config``."""
-    if config.arch == "lstm":
-        return LSTMStack(config)
-    if config.arch == "wavenet":
-        return WaveNet(config.wavenet_config())
-    raise ConfigError(f"model.arch: unknown architecture {config.arch!r} (known: lstm, wavenet)")
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Number of trainable values."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def fp32_bytes(model: nn.Module) -> int:
-    """Size of the weights stored as 32-bit floats."""
-    return 4 * parameter_count(model)
-
-
-def macs_per_sample(config: NetConfig) -> int:
+def macs_per_sample(config: LSTMConfig) -> int:
     """Multiply-adds per output sample of the weight products.
 
     Counted: the four gate matrices of each LSTM layer, 4·H·(I + H), the dense output layer and,
@@ -175,10 +126,6 @@ def macs_per_sample(config: NetConfig) -> int:
     three element-wise products of the cell update — by the usual convention, and because they
     are what the paper leaves out when it quotes ≈ 49 k for the teacher.
     """
-    if config.arch == "wavenet":
-        return wavenet_macs_per_sample(config.wavenet_config())
-    if config.arch != "lstm":
-        raise ConfigError(f"macs_per_sample: unknown architecture {config.arch!r}")
     macs = 0
     input_size = 1 + (config.n_knobs if config.conditioning == "concat" else 0)
     for units in config.layers:
@@ -189,7 +136,7 @@ def macs_per_sample(config: NetConfig) -> int:
     return macs + input_size
 
 
-def lstm_parameter_estimate(config: NetConfig) -> int:
+def lstm_parameter_estimate(config: LSTMConfig) -> int:
     """Parameters of an LSTM stack from its config alone (no tensor allocated): the weight products
     of :func:`macs_per_sample`, torch's two bias vectors per gate and FiLM's knob projections."""
     params = macs_per_sample(config) + 1  # + the dense output's bias
@@ -200,10 +147,8 @@ def lstm_parameter_estimate(config: NetConfig) -> int:
     return params
 
 
-def feature_size(config: NetConfig, layer: int) -> int:
+def feature_size(config: LSTMConfig, layer: int) -> int:
     """Units of LSTM layer ``layer`` (negative counts from the end); ConfigError when out of range."""
-    if config.arch != "lstm":
-        raise ConfigError(f"feature distillation aligns LSTM layers; {config.label} is a {config.arch}")
     n = len(config.layers)
     if not -n <= layer < n:
         raise ConfigError(f"layer index {layer} is out of range for a {n}-layer model {list(config.layers)}")

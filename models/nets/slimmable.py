@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.errors import ConfigError
-from models.nets.lstm import LSTMStack, NetConfig, build_model
+from models.nets import registry
+from models.nets.lstm import LSTMConfig, LSTMStack
 from models.nets.wavenet import WaveNet, slimmed_config, width_channels
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def _check_width(width: float | None) -> float:
     return float(width)
 
 
-def lstm_widths(config: NetConfig, width: float) -> tuple[int, ...]:
+def lstm_widths(config: LSTMConfig, width: float) -> tuple[int, ...]:
     """Hidden units per LSTM layer kept at ``width`` (rounded half up, at least 1)."""
     return tuple(width_channels(u, width) for u in config.layers)
 
@@ -157,6 +158,14 @@ def lstm_forward_at_width(
     return y, new_state
 
 
+def _architecture(model: nn.Module) -> registry.Architecture:
+    if not hasattr(model, "config"):
+        slimmable = [n for n in registry.names() if registry.get(n).slimmable]
+        raise ConfigError(f"slimming: expected a network of a slimmable architecture ({', '.join(slimmable)}: "
+                          f"an LSTMStack or a WaveNet), found {type(model).__name__}")
+    return registry.of_model(model)
+
+
 def forward_at_width(
     model: nn.Module,
     x: torch.Tensor,
@@ -165,16 +174,12 @@ def forward_at_width(
     return_features: bool = False,
     width: float | None = None,
 ):
-    """The model's forward at ``width`` (weights sliced on the fly): WaveNet or LSTMStack.
+    """The model's forward at ``width`` (weights sliced on the fly), as its architecture slices it.
 
     x: (batch, time, 1); returns ``(y, new_state)`` or ``(y, new_state, features)`` as the
     model's own forward does.
     """
-    if isinstance(model, WaveNet):
-        return model(x, knobs, state, return_features, width=_check_width(width))
-    if isinstance(model, LSTMStack):
-        return lstm_forward_at_width(model, x, knobs, state, return_features, width)
-    raise ConfigError(f"slimming: expected a WaveNet or an LSTMStack, found {type(model).__name__}")
+    return _architecture(model).forward_at_width(model, x, knobs, state, return_features, _check_width(width))
 
 
 @torch.no_grad()
@@ -199,11 +204,11 @@ def slim_wavenet(model: WaveNet, width: float) -> WaveNet:
 
 @torch.no_grad()
 def slim_lstm(model: LSTMStack, width: float) -> LSTMStack:
-    """A smaller LSTMStack (built by :func:`models.nets.lstm.build_model`) with the kept units' weights."""
+    """A smaller LSTMStack with the kept units' weights."""
     width = _check_width(width)
     config = model.config
-    small = build_model(NetConfig(arch=config.arch, layers=lstm_widths(config, width),
-                                  conditioning=config.conditioning, n_knobs=config.n_knobs))
+    small = LSTMStack(LSTMConfig(layers=lstm_widths(config, width), conditioning=config.conditioning,
+                                 n_knobs=config.n_knobs))
     small = small.to(model.dense.weight.device)
     weights = lstm_weights_at(model, width)
     for i, lstm in enumerate(small.lstms):
@@ -221,26 +226,14 @@ def slim_lstm(model: LSTMStack, width: float) -> LSTMStack:
 
 
 def slim(model: nn.Module, width: float) -> nn.Module:
-    """A really smaller copy of ``model`` (WaveNet or LSTMStack) at ``width``; full width equals it."""
-    if isinstance(model, WaveNet):
-        return slim_wavenet(model, width)
-    if isinstance(model, LSTMStack):
-        return slim_lstm(model, width)
-    raise ConfigError(f"slimming: expected a WaveNet or an LSTMStack, found {type(model).__name__}")
+    """A really smaller copy of ``model`` at ``width``, cut as its architecture cuts; full width equals it."""
+    return _architecture(model).slim(model, _check_width(width))
 
 
 def allowed_widths(model_or_config) -> tuple[float, ...]:
     """Every distinct width of the widest layer: k / c_max for k = 1 … c_max (the paper's c′ ∈ [1, c])."""
     config = getattr(model_or_config, "config", model_or_config)
-    if isinstance(config, NetConfig) and config.arch == "wavenet":
-        config = config.wavenet_config()
-    if isinstance(config, NetConfig):
-        widest = max(config.layers)
-    elif hasattr(config, "arrays"):
-        widest = max(a.channels for a in config.arrays)
-    else:
-        raise ConfigError(f"allowed_widths: expected a WaveNet or LSTM config, found {type(config).__name__}")
-    return tuple(k / widest for k in range(1, widest + 1))
+    return registry.of(config).allowed_widths(config)
 
 
 def sample_widths(

@@ -172,6 +172,35 @@ def from_preset(name: str, n_knobs: int = 0) -> WaveNetConfig:
     return WaveNetConfig(arrays=PRESETS[name], n_knobs=n_knobs, preset=name)
 
 
+@dataclass(frozen=True)
+class WaveNetPresetConfig:
+    """A WaveNet as a study names it (``arch: wavenet``): NAM's ``preset`` (standard, lite, feather,
+    nano, slimmable) at ``width`` (the fraction of its channels kept; 1.0 unslimmed). Knob values
+    always enter through the input mixer."""
+
+    preset: str
+    width: float = 1.0
+    n_knobs: int = 0
+    arch: Literal["wavenet"] = "wavenet"
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"model.preset: a wavenet needs one of {sorted(PRESETS)}, found {self.preset!r}")
+        if not 0.0 < self.width <= 1.0:
+            raise ConfigError(f"model.width: expected a fraction in (0, 1], found {self.width}")
+        if self.n_knobs < 0:
+            raise ConfigError(f"model.n_knobs: expected >= 0, found {self.n_knobs}")
+
+    def layout(self) -> WaveNetConfig:
+        """The layer arrays of the preset at this width."""
+        full = from_preset(self.preset, self.n_knobs)
+        return full if self.width == 1.0 else slimmed_config(full, self.width)
+
+    @property
+    def label(self) -> str:
+        return self.layout().label
+
+
 def width_channels(channels: int, width: float) -> int:
     """Channels kept at ``width``: ``channels·width`` rounded half up, at least 1."""
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0.0 < width <= 1.0:

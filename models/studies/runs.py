@@ -22,21 +22,33 @@ import numpy as np
 import torch
 
 from common.audio_metrics import compute_all
-from models.config import from_dict, to_dict
+from models.config import to_dict
 from models.data.datasets import AudioDataset, DatasetConfig
 from models.data.sources import load_dataset
 from models.data.windows import cut_windows
 from models.errors import CheckpointError, ConfigError
 from models.inference.rendering import render, torch_threads
 from models.inference.streaming import stream
-from models.nets.lstm import NetConfig, build_model, fp32_bytes, macs_per_sample, parameter_count
+from models.nets.architectures import (
+    build_model,
+    fp32_bytes,
+    is_net_config,
+    label,
+    macs_per_sample,
+    net_from_dict,
+    net_to_dict,
+    of,
+    parameter_count,
+    size_label,
+)
+from models.nets.architectures import identity as net_identity
 from models.nets.quantize import (
     check_bits,
     fake_quantized_parameters,
     quantize_model,
     save_quantized,
 )
-from models.nets.slimmable import SlimmableConfig, lstm_widths, slim
+from models.nets.slimmable import SlimmableConfig, slim
 from models.training.checkpoints import CHECKPOINT, load_model, save_atomic, write_json_atomic
 from models.training.distill import (
     DistillConfig,
@@ -44,7 +56,8 @@ from models.training.distill import (
     teacher_targets,
     window_embeddings,
 )
-from models.training.loop import Distillation, TrainingConfig, TrainState, fit
+from models.training.loop import TrainingConfig, TrainState, fit
+from models.training.steps import Distillation, DistillationStep, PlainStep, SlimmableStep
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +73,7 @@ class RunConfig:
     """Everything that determines a trained model; its hash is part of the run id."""
 
     dataset: DatasetConfig
-    model: NetConfig
+    model: Any  # a registered architecture's config (a stored record is converted)
     recipe: Literal["baseline", "kd", "ptq", "qat", "kd_qat", "slimmable"] = "baseline"
     variant: str = "baseline"
     teacher: str | None = None
@@ -74,6 +87,8 @@ class RunConfig:
     slimmable: SlimmableConfig | None = None
 
     def __post_init__(self) -> None:
+        # Frozen: the one conversion a config read from config.json needs, made once here.
+        object.__setattr__(self, "model", net_from_dict(self.model, "model"))
         if not 0.0 < self.width <= 1.0:
             raise ConfigError(f"width: expected a fraction in (0, 1], found {self.width}")
         if self.recipe == "slimmable":
@@ -84,8 +99,8 @@ class RunConfig:
         elif self.width != 1.0 or self.slimmable is not None:
             raise ConfigError(f"recipe {self.recipe} trains at full width; width and slimmable settings belong "
                               "to the slimmable recipe")
-        if self.recipe in ("kd", "kd_qat") and self.model.arch != "lstm":
-            raise ConfigError(f"a {self.recipe} run distils LSTM features; {self.model.label} is a {self.model.arch}")
+        if self.recipe in ("kd", "kd_qat") and not of(self.model).distillable:
+            raise ConfigError(f"a {self.recipe} run distils LSTM features; {label(self.model)} is a {self.model.arch}")
         if self.recipe in ("kd", "kd_qat") and (self.teacher_run is None or self.distill is None):
             raise ConfigError(f"a {self.recipe} run needs teacher_run and distill settings")
         if self.recipe in QUANTIZED_RECIPES:
@@ -99,7 +114,7 @@ class RunConfig:
     def run_id(self) -> str:
         digest = hashlib.sha256(json.dumps(identity(self), sort_keys=True).encode()).hexdigest()[:8]
         who = self.variant if self.teacher is None else f"{self.variant}-{self.teacher}"
-        return f"{self.dataset.name}_{self.model.label}_{who}_s{self.seed}_{digest}"
+        return f"{self.dataset.name}_{label(self.model)}_{who}_s{self.seed}_{digest}"
 
 
 def identity(config: Any) -> Any:
@@ -108,6 +123,8 @@ def identity(config: Any) -> Any:
     A setting added to the code later, with a default that keeps the old behaviour, then leaves
     every existing run id — and so every finished run — valid.
     """
+    if is_net_config(config):
+        return net_identity(config)
     if dataclasses.is_dataclass(config):
         out = {}
         for f in dataclasses.fields(config):
@@ -177,22 +194,13 @@ def _finalise_quantized(run_dir: Path, bits: int) -> int:
     return weights.packed_bytes
 
 
-def slimmed_net(net: NetConfig, width: float) -> NetConfig:
-    """The config of ``net`` cut to ``width``: fewer LSTM units, or a WaveNet's width fraction."""
-    if net.arch == "wavenet":
-        return dataclasses.replace(net, width=net.width * width)
-    return dataclasses.replace(net, layers=lstm_widths(net, width))
-
-
-def wavenet_training(training: TrainingConfig, net: NetConfig) -> TrainingConfig:
-    """A WaveNet's windows must be warmed up over its receptive field, or the first outputs of
-    every window would see the zero padding instead of the audio that preceded it."""
-    if net.arch != "wavenet":
-        return training
-    needed = net.wavenet_config().receptive_field - 1
+def warmed_up(training: TrainingConfig, net: Any) -> TrainingConfig:
+    """Windows must be warmed up over the network's receptive field, or the first outputs of every
+    window would see the zero padding instead of the audio that preceded it (WaveNets)."""
+    needed = of(net).receptive_field(net) - 1
     if training.warmup_samples >= needed:
         return training
-    log.info("%s: warm-up raised from %d to %d samples (the receptive field)", net.label,
+    log.info("%s: warm-up raised from %d to %d samples (the receptive field)", label(net),
              training.warmup_samples, needed)
     return dataclasses.replace(training, warmup_samples=needed)
 
@@ -233,11 +241,11 @@ def execute_run(
     if is_complete(run_dir):
         return finished_row(run_dir)
     dataset = dataset or load_dataset(config.dataset)
-    net = dataclasses.replace(config.model, n_knobs=len(dataset.knob_names))
-    training = wavenet_training(config.training, net)
+    net = of(config.model).with_knobs(config.model, len(dataset.knob_names))
+    training = warmed_up(config.training, net)
     # "training" stays as configured (its hash is in the run id; `train RUN_DIR` rebuilds the run
     # from it); "effective_training" is what the run used.
-    resolved = {**to_dict(config), "model": to_dict(net), "effective_training": to_dict(training),
+    resolved = {**to_dict(config), "model": net_to_dict(net), "effective_training": to_dict(training),
                 "run_id": config.run_id,
                 "git_commit": git_commit(), "sample_rate": dataset.sample_rate,
                 "knob_names": list(dataset.knob_names), "latency_samples": dataset.latency_samples}
@@ -271,14 +279,14 @@ def execute_run(
         started = time.perf_counter()
         if config.recipe == "slimmable" and config.width < 1.0:
             # No training: the trained slimmable network's first channels, as a really smaller net.
-            small_net = slimmed_net(net, config.width)
-            save_atomic({"net": to_dict(small_net), **extra, "model": slim(model, config.width).state_dict(),
+            small_net = of(net).slimmed_config(net, config.width)
+            save_atomic({"net": net_to_dict(small_net), **extra, "model": slim(model, config.width).state_dict(),
                          "epoch": 0, "width": config.width}, run_dir / CHECKPOINT)
             state = TrainState()
         elif config.recipe == "ptq":
             # No training: the fp32 source, quantized as it is.
             if not (run_dir / SHADOW).exists():
-                save_atomic({"net": to_dict(net), **extra, "model": model.state_dict(), "epoch": 0},
+                save_atomic({"net": net_to_dict(net), **extra, "model": model.state_dict(), "epoch": 0},
                             run_dir / CHECKPOINT)
             state = TrainState()
         else:
@@ -286,25 +294,30 @@ def execute_run(
             if config.recipe in ("qat", "kd_qat"):
                 bits = config.bits
                 transform = lambda m: fake_quantized_parameters(m, bits)  # noqa: E731
+            if config.slimmable is not None:
+                step = SlimmableStep(config.slimmable, model)
+            elif distillation is not None:
+                step = DistillationStep(distillation, net, transform)
+            else:
+                step = PlainStep(transform)
             state = fit(model, net, train, validation, training, run_dir, config.seed, resume=resume,
-                        distillation=distillation, progress=progress, extra_payload=extra,
-                        weight_transform=transform, slimmable=config.slimmable)
+                        step=step, progress=progress, extra_payload=extra)
         train_s = time.perf_counter() - started
     size_bytes = None
     if config.recipe in QUANTIZED_RECIPES:
         size_bytes = _finalise_quantized(run_dir, config.bits)
     best, payload = load_model(run_dir)
-    best_net = from_dict(NetConfig, payload["net"], where=f"{run_dir / CHECKPOINT}: net")
+    best_net = net_from_dict(payload["net"], where=f"{run_dir / CHECKPOINT}: net")
     scores = evaluate(best, dataset)
     fp32 = fp32_bytes(best)
     size_bytes = size_bytes or fp32
     file_bytes = (run_dir / (QUANTIZED if config.recipe in QUANTIZED_RECIPES else CHECKPOINT)).stat().st_size
     row = {
         "run_id": config.run_id, "dataset": dataset.name, "arch": net.arch,
-        "layers": best_net.size_label, "recipe": config.recipe, "variant": config.variant,
+        "layers": size_label(best_net), "recipe": config.recipe, "variant": config.variant,
         "teacher": config.teacher or "", "bits": config.bits, "width": config.width,
         "params": parameter_count(best), "bytes": size_bytes, "macs_per_sample": macs_per_sample(best_net),
-        "model": best_net.label,
+        "model": label(best_net),
         "epochs": state.epoch, "best_epoch": state.best_epoch + 1, "seed": config.seed,
         **scores, "train_seconds": round(train_s, 1),
         "file_bytes": file_bytes, "fp32_bytes": fp32, "ratio_to_fp32": size_bytes / fp32,

@@ -24,7 +24,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from models.config import from_dict, load_yaml, to_dict  # noqa: E402
 from models.data.datasets import DatasetConfig  # noqa: E402
 from models.errors import ConfigError, OutputError  # noqa: E402
-from models.nets.lstm import NetConfig, macs_per_sample  # noqa: E402
+from models.nets.architectures import label as net_label  # noqa: E402
+from models.nets.architectures import macs_per_sample, of, student_config  # noqa: E402
+from models.nets.lstm import LSTMConfig  # noqa: E402
 from models.nets.quantize import check_bits  # noqa: E402
 from models.nets.slimmable import SlimmableConfig  # noqa: E402
 from models.processes import study_lock, watch_parent  # noqa: E402
@@ -50,29 +52,6 @@ class TeacherSpec:
     name: str
     layers: tuple[int, ...]
     training: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StudentSpec:
-    """A student network: an LSTM stack (``layers``) or a NAM WaveNet (``arch: wavenet``,
-    ``preset``, optionally trained from scratch at a ``width`` below 1 — the independently trained
-    counterpart of a slimmed width)."""
-
-    layers: tuple[int, ...] = ()
-    arch: Literal["lstm", "wavenet"] = "lstm"
-    preset: str | None = None
-    width: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.arch == "lstm" and not self.layers:
-            raise ConfigError("student: an lstm student needs layers, e.g. [16, 8]")
-        if self.arch == "wavenet" and self.layers:
-            raise ConfigError(f"student: a wavenet is sized by preset and width, not layers (found {list(self.layers)})")
-
-    def net(self, conditioning: str) -> NetConfig:
-        if self.arch == "wavenet":
-            return NetConfig(arch="wavenet", preset=self.preset, width=self.width)
-        return NetConfig(layers=self.layers, conditioning=conditioning)
 
 
 @dataclass(frozen=True)
@@ -118,14 +97,14 @@ class RecipeSpec:
     def label(self) -> str:
         return self.name or self.recipe
 
-    def applies_to(self, student: NetConfig) -> bool:
+    def applies_to(self, student: Any) -> bool:
         """Whether this recipe makes runs of ``student`` (see the class docstring)."""
         if self.students is not None:
-            return student.label in self.students
+            return net_label(student) in self.students
         if self.recipe in ("kd", "kd_qat"):
-            return student.arch == "lstm"
+            return of(student).distillable
         if self.recipe == "slimmable":
-            return student.width == 1.0
+            return of(student).slimmable and getattr(student, "width", 1.0) == 1.0
         return True
 
 
@@ -133,7 +112,9 @@ class RecipeSpec:
 class StudyConfig:
     name: str
     datasets: tuple[DatasetConfig, ...]
-    students: tuple[StudentSpec, ...]
+    students: tuple[dict[str, Any], ...]
+    """Network configs as a registered architecture reads them: ``{layers: [16, 8]}`` (an LSTM
+    stack, the default ``arch``), ``{arch: wavenet, preset: nano}``, ``{arch: nam_lstm, …}``."""
     teachers: tuple[TeacherSpec, ...] = ()
     recipes: tuple[RecipeSpec, ...] = (RecipeSpec("baseline"),)
     seeds: tuple[int, ...] = (0,)
@@ -143,6 +124,8 @@ class StudyConfig:
     output_dir: str | None = None
 
     def __post_init__(self) -> None:
+        for i, entry in enumerate(self.students):
+            student_config(entry, self.conditioning, f"students[{i}]")  # refuses a bad entry now
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ConfigError(f"study {self.name!r}: dataset names must be unique, found {names}")
@@ -154,21 +137,20 @@ class StudyConfig:
             if unknown:
                 raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} names unknown teacher(s) "
                                   f"{sorted(unknown)} (known: {sorted(teacher_names)})")
-        student_labels = [s.net(self.conditioning).label for s in self.students]
+        student_labels = [net_label(net) for net in self.nets()]
         for recipe in self.recipes:
             unknown = sorted(set(recipe.students or ()) - set(student_labels))
             if unknown:
                 raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} names unknown student(s) {unknown} "
                                   f"(known: {student_labels})")
-            for student in self.students:
-                net = student.net(self.conditioning)
-                if recipe.students and net.label in recipe.students:
-                    if recipe.recipe in ("kd", "kd_qat") and net.arch != "lstm":
+            for net in self.nets():
+                if recipe.students and net_label(net) in recipe.students:
+                    if recipe.recipe in ("kd", "kd_qat") and not of(net).distillable:
                         raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} distils LSTM features; "
-                                          f"student {net.label} is a {net.arch}")
-                    if recipe.recipe == "slimmable" and net.width != 1.0:
+                                          f"student {net_label(net)} is a {net.arch}")
+                    if recipe.recipe == "slimmable" and getattr(net, "width", 1.0) != 1.0:
                         raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} slims full-width "
-                                          f"networks; student {net.label} is already at width {net.width}")
+                                          f"networks; student {net_label(net)} is already at width {net.width}")
         labels = [r.label for r in self.recipes]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"study {self.name!r}: recipe names must be unique, found {labels}")
@@ -183,6 +165,10 @@ class StudyConfig:
             if recipe.recipe == "kd_qat" and source.recipe != "kd":
                 raise ConfigError(f"study {self.name!r}: kd_qat recipe {recipe.label!r} needs a kd source "
                                   f"(its teacher distils into the quantized student), found {source.recipe!r}")
+
+    def nets(self) -> list[Any]:
+        """The students' network configs."""
+        return [student_config(entry, self.conditioning, f"students[{i}]") for i, entry in enumerate(self.students)]
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -214,12 +200,11 @@ def expand(study: StudyConfig) -> list[RunConfig]:
             teacher_runs: dict[str, RunConfig] = {}
             for teacher in study.teachers:
                 training = _training(study.training, {**study.teacher_training, **teacher.training}, "teacher")
-                run = RunConfig(dataset=dataset, model=NetConfig(layers=teacher.layers, conditioning=study.conditioning),
+                run = RunConfig(dataset=dataset, model=LSTMConfig(layers=teacher.layers, conditioning=study.conditioning),
                                 training=training, seed=seed)
                 teacher_runs[teacher.name] = run
                 runs.setdefault(run.run_id, run)
-            for student in study.students:
-                net = student.net(study.conditioning)
+            for net in study.nets():
                 # fp32 runs per recipe label, keyed by teacher name (None for baseline)
                 made: dict[str, dict[str | None, RunConfig]] = {}
                 for recipe in sorted(study.recipes, key=lambda r: r.recipe in QUANTIZED_RECIPES):
@@ -251,7 +236,7 @@ def expand(study: StudyConfig) -> list[RunConfig]:
                         for name, teacher_run in teacher_runs.items():
                             if recipe.teachers is not None and name not in recipe.teachers:
                                 continue
-                            if teacher_run.model.layers == net.layers:
+                            if teacher_run.model == net:
                                 continue  # a model does not distil into itself
                             run = RunConfig(dataset=dataset, model=net, recipe="kd", variant=recipe.label,
                                             teacher=name, teacher_run=teacher_run.run_id, distill=recipe.distill,
@@ -504,8 +489,7 @@ def estimated_cost(run: RunConfig) -> float:
         return 0.0
     training = run.training
     warmup = training.warmup_samples
-    if run.model.arch == "wavenet":
-        warmup = max(warmup, run.model.wavenet_config().receptive_field - 1)
+    warmup = max(warmup, of(run.model).receptive_field(run.model) - 1)
     per_sample = macs_per_sample(run.model) * (training.window_samples + warmup) / training.window_samples
     if run.slimmable is not None:
         per_sample *= {"uniform": 1, "sandwich": 4}[run.slimmable.rule] if run.slimmable.count is None \

@@ -18,9 +18,8 @@ from typing import Any
 
 import torch
 
-from models.config import from_dict
 from models.errors import CheckpointError
-from models.nets.lstm import NetConfig, build_model
+from models.nets.architectures import build_model, net_from_dict
 
 CHECKPOINT = "checkpoint.pt"
 LAST = "last.pt"
@@ -99,7 +98,7 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if path.is_dir():
         path = path / CHECKPOINT
     payload = load_payload(path)
-    net = from_dict(NetConfig, payload["net"], where=f"{path}: net")
+    net = net_from_dict(payload["net"], where=f"{path}: net")
     model = build_model(net)
     try:
         model.load_state_dict(payload["model"])

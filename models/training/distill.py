@@ -19,7 +19,7 @@ from torch import nn
 
 from models.data.windows import Windows
 from models.errors import ConfigError
-from models.nets.lstm import NetConfig, feature_size
+from models.nets.architectures import of
 from models.training.losses import feature_distance, temporal_softmax_kl
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,12 @@ class DistillConfig:
 class FeatureAligner(nn.Module):
     """Maps student features to the teacher's space (or passes them through) and scores them."""
 
-    def __init__(self, config: DistillConfig, student: NetConfig, teacher: NetConfig):
+    def __init__(self, config: DistillConfig, student, teacher):
+        """student, teacher: network configs of a distillable architecture."""
         super().__init__()
         self.config = config
-        s_units = feature_size(student, config.student_layer)
-        t_units = feature_size(teacher, config.teacher_layer)
+        s_units = of(student).feature_size(student, config.student_layer)
+        t_units = of(teacher).feature_size(teacher, config.teacher_layer)
         if config.uses_projection():
             self.projection: nn.Module = nn.Linear(s_units, t_units)
         elif s_units != t_units:

@@ -12,30 +12,22 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from models.config import to_dict
 from models.data.windows import Windows
 from models.errors import CheckpointError, ConfigError, TrainingError
-from models.nets.lstm import NetConfig
-from models.nets.slimmable import (
-    SlimmableConfig,
-    allowed_widths,
-    forward_at_width,
-    sample_widths,
-    slimmable_loss,
-)
+from models.nets.architectures import net_to_dict
 from models.training.checkpoints import CHECKPOINT, LAST, load_payload, recovery_advice, save_atomic
-from models.training.distill import DistillConfig, FeatureAligner, TeacherTargets
 from models.training.losses import WeightedLoss
+from models.training.steps import Distillation, PlainStep, WeightTransform, forward, validation_loss
+
+__all__ = ["Distillation", "TrainState", "TrainingConfig", "WeightTransform", "fit", "forward", "validation_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +65,6 @@ class TrainingConfig:
 
 
 @dataclass
-class Distillation:
-    """What the kd recipe adds to a training run."""
-
-    config: DistillConfig
-    targets: TeacherTargets
-    sample_weights: np.ndarray | None = None
-
-
-@dataclass
 class TrainState:
     epoch: int = 0
     best_validation: float = math.inf
@@ -112,72 +95,32 @@ def _logged_epoch(line: str) -> float:
         return math.inf
 
 
-WeightTransform = Callable[[torch.nn.Module], dict[str, torch.Tensor]]
-
-
-def forward(model: torch.nn.Module, x: torch.Tensor, knobs: torch.Tensor | None,
-            return_features: bool = False, weight_transform: WeightTransform | None = None):
-    """``model(x, knobs)``, or with some weights replaced (e.g. fake-quantized) when a transform
-    is given; gradients still reach the model's own (shadow) parameters."""
-    if weight_transform is None:
-        return model(x, knobs, return_features=return_features)
-    return functional_call(model, weight_transform(model), (x, knobs), {"return_features": return_features})
-
-
-def validation_loss(model: torch.nn.Module, windows: Windows, loss: WeightedLoss, batch_size: int,
-                    weight_transform: WeightTransform | None = None,
-                    widths: tuple[float, ...] | None = None) -> float:
-    """Task loss over all validation windows (warm-up masked), weighted by window count; for a
-    slimmable network the mean over ``widths``."""
-    model.eval()
-    total = 0.0
-    warm = windows.warmup_samples
-    with torch.inference_mode():
-        for begin in range(0, len(windows), batch_size):
-            sl = slice(begin, begin + batch_size)
-            knobs = windows.knobs[sl] if windows.knobs.shape[1] else None
-            if widths:
-                for width in widths:
-                    y, _ = forward_at_width(model, windows.inputs[sl], knobs, width=width)
-                    total += float(loss(y[:, warm:], windows.targets[sl, warm:])) * y.shape[0] / len(widths)
-                continue
-            y, _ = forward(model, windows.inputs[sl], knobs, weight_transform=weight_transform)
-            total += float(loss(y[:, warm:], windows.targets[sl, warm:])) * y.shape[0]
-    return total / len(windows)
-
-
 def fit(
     model: torch.nn.Module,
-    net: NetConfig,
+    net: Any,
     train: Windows,
     validation: Windows,
     config: TrainingConfig,
     run_dir: Path,
     seed: int,
     resume: bool = False,
-    distillation: Distillation | None = None,
+    step: PlainStep | None = None,
     progress: bool = False,
     extra_payload: dict[str, Any] | None = None,
-    weight_transform: WeightTransform | None = None,
-    slimmable: SlimmableConfig | None = None,
 ) -> TrainState:
     """Train ``model`` in place and keep ``checkpoint.pt`` (best validation) and ``last.pt``.
 
-    ``weight_transform`` (quantization-aware training) replaces weights in every forward pass,
-    training and validation alike, while the optimiser updates the model's fp32 shadow weights.
-    ``slimmable`` trains every mini-batch at widths drawn by its rule (the draws are seeded per
-    epoch, so a resumed run repeats them).
+    ``step`` computes each mini-batch's loss and the validation loss (:mod:`models.training.steps`;
+    default the plain step): distillation, slimmable training and quantization-aware training are
+    steps, not branches here.
 
     Raises TrainingError when the loss stops being finite; KeyboardInterrupt propagates after the
     last finished epoch's checkpoint is safely on disk.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     loss_fn = WeightedLoss(config.loss)
-    aligner = None
-    if distillation is not None:
-        teacher_net = distillation.targets.teacher.config
-        aligner = FeatureAligner(distillation.config, net, teacher_net)
-    params = list(model.parameters()) + (list(aligner.parameters()) if aligner else [])
+    step = step or PlainStep()
+    params = list(model.parameters()) + step.parameters()
     optimizer = torch.optim.Adam(params, lr=config.learning_rate)
     state = TrainState(learning_rate=config.learning_rate)
     log_path = run_dir / "log.jsonl"
@@ -192,8 +135,8 @@ def fit(
         try:
             model.load_state_dict(payload["model"])
             optimizer.load_state_dict(payload["optimizer"])
-            if aligner is not None:
-                aligner.load_state_dict(payload["aligner"])
+            if step.state_dict() is not None:
+                step.load_state_dict(payload["aligner"])
             state = TrainState(**json.loads(payload["state"]))
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{run_dir / LAST}: cannot resume from it ({exc}); "
@@ -211,48 +154,23 @@ def fit(
     if state.stale_epochs >= config.early_stop_patience_epochs:
         return state  # the interrupted run had already stopped early
     warm = config.warmup_samples
-    payload_base = {"net": to_dict(net), **(extra_payload or {})}
-    sample_weights = distillation.sample_weights if distillation else None
-    if slimmable is not None and (distillation is not None or weight_transform is not None):
-        raise ConfigError("slimmable training combines with neither distillation nor quantization-aware training")
-    train_widths = (slimmable.train_widths or allowed_widths(model)) if slimmable else ()
-
-    def masked(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return loss_fn(y[:, warm:], t[:, warm:])
-
+    payload_base = {"net": net_to_dict(net), **(extra_payload or {})}
     epochs = tqdm(range(state.epoch, config.max_epochs), desc=run_dir.name, disable=not progress,
                   initial=state.epoch, total=config.max_epochs, leave=False)
     for epoch in epochs:
         for group in optimizer.param_groups:
             group["lr"] = state.learning_rate
         model.train()
-        batches = _epoch_order(len(train), config.batch_size, seed, epoch, sample_weights,
+        batches = _epoch_order(len(train), config.batch_size, seed, epoch, step.sample_weights,
                                config.max_batches_per_epoch)
         started = time.perf_counter()
         running = 0.0
-        width_generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 500_009)
-        for step, index in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", disable=not progress, leave=False)):
-            knobs = train.knobs[index] if train.knobs.shape[1] else None
-            x = train.inputs[index]
-            target = train.targets[index, warm:]
-            if slimmable is not None:
-                widths = sample_widths(train_widths, slimmable.rule, width_generator, slimmable.count)
-                loss, _ = slimmable_loss(model, x, train.targets[index], widths, masked, knobs,
-                                         slimmable.inplace_distillation)
-            elif distillation is None:
-                y, _ = forward(model, x, knobs, weight_transform=weight_transform)
-                loss = loss_fn(y[:, warm:], target)
-            else:
-                y, _, feats = forward(model, x, knobs, True, weight_transform)
-                t_feats, t_out = distillation.targets.get(index)
-                loss = loss_fn(y[:, warm:], target)
-                loss = loss + distillation.config.alpha * aligner(
-                    feats[distillation.config.student_layer][:, warm:], t_feats)
-                if distillation.config.response_alpha:
-                    loss = loss + distillation.config.response_alpha * loss_fn(y[:, warm:], t_out)
+        step.start_epoch(seed, epoch)
+        for n, index in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", disable=not progress, leave=False)):
+            loss = step.loss(model, train, index, loss_fn, warm)
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"{run_dir.name}: the loss became {loss.item()} at epoch {epoch + 1}, batch {step + 1}; "
+                    f"{run_dir.name}: the loss became {loss.item()} at epoch {epoch + 1}, batch {n + 1}; "
                     f"the last good state is in {run_dir / LAST} — lower the learning rate "
                     f"(now {state.learning_rate:g}) or check the data for extreme values"
                 )
@@ -261,8 +179,7 @@ def fit(
             optimizer.step()
             running += loss.item()
         train_loss = running / max(len(batches), 1)
-        val = validation_loss(model, validation, loss_fn, config.validation_batch_size, weight_transform,
-                              slimmable.widths if slimmable else None)
+        val = step.validation_loss(model, validation, loss_fn, config.validation_batch_size)
         if not math.isfinite(val):
             raise TrainingError(f"{run_dir.name}: the validation loss became {val} at epoch {epoch + 1}")
         improved = val < state.best_validation
@@ -288,8 +205,8 @@ def fit(
             handle.write(json.dumps(record) + "\n")
         last = {**payload_base, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "state": json.dumps(state.__dict__)}
-        if aligner is not None:
-            last["aligner"] = aligner.state_dict()
+        if step.state_dict() is not None:
+            last["aligner"] = step.state_dict()
         save_atomic(last, run_dir / LAST)
         epochs.set_postfix(train=f"{train_loss:.4g}", val=f"{val:.4g}")
         log.debug("%s epoch %d: train %.5g, validation %.5g%s", run_dir.name, epoch + 1, train_loss, val,

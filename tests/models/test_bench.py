@@ -6,8 +6,10 @@ import torch
 
 from models.errors import ConfigError
 from models.inference.bench import _quantized_copy, matmul_peak, run_bench
-from models.nets.lstm import NetConfig, build_model
+from models.nets.architectures import build_model
+from models.nets.lstm import LSTMConfig
 from models.nets.quantize import quantize_model
+from models.nets.wavenet import WaveNetPresetConfig
 
 
 def test_unknown_section_and_bad_options_are_refused():
@@ -17,7 +19,7 @@ def test_unknown_section_and_bad_options_are_refused():
         run_bench(repeats=0)
 
 
-@pytest.mark.parametrize("config", [NetConfig(layers=(8, 4)), NetConfig(arch="wavenet", preset="nano")])
+@pytest.mark.parametrize("config", [LSTMConfig(layers=(8, 4)), WaveNetPresetConfig(preset="nano")])
 def test_quantized_rows_run_the_dequantized_weights(config):
     torch.manual_seed(0)
     model = build_model(config).eval()

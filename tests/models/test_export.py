@@ -28,9 +28,11 @@ from models.export.bundle import (
 )
 from models.export.nam_format import load_nam
 from models.inference.rendering import render, render_whole
-from models.nets.lstm import NetConfig, build_model, parameter_count
+from models.nets.architectures import build_model, parameter_count
+from models.nets.lstm import LSTMConfig
 from models.nets.quantize import load_quantized
 from models.nets.slimmable import slim
+from models.nets.wavenet import WaveNetPresetConfig
 from models.studies.runs import _finalise_quantized
 from models.training.checkpoints import load_model, save_atomic, write_json_atomic
 
@@ -60,9 +62,9 @@ def _write_run(runs, name, net, knob_names=(), recipe="baseline", bits=32, metri
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     return {
-        "lstm": _write_run(root, "tiny_S-8-4_film", NetConfig(layers=(8, 4), n_knobs=1), knob_names=("drive",)),
-        "q4": _write_run(root, "tiny_S-8-4_q4", NetConfig(layers=(8, 4)), recipe="ptq", bits=4, seed=1),
-        "wavenet": _write_run(root, "tiny_WN-slimmable", NetConfig(arch="wavenet", preset="slimmable"),
+        "lstm": _write_run(root, "tiny_S-8-4_film", LSTMConfig(layers=(8, 4), n_knobs=1), knob_names=("drive",)),
+        "q4": _write_run(root, "tiny_S-8-4_q4", LSTMConfig(layers=(8, 4)), recipe="ptq", bits=4, seed=1),
+        "wavenet": _write_run(root, "tiny_WN-slimmable", WaveNetPresetConfig(preset="slimmable"),
                               recipe="slimmable", seed=2),
     }
 
@@ -108,7 +110,7 @@ def test_fp32_export_loads_without_the_run_folder_and_renders_bit_identically(ru
 def test_loudness_is_the_bs1770_level_of_the_output_on_the_fixed_test_signal(tmp_path):
     # Dense weights and bias zero: an LSTMStack then outputs exactly its input (the skip), so the
     # output loudness is the test signal's own, measured here with pyloudnorm directly.
-    net = NetConfig(layers=(4, 2))
+    net = LSTMConfig(layers=(4, 2))
     run_dir = _write_run(tmp_path, "identity", net)
     model, payload = load_model(run_dir)
     with torch.no_grad():
@@ -127,7 +129,7 @@ def test_loudness_is_the_bs1770_level_of_the_output_on_the_fixed_test_signal(tmp
 
 
 def test_infinite_metrics_are_written_as_null(tmp_path):
-    run_dir = _write_run(tmp_path, "perfect", NetConfig(layers=(4, 2)))
+    run_dir = _write_run(tmp_path, "perfect", LSTMConfig(layers=(4, 2)))
     write_json_atomic({"row": {"test_esr": 0.0, "test_snr_db": float("inf"), "test_mae": float("nan")}},
                       run_dir / "metrics.json")
     export_run(run_dir, tmp_path / "out")
@@ -262,7 +264,7 @@ def test_cli_refuses_bad_input_with_a_message_and_exit_code_2(case, runs, tmp_pa
     (untrained / "config.json").write_text("{}")
     (tmp_path / "empty").mkdir()
     # A 4-bit run still training: checkpoint.pt holds the fp32 shadow weights, no quantized.pt yet.
-    unfinished = _write_run(tmp_path, "unfinished", NetConfig(layers=(4, 2)), recipe="qat", metrics=False)
+    unfinished = _write_run(tmp_path, "unfinished", LSTMConfig(layers=(4, 2)), recipe="qat", metrics=False)
     config = json.loads((unfinished / "config.json").read_text())
     write_json_atomic({**config, "bits": 4}, unfinished / "config.json")
     argv, message = {

@@ -10,7 +10,8 @@ import torch
 from models.errors import CheckpointError, ConfigError
 from models.export.nam_format import FORMAT_VERSION, NamLSTM, NamLSTMConfig, export_nam, load_nam
 from models.inference.rendering import render_whole
-from models.nets.lstm import NetConfig, build_model
+from models.nets.architectures import build_model
+from models.nets.lstm import LSTMConfig
 from models.nets.slimmable import slim
 from models.nets.wavenet import LayerArrayConfig, WaveNet, WaveNetConfig, build_wavenet, from_preset
 
@@ -138,9 +139,9 @@ def test_lstm_round_trip_starts_from_the_settled_state(tmp_path, audio):
 def test_refuses_what_nam_cannot_express(tmp_path):
     torch.manual_seed(0)
     with pytest.raises(ConfigError, match="no input skip"):
-        export_nam(build_model(NetConfig(layers=(8, 8))), tmp_path / "s.nam", 48000)
+        export_nam(build_model(LSTMConfig(layers=(8, 8))), tmp_path / "s.nam", 48000)
     with pytest.raises(ConfigError, match="differ in size"):
-        export_nam(build_model(NetConfig(layers=(32, 8))), tmp_path / "s.nam", 48000)
+        export_nam(build_model(LSTMConfig(layers=(32, 8))), tmp_path / "s.nam", 48000)
     with pytest.raises(ConfigError, match="knob"):
         export_nam(build_wavenet(from_preset("nano", n_knobs=1)), tmp_path / "k.nam", 48000)
     assert not list(tmp_path.iterdir())

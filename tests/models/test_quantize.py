@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from models.errors import ConfigError
-from models.nets.lstm import NetConfig, build_model, parameter_count
+from models.nets.architectures import build_model, parameter_count
+from models.nets.lstm import LSTMConfig
 from models.nets.quantize import (
     dequantize_tensor,
     fake_quantize,
@@ -46,7 +47,7 @@ def test_error_shrinks_with_bits():
 
 
 def test_quantized_names_and_packed_size_of_a_student():
-    model = build_model(NetConfig(layers=(16, 8)))
+    model = build_model(LSTMConfig(layers=(16, 8)))
     names = quantized_names(model)
     assert names == ["lstms.0.weight_ih_l0", "lstms.0.weight_hh_l0", "lstms.1.weight_ih_l0",
                      "lstms.1.weight_hh_l0", "dense.weight"]
@@ -70,7 +71,7 @@ def test_packing_round_trips_bit_exactly(bits):
 
 def test_saved_file_reloads_bit_exactly_and_is_small(tmp_path):
     torch.manual_seed(0)
-    model = build_model(NetConfig(layers=(64, 8)))
+    model = build_model(LSTMConfig(layers=(64, 8)))
     weights = quantize_model(model, 4)
     save_quantized(weights, tmp_path / "q.pt")
     again, _ = load_quantized(tmp_path / "q.pt")

@@ -6,13 +6,14 @@ import torch
 
 from models.inference.rendering import render, render_whole
 from models.inference.streaming import stream
-from models.nets.lstm import NetConfig, build_model
+from models.nets.architectures import build_model
+from models.nets.lstm import LSTMConfig
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(1)
-    return build_model(NetConfig(layers=(16, 8))).eval()
+    return build_model(LSTMConfig(layers=(16, 8))).eval()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_streaming_equals_whole_file(model, audio, block):
 
 def test_conditioned_rendering_uses_the_knobs():
     torch.manual_seed(0)
-    net = build_model(NetConfig(layers=(8, 8), n_knobs=1)).eval()
+    net = build_model(LSTMConfig(layers=(8, 8), n_knobs=1)).eval()
     x = np.random.default_rng(1).standard_normal(9000).astype(np.float32) * 0.3
     np.testing.assert_allclose(render(net, x, [0.7], 2000, 1000), render_whole(net, x, [0.7]), atol=1e-4)
     assert np.abs(render(net, x, [0.0]) - render(net, x, [1.0])).max() > 1e-3
@@ -75,7 +76,7 @@ def trained():
     x = program(8.0, rate, seed=2)
     y = get_device("overdrive").process(x, rate)
     torch.manual_seed(0)
-    net = build_model(NetConfig(layers=(16, 8)))
+    net = build_model(LSTMConfig(layers=(16, 8)))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     rng = np.random.default_rng(0)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -125,7 +126,7 @@ def test_time_major_lstm_path_with_knobs_matches_the_module():
     for both conditioning modes and a chunk longer than one tile."""
     for conditioning in ("film", "concat"):
         torch.manual_seed(2)
-        net = build_model(NetConfig(layers=(8, 4), n_knobs=2, conditioning=conditioning)).eval()
+        net = build_model(LSTMConfig(layers=(8, 4), n_knobs=2, conditioning=conditioning)).eval()
         x = np.random.default_rng(4).standard_normal(6000).astype(np.float32) * 0.3
         expected = render_whole(net, x, [0.2, 0.8])
         np.testing.assert_allclose(render(net, x, [0.2, 0.8], chunk_samples=1300, warmup_samples=3000),

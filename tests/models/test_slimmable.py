@@ -5,7 +5,8 @@ import torch
 from scipy import stats
 
 from models.errors import ConfigError
-from models.nets.lstm import LSTMStack, NetConfig, build_model, parameter_count
+from models.nets.architectures import build_model, parameter_count
+from models.nets.lstm import LSTMConfig, LSTMStack
 from models.nets.slimmable import (
     allowed_widths,
     forward_at_width,
@@ -30,7 +31,7 @@ def _gated(seed=0) -> WaveNet:
 
 def _lstm(conditioning="film", n_knobs=2, layers=(32, 8), seed=0) -> LSTMStack:
     torch.manual_seed(seed)
-    return build_model(NetConfig(layers=layers, conditioning=conditioning, n_knobs=n_knobs)).eval()
+    return build_model(LSTMConfig(layers=layers, conditioning=conditioning, n_knobs=n_knobs)).eval()
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from models.errors import ConfigError
 from models.inference.rendering import render_whole
 from models.inference.streaming import measure_rtf, stream
-from models.nets.lstm import NetConfig, build_model
+from models.nets.architectures import build_model
+from models.nets.lstm import LSTMConfig
 from models.nets.slimmable import slim
 from models.nets.wavenet import (
     LayerArrayConfig,
@@ -59,7 +60,7 @@ def test_gated_relu_wavenet_streams_like_the_whole_file(audio, engine):
 @pytest.mark.parametrize("block", [64, 128, 512, 37])
 def test_lstm_stream_equals_whole_file(audio, block, engine):
     torch.manual_seed(0)
-    model = build_model(NetConfig(layers=(16, 8))).eval()
+    model = build_model(LSTMConfig(layers=(16, 8))).eval()
     np.testing.assert_allclose(stream(model, audio, block, engine=engine), render_whole(model, audio),
                                atol=1e-5, rtol=0)
 
@@ -72,7 +73,7 @@ def test_stream_with_knobs_and_at_a_width(audio):
                                    atol=1e-5, rtol=0)
     for conditioning in ("film", "concat"):
         torch.manual_seed(0)
-        lstm = build_model(NetConfig(layers=(16, 8), n_knobs=2, conditioning=conditioning)).eval()
+        lstm = build_model(LSTMConfig(layers=(16, 8), n_knobs=2, conditioning=conditioning)).eval()
         np.testing.assert_allclose(stream(lstm, audio, 256, [0.1, 0.9]), render_whole(lstm, audio, [0.1, 0.9]),
                                    atol=1e-5, rtol=0)
 
@@ -105,7 +106,7 @@ def test_stream_rejects_bad_input(wavenet, audio):
     with pytest.raises(ConfigError, match="0 knob value"):
         stream(wavenet, audio, 64, [0.5])
     with pytest.raises(ConfigError, match="WaveNets only"):
-        stream(build_model(NetConfig(layers=(8, 8))), audio, 64, engine="numpy")
+        stream(build_model(LSTMConfig(layers=(8, 8))), audio, 64, engine="numpy")
 
 
 def test_measure_rtf_restores_mode_and_threads():

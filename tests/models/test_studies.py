@@ -104,7 +104,7 @@ def test_every_verb_explains_its_options(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    verbs = ["study", "train", "dataset", "devices", "render", "bench", "stimuli", "export"]
+    verbs = ["study", "train", "dataset", "devices", "render", "bench", "export"]
     assert all(v in out for v in verbs)
     for verb in verbs:
         with pytest.raises(SystemExit) as exc:
@@ -250,11 +250,11 @@ def test_study_on_a_local_ray_instance(tmp_path):
 
 
 def test_run_ids_ignore_settings_left_at_their_defaults():
-    from models.nets.lstm import NetConfig
+    from models.nets.lstm import LSTMConfig
     from models.studies.runs import RunConfig
     from models.training.loop import TrainingConfig
 
-    base = RunConfig(dataset=DatasetConfig(name="od", device="overdrive"), model=NetConfig(layers=(8, 8)))
+    base = RunConfig(dataset=DatasetConfig(name="od", device="overdrive"), model=LSTMConfig(layers=(8, 8)))
     explicit = RunConfig(dataset=DatasetConfig(name="od", device="overdrive", sample_rate=48000),
                          model=base.model, training=TrainingConfig(batch_size=8), bits=32)
     assert explicit.run_id == base.run_id
@@ -277,7 +277,8 @@ SLIM = {
 
 
 def test_slimmable_recipe_trains_once_and_cuts_every_width(tmp_path, capsys):
-    from models.nets.lstm import NetConfig, build_model
+    from models.nets.architectures import build_model
+    from models.nets.lstm import LSTMConfig
     from models.nets.slimmable import slim
     from models.nets.wavenet import from_preset
 
@@ -307,7 +308,7 @@ def test_slimmable_recipe_trains_once_and_cuts_every_width(tmp_path, capsys):
     # The slimmable LSTM S-8-4: widths 1.0, 0.5 (S-4-2) and 0.25 (S-2-1).
     lstm = frame[(frame["arch"] == "lstm") & (frame["recipe"] == "slimmable")].set_index("width")
     assert lstm.loc[0.5, "layers"] == "4-2" and lstm.loc[0.25, "layers"] == "2-1"
-    assert lstm.loc[0.5, "params"] == sum(p.numel() for p in build_model(NetConfig(layers=(4, 2))).parameters())
+    assert lstm.loc[0.5, "params"] == sum(p.numel() for p in build_model(LSTMConfig(layers=(4, 2))).parameters())
 
     sweep = pd.read_csv(out / "width_sweep.csv")
     wn_sweep = sweep[sweep["model"] == "WN-slimmable"].set_index("width")

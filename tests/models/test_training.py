@@ -10,11 +10,14 @@ import torch
 from models.data.datasets import Segment
 from models.data.windows import cut_windows
 from models.errors import CheckpointError, ConfigError, TrainingError
-from models.nets.lstm import NetConfig, build_model
+from models.nets.architectures import build_model
+from models.nets.lstm import LSTMConfig
 from models.training import loop as training_module
+from models.training import steps as steps_module
 from models.training.checkpoints import LAST, load_model
 from models.training.distill import DistillConfig, balanced_weights, teacher_targets
-from models.training.loop import Distillation, TrainingConfig, fit, validation_loss
+from models.training.loop import TrainingConfig, fit, validation_loss
+from models.training.steps import Distillation, DistillationStep, PlainStep
 
 WINDOW, WARMUP = 256, 64
 
@@ -45,7 +48,7 @@ def config(**kw) -> TrainingConfig:
 
 def fresh(layers=(8, 8), seed=0):
     torch.manual_seed(seed)
-    net = NetConfig(layers=layers)
+    net = LSTMConfig(layers=layers)
     return build_model(net), net
 
 
@@ -116,7 +119,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, windows, monkeyp
 def test_plateau_halving_and_early_stop(tmp_path, windows, monkeypatch):
     train, val = windows
     losses = iter([1.0, 0.9, 0.95, 0.96, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.9])
-    monkeypatch.setattr(training_module, "validation_loss", lambda *a, **k: next(losses))
+    monkeypatch.setattr(steps_module, "validation_loss", lambda *a, **k: next(losses))
     model, net = fresh()
     cfg = config(max_epochs=20, max_batches_per_epoch=1, lr_halve_patience_epochs=2, early_stop_patience_epochs=5,
                  learning_rate=0.008)
@@ -177,15 +180,16 @@ def test_kd_teacher_cache_matches_a_live_pass_and_trains(tmp_path, windows):
 
     student, net = fresh(layers=(8, 8))
     state = fit(student, net, train, val, config(max_epochs=2), tmp_path / "student", seed=0,
-                distillation=Distillation(DistillConfig(response_alpha=0.5), cached))
+                step=DistillationStep(Distillation(DistillConfig(response_alpha=0.5), cached), net))
     assert np.isfinite(state.best_validation)
     # A projection head is needed when the aligned layers differ in size.
     with pytest.raises(ConfigError, match="set projection: true"):
         fit(student, net, train, val, config(max_epochs=1), tmp_path / "bad", seed=0,
-            distillation=Distillation(DistillConfig(teacher_layer=0), cached))
+            step=DistillationStep(Distillation(DistillConfig(teacher_layer=0), cached), net))
     first_layer = DistillConfig(teacher_layer=0, feature_loss="cosine")
     proj = fit(*fresh(layers=(8, 8)), train, val, config(max_epochs=1), tmp_path / "proj", seed=0,
-               distillation=Distillation(first_layer, teacher_targets(teacher, first_layer, train)))
+               step=DistillationStep(Distillation(first_layer, teacher_targets(teacher, first_layer, train)),
+                                     LSTMConfig(layers=(8, 8))))
     assert np.isfinite(proj.best_validation)
 
 
@@ -227,7 +231,7 @@ def test_qat_trains_through_the_quantizer(tmp_path, windows):
     model, net = fresh()
     transform = lambda m: fake_quantized_parameters(m, 3)  # noqa: E731
     state = fit(model, net, train, val, config(max_epochs=6, learning_rate=2e-2), tmp_path, seed=0,
-                weight_transform=transform)
+                step=PlainStep(transform))
     # The validation loss it tracked is that of the 3-bit network built from its shadow weights.
     best, _ = load_model(tmp_path)
     quantized = build_model(net)

@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from models.config import from_dict
 from models.errors import ConfigError
-from models.nets.lstm import parameter_count
+from models.nets.architectures import parameter_count
 from models.nets.wavenet import (
     PRESETS,
     LayerArrayConfig,
