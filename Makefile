@@ -32,9 +32,9 @@ serve-demo: $(STAMP)
 	$(PY) -m webapp serve stimuli/demo
 
 # The demo's MUSHRA stimulus set, rebuilt only when the study's results changed.
-stimuli/demo/manifest.json: results/zoo/demo/runs.csv models/studies/demo_stimuli.yaml
-	$(PY) -m models stimuli models/studies/demo_stimuli.yaml --out stimuli/demo --force
-	$(PY) -m models stimuli --check stimuli/demo
+stimuli/demo/manifest.json: results/zoo/demo/runs.csv stimulus_sets/sets/demo.yaml
+	$(PY) -m stimulus_sets build stimulus_sets/sets/demo.yaml --out stimuli/demo --force
+	$(PY) -m stimulus_sets check stimuli/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -106,29 +106,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="trained S-64-8 run folder for the chunked-vs-whole difference "
                    "(default: the demo study's, when trained)")
-    p.add_argument("--stimuli", action="store_true",
-                   help="instead: time building a 12-trial stimulus set (3 items x 4 groups, 10 s at 48 kHz) "
-                   "from the trained demo study, split into rendering, filtering, loudness, metrics and writing")
-    p.add_argument("--study-dir", type=Path, default=Path("results/zoo/demo"),
-                   help="with --stimuli: the trained demo study folder (default: results/zoo/demo)")
-
-    p = verbs.add_parser("stimuli", help="build a MUSHRA stimulus set from a trained study, or check one",
-                         description="Build stimuli/<set>/ (manifest.json, audio/<trial>/<condition>.wav, "
-                         "webmushra.yaml) from CONFIG: reference, hidden reference, 3.5 and 7 kHz anchors and "
-                         "the models' renders, latency-compensated, loudness-aligned, 5 ms fades, BS.1534-3 "
-                         "limits enforced. With --check, validate an existing set and print a verdict per trial.")
-    p.add_argument("config", type=Path, nargs="?", default=None,
-                   help="stimulus config YAML, e.g. models/studies/demo_stimuli.yaml")
-    p.add_argument("--out", type=Path, default=None, help="set folder to create, e.g. stimuli/demo")
-    p.add_argument("--check", type=Path, default=None, metavar="SET",
-                   help="validate the existing set folder SET instead of building (exit 1 when a trial fails)")
-    p.add_argument("--no-strict", action="store_true",
-                   help="allow more than 12 signals or 12 s per trial and fewer than 5 items; the manifest "
-                   "records bs1534_enforced: false and which limits were exceeded")
-    p.add_argument("--force", action="store_true",
-                   help="replace --out if it is a stimulus set this command wrote, once the new set is complete "
-                   "(a folder holding anything else, e.g. a file of yours, is refused and left as it is)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads while rendering (default 1)")
 
     p = verbs.add_parser("export", help="export a trained run: self-describing .pt + JSON manifest, or NAM .nam",
                          description="Export the best checkpoint of RUN_DIR so it loads without the run folder "
@@ -343,48 +320,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.stimuli:
-        from stimulus_sets.bench import run_stimulus_bench
-
-        return run_stimulus_bench(args.study_dir)
     from models.inference.bench import run_bench
 
     return run_bench(repeats=args.repeats, audio_s=args.audio_s, checkpoint=args.checkpoint, only=args.only,
                      quick=args.quick)
-
-
-def _cmd_stimuli(args: argparse.Namespace) -> int:
-    from models.errors import StimulusError
-
-    if args.check is not None:
-        if args.config is not None or args.out is not None:
-            raise StimulusError("--check SET validates an existing set: give no CONFIG and no --out with it")
-        from stimulus_sets.check import check_stimulus_set, verdict_text
-
-        frame = check_stimulus_set(args.check)
-        print(f"checking {args.check}")
-        print(verdict_text(frame))
-        return 0 if frame["ok"].all() else 1
-    if args.config is None or args.out is None:
-        raise StimulusError("expected CONFIG and --out (to build a set) or --check SET (to validate one)")
-    from stimulus_sets.build import PhaseTimes, build_from_file
-
-    times = PhaseTimes()
-    manifest = build_from_file(args.config, args.out, strict=False if args.no_strict else None, force=args.force,
-                               threads=args.threads, times=times)
-    trials = manifest["trials"]
-    training = sum(bool(t["training"]) for t in trials)
-    print(f"wrote {args.out}: {len(trials) - training} rated + {training} training trials, "
-          f"{manifest['duration_s']:g} s at {manifest['sample_rate']} Hz, {manifest['bit_depth']}-bit, "
-          f"loudness {manifest['loudness_target_lufs']:g} LUFS, BS.1534-3 limits "
-          f"{'enforced' if manifest['bs1534_enforced'] else 'NOT enforced: ' + '; '.join(manifest['bs1534_exceeded'])}")
-    for t in trials:
-        systems = ", ".join(f"{c['id']} (latency {c['latency_samples']}, ESR {c['objective']['esr']:.3g})"
-                            for c in t["conditions"] if c["role"] == "system")
-        print(f"  {t['id']:<28} trial gain {t['trial_gain_db']:+.2f} dB  {systems}")
-    print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.seconds.items()))
-    print(f"webMUSHRA config: {args.out / 'webmushra.yaml'}; check with: python -m models stimuli --check {args.out}")
-    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -405,8 +344,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"study": _cmd_study, "train": _cmd_train, "dataset": _cmd_dataset, "devices": _cmd_devices,
-            "render": _cmd_render, "bench": _cmd_bench, "stimuli": _cmd_stimuli,
-            "export": _cmd_export}
+            "render": _cmd_render, "bench": _cmd_bench, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""``python -m models bench --stimuli``: time building a 12-trial stimulus set from a trained study.
+"""``python -m stimulus_sets bench``: time building a 12-trial stimulus set from a trained study.
 
 The set: 3 built-in items (guitar, bass, drums) × 4 groups, 10 s at the study's rate (48 kHz for
 the demo). The groups reuse the study's runs: one per student size (distilled vs non-distilled),
@@ -21,46 +21,48 @@ from common.bs1534 import MAX_SIGNALS_PER_TRIAL
 from models.errors import StimulusError
 from models.inference.bench import cpu_model
 from stimulus_sets.config import GroupSpec, ItemSpec, StimulusConfig, SystemSpec
+from stimulus_sets.study_folder import load_trained_study
 
 TARGET_S = 60.0
 ITEMS = (ItemSpec("guitar", kind="guitar"), ItemSpec("bass", kind="bass"), ItemSpec("drums", kind="drums"))
 
 
-def bench_config(study_dir: Path, duration_s: float = 10.0) -> StimulusConfig:
-    """The benchmark's config for the trained study in ``study_dir`` (its ``study.yaml`` and runs)."""
-    from models.studies.study import expand, load_study
+def _sizes(layers: str) -> tuple[int, ...]:
+    return tuple(int(units) for units in layers.split("-"))
 
-    study_file = study_dir / "study.yaml"
-    if not study_file.is_file():
-        raise StimulusError(f"{study_dir}: no study.yaml; train a study first, e.g. "
-                            "`python -m models study models/studies/demo.yaml`")
-    study = load_study(study_file)
-    seed = study.seeds[0]
-    trained = [r for r in expand(study) if r.dataset.name == study.datasets[0].name and r.seed == seed
-               and (study_dir / "runs" / r.run_id / "metrics.json").is_file()]
-    sizes = sorted({tuple(r.model.layers) for r in trained if r.recipe == "kd"})
-    if not sizes:
+
+def bench_config(study_dir: Path, duration_s: float = 10.0) -> StimulusConfig:
+    """The benchmark's config for the trained study in ``study_dir`` (its runs.csv and runs)."""
+    study = load_trained_study(study_dir, key="--study-dir")
+    if not study.runs:
+        raise StimulusError(f"{study.runs_csv}: no runs; train the study first")
+    first = study.runs[0]
+    trained = [r for r in study.runs if r["dataset"] == first["dataset"] and r["seed"] == first["seed"]
+               and (study.run_dir(r["run_id"]) / "metrics.json").is_file()]
+    distilled = [r for r in trained if r["recipe"] == "kd"]
+    if not distilled:
         raise StimulusError(f"{study_dir}: no trained distilled student; the benchmark needs a study with kd runs")
 
     def label(layers: tuple[int, ...]) -> str:
         return "s" + "_".join(map(str, layers))
 
     groups, everyone = [], []
-    for layers in sizes:
-        kd = next(r for r in trained if r.recipe == "kd" and tuple(r.model.layers) == layers)
-        pair = [SystemSpec("distilled", run_id=kd.run_id)]
-        base = [r for r in trained if r.recipe == "baseline" and tuple(r.model.layers) == layers]
+    for layers in sorted({_sizes(r["layers"]) for r in distilled}):
+        kd = next(r for r in distilled if _sizes(r["layers"]) == layers)
+        pair = [SystemSpec("distilled", run_id=kd["run_id"])]
+        # the same network trained without a teacher: same architecture and sizes
+        base = [r for r in trained if r["recipe"] == "baseline" and r["arch"] == kd["arch"]
+                and r["layers"] == kd["layers"]]
         if base:
-            pair.append(SystemSpec("non_distilled", run_id=base[0].run_id))
+            pair.append(SystemSpec("non_distilled", run_id=base[0]["run_id"]))
         groups.append(GroupSpec(f"S-{'-'.join(map(str, layers))}", tuple(pair)))
         everyone += [SystemSpec(f"{label(layers)}_{s.id}", run_id=s.run_id) for s in pair]
     room = MAX_SIGNALS_PER_TRIAL - 3
     groups.append(GroupSpec("students", tuple(everyone[:room])))
-    teacher = next((r.teacher for r in trained if r.recipe == "kd"), None)
-    groups.append(GroupSpec("zoo", tuple(everyone[: room - 1]), teacher=teacher))
+    groups.append(GroupSpec("zoo", tuple(everyone[: room - 1]), teacher=distilled[0]["teacher"]))
     while len(groups) < 4:  # a study with one student size still gives four groups
         groups.append(GroupSpec(f"{groups[0].name}-copy{len(groups)}", groups[0].systems))
-    return StimulusConfig(study=str(study_file), study_dir=str(study_dir), items=ITEMS, groups=tuple(groups[:4]),
+    return StimulusConfig(study_dir=str(study_dir), items=ITEMS, groups=tuple(groups[:4]),
                           duration_s=duration_s, training_trials=0, strict=False)
 
 
@@ -79,7 +81,7 @@ def run_stimulus_bench(study_dir: Path, threads: int = 1) -> int:
     with tempfile.TemporaryDirectory(prefix="earshot-stimuli-bench-") as tmp:
         started = time.perf_counter()
         cpu_started = time.process_time()
-        manifest = build_stimulus_set(config, Path(tmp) / "bench", command="python -m models bench --stimuli",
+        manifest = build_stimulus_set(config, Path(tmp) / "bench", command="python -m stimulus_sets bench",
                                       threads=threads, times=times)
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started

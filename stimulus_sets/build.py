@@ -43,7 +43,6 @@ from common.stimulus_set import (
     HIDDEN_REFERENCE,
     HIDDEN_REFERENCE_ID,
     MANIFEST,
-    MODEL_FACTS,
     REFERENCE_FILE,
     SCHEMA,
     SYSTEM,
@@ -63,12 +62,8 @@ from models.dsp.loudness import (
 )
 from models.errors import StimulusConfigError, StimulusError
 from models.resources import memory_shortfall, unwritable_reason
-from stimulus_sets.config import (
-    GroupSpec,
-    ItemSpec,
-    StimulusConfig,
-    SystemSpec,
-)
+from stimulus_sets.config import ItemSpec, StimulusConfig
+from stimulus_sets.selection import Selection, select_runs
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +87,6 @@ class PhaseTimes:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-
-
-@dataclass(frozen=True)
-class SelectedRun:
-    """A run picked for a condition: its folder, loaded model and the facts from metrics.json."""
-
-    run_id: str
-    run_dir: Path
-    facts: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -130,108 +116,6 @@ def _set_violations(config: StimulusConfig) -> list[str]:
     if len(config.items) < MIN_ITEMS:
         problems.append(f"{len(config.items)} item(s); BS.1534-3 §7.1 asks for at least {MIN_ITEMS}")
     return problems
-
-
-# --- selecting runs ------------------------------------------------------------------------------
-
-
-def _matches(run, spec: SystemSpec, group: GroupSpec, seed: int) -> bool:
-    if spec.run_id is not None:
-        return run.run_id == spec.run_id
-    model = spec.model or (None if spec.layers else group.model)
-    if model is not None:
-        if run.model.label != model:
-            return False
-    else:
-        wanted_layers = spec.layers or group.layers
-        if wanted_layers is not None and (run.model.arch != "lstm" or tuple(run.model.layers) != tuple(wanted_layers)):
-            return False
-    if spec.width is not None and getattr(run, "width", 1.0) != spec.width:
-        return False
-    if spec.recipe is not None and run.recipe != spec.recipe:
-        return False
-    if spec.variant is not None and run.variant != spec.variant:
-        return False
-    if spec.bits is not None and getattr(run, "bits", 32) != spec.bits:
-        return False
-    if spec.teacher is not None:
-        teacher = run.teacher or "none"
-        if teacher != spec.teacher:
-            return False
-    return run.seed == (spec.seed if spec.seed is not None else seed)
-
-
-def _describe(run) -> str:
-    size = f"layers {list(run.model.layers)}" if run.model.arch == "lstm" else f"model {run.model.label}"
-    return (f"{run.run_id} ({size}, recipe {run.recipe}, variant {run.variant}, "
-            f"teacher {run.teacher or 'none'}, bits {getattr(run, 'bits', 32)}, width {getattr(run, 'width', 1.0)}, "
-            f"seed {run.seed})")
-
-
-def _run_folder(study_root: Path, run_id: str, where: str, study_file: str) -> SelectedRun:
-    run_dir = study_root / "runs" / run_id
-    if not (run_dir / "checkpoint.pt").is_file():
-        raise StimulusError(f"{where}: run {run_id} is not trained: no checkpoint.pt in {run_dir}; "
-                            f"train it with `python -m models study {study_file}`")
-    metrics = run_dir / "metrics.json"
-    if not metrics.is_file():
-        raise StimulusError(f"{where}: run {run_id} did not finish (no metrics.json in {run_dir}); "
-                            f"resume it with `python -m models study {study_file}`")
-    try:
-        row = json.loads(metrics.read_text(encoding="utf-8"))["row"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise StimulusError(f"{metrics}: expected a JSON object with a 'row' of run facts ({exc})") from None
-    facts = {key: row.get(key) for key in MODEL_FACTS}
-    facts["run_id"] = run_id
-    return SelectedRun(run_id, run_dir, facts)
-
-
-def select_runs(config: StimulusConfig) -> tuple[Any, Any, Path, dict[str, list[tuple[str, SelectedRun]]]]:
-    """Resolve the study, its dataset and every group's runs.
-
-    Returns ``(study, dataset_config, study_root, {group: [(condition_id, run), …]})``; a selector
-    matching no run or several runs, or a run that is not trained, is an error naming it.
-    """
-    from models.studies.study import expand, load_study, study_dir
-
-    study = load_study(config.study)
-    study_root = Path(config.study_dir) if config.study_dir else study_dir(study)
-    names = [d.name for d in study.datasets]
-    if config.dataset is None:
-        if len(names) != 1:
-            raise StimulusConfigError(f"{config.study}: the study has datasets {names}; name one with 'dataset:'")
-        dataset = study.datasets[0]
-    elif config.dataset in names:
-        dataset = study.datasets[names.index(config.dataset)]
-    else:
-        raise StimulusConfigError(f"dataset: expected one of the study's datasets {names}, found {config.dataset!r}")
-    runs = [r for r in expand(study) if r.dataset.name == dataset.name]
-    seed = study.seeds[0]
-    selected: dict[str, list[tuple[str, SelectedRun]]] = {}
-    for group in config.groups:
-        chosen = []
-        for spec in group.systems:
-            where = f"group {group.name!r}, system {spec.id!r}"
-            hits = [r for r in runs if _matches(r, spec, group, seed)]
-            if len(hits) != 1:
-                known = "; ".join(_describe(r) for r in runs)  # one line: errors are one line
-                raise StimulusConfigError(f"{where}: expected exactly one run of study {study.name!r} to match, found "
-                                          f"{len(hits)}; the study's runs on {dataset.name!r}: {known}")
-            chosen.append((spec.id, _run_folder(study_root, hits[0].run_id, where, config.study)))
-        if group.teacher is not None:
-            teacher_names = [t.name for t in study.teachers]
-            if group.teacher not in teacher_names:
-                raise StimulusConfigError(f"group {group.name!r}: teacher: expected one of the study's teachers "
-                                          f"{teacher_names}, found {group.teacher!r}")
-            layers = next(t.layers for t in study.teachers if t.name == group.teacher)
-            teacher_run = next((r.teacher_run for r in runs if r.teacher == group.teacher and r.seed == seed), None)
-            if teacher_run is None:
-                teacher_run = next(r.run_id for r in runs if tuple(r.model.layers) == tuple(layers)
-                                   and r.recipe == "baseline" and r.seed == seed)
-            chosen.append(("teacher", _run_folder(study_root, teacher_run, f"group {group.name!r}, teacher",
-                                                  config.study)))
-        selected[group.name] = chosen
-    return study, dataset, study_root, selected
 
 
 # --- items ---------------------------------------------------------------------------------------
@@ -265,14 +149,15 @@ def _read_wav(path: Path, sample_rate: int, needed: int, start: int, margin: int
     return out
 
 
-def load_items(config: StimulusConfig, dataset, sample_rate: int) -> list[Item]:
-    """Every item's extended dry input and wet reference at ``sample_rate``."""
+def load_items(config: StimulusConfig, selection: Selection, sample_rate: int) -> list[Item]:
+    """Every item's extended dry input and wet reference at ``sample_rate``; the reference is the
+    selected runs' device's output unless the item brings its own."""
     from models.dsp.devices import get_device
     from models.dsp.signals import excerpt
 
     n = int(round(config.duration_s * sample_rate))
     margin = int(round(config.max_latency_ms / 1000.0 * sample_rate))
-    device = get_device(dataset.device) if dataset.device is not None else None
+    device = get_device(selection.device) if selection.device is not None else None
     items = []
     for index, spec in enumerate(config.items):
         where = f"item {spec.name!r}"
@@ -293,7 +178,7 @@ def load_items(config: StimulusConfig, dataset, sample_rate: int) -> list[Item]:
             wet = device.process(dry, sample_rate, config.knobs or None).astype(np.float64)
             source["reference"] = f"built-in device {device.name!r}"
         else:
-            raise StimulusConfigError(f"{where}: the study's dataset {dataset.name!r} is recordings, not a built-in device, "
+            raise StimulusConfigError(f"{where}: the study's dataset {selection.dataset!r} is recordings, not a built-in device, "
                                       "so the reference must be given: add 'wet' (the dry file through the real device)")
         loudness = integrated_loudness(wet[margin : margin + n], sample_rate)
         if not loudness > SILENCE_LUFS:
@@ -407,7 +292,8 @@ def build_stimulus_set(
         if len(config.items) < 1.5 * most_systems:
             log.warning("%d items for up to %d systems per trial: BS.1534-3 §7.1 suggests about 1.5 × the "
                         "number of systems (%d)", len(config.items), most_systems, math.ceil(1.5 * most_systems))
-        study, dataset, study_root, selected = select_runs(config)
+        selection = select_runs(config)
+        selected = selection.groups
         models: dict[str, tuple[Any, dict]] = {}
         for run in (run for chosen in selected.values() for _, run in chosen):
             if run.run_id not in models:
@@ -432,7 +318,7 @@ def build_stimulus_set(
                                       f"{len(config.items)} items and {len(models)} models ({arrays} signals of 8 bytes "
                                       f"per sample) needs {shortfall}; expected a shorter duration_s")
     with times.phase("rendering"):
-        items = load_items(config, dataset, sample_rate)
+        items = load_items(config, selection, sample_rate)
         renders: dict[tuple[str, str], np.ndarray] = {}
         lags: dict[tuple[str, str], int] = {}
         reference_lufs = {item.spec.name: integrated_loudness(item.wet[item.margin : item.margin + n], sample_rate)
@@ -488,7 +374,7 @@ def build_stimulus_set(
         for item in items:
             for group in config.groups:
                 trials.append(_trial(item, group.name, selected[group.name], levels, objective, lags, config,
-                                     dataset))
+                                     selection.device or selection.dataset))
         for number, source in enumerate(_training_sources(trials, config.training_trials), start=1):
             trial = json.loads(json.dumps(source))
             trial.update(id=f"training_{number}", training=True, source_trial=source["id"])
@@ -513,8 +399,10 @@ def build_stimulus_set(
                     for a in ANCHORS],
         "objective_basis": OBJECTIVE_BASIS,
         "training_selection": "rated trials at evenly spaced ranks of their systems' mean log-ESR, most impaired first",
-        "study": {"name": study.name, "file": config.study, "folder": str(study_root), "dataset": dataset.name,
-                  "device": dataset.device, "knobs": dict(sorted(config.knobs.items()))},
+        "study": {"name": selection.study.name,
+                  "file": None if selection.study.study_file is None else str(selection.study.study_file),
+                  "folder": str(selection.study.root), "dataset": selection.dataset, "device": selection.device,
+                  "knobs": dict(sorted(config.knobs.items()))},
         "items": {item.spec.name: item.source for item in items},
         "groups": {name: {cid: run.run_id for cid, run in chosen} for name, chosen in selected.items()},
         "provenance": {"command": command, "seed": config.seed, "git_commit": git_commit(),
@@ -528,7 +416,7 @@ def build_stimulus_set(
     return manifest
 
 
-def _trial(item: Item, group: str, chosen, levels, objective, lags, config: StimulusConfig, dataset) -> dict:
+def _trial(item: Item, group: str, chosen, levels, objective, lags, config: StimulusConfig, device: str) -> dict:
     name = item.spec.name
     keys = [(HIDDEN_REFERENCE_ID, HIDDEN_REFERENCE, "reference")]
     keys += [(a.id, a.role, a.id) for a in ANCHORS]
@@ -551,7 +439,7 @@ def _trial(item: Item, group: str, chosen, levels, objective, lags, config: Stim
             entry["objective"] = objective[(name, key)]
         conditions.append(entry)
     reference_gain = conditions[0]["gain_db"]
-    return {"id": f"{name}_{group}", "item": name, "device": dataset.device or dataset.name, "group": group,
+    return {"id": f"{name}_{group}", "item": name, "device": device, "group": group,
             "training": False, "reference": REFERENCE_FILE, "reference_gain_db": reference_gain,
             "trial_gain_db": round(trial_gain_db, 6), "conditions": conditions}
 
@@ -622,7 +510,8 @@ def build_from_file(path: Path, out: Path, *, strict: bool | None = None, force:
     config = load_stimulus_config(path)
     if strict is not None:
         config = dataclasses.replace(config, strict=strict)
-    command = command or (f"python -m models stimuli {path} --out {out}" + ("" if config.strict else " --no-strict"))
+    command = command or (f"python -m stimulus_sets build {path} --out {out}"
+                          + ("" if config.strict else " --no-strict"))
     try:
         return build_stimulus_set(config, out, command=command, force=force, threads=threads, times=times)
     except StimulusConfigError as exc:

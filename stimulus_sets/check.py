@@ -1,4 +1,4 @@
-"""``python -m models stimuli --check stimuli/<set>``: validate an existing stimulus set.
+"""``python -m stimulus_sets check stimuli/<set>``: validate an existing stimulus set.
 
 Per trial: every file present and readable, one sample rate (the manifest's), equal lengths, the
 hidden reference identical to the reference, loudness within 0.5 LU of the trial's level, true peak

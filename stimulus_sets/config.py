@@ -1,9 +1,9 @@
-"""The stimulus-set config (``python -m models stimuli CONFIG``): which study, which items, which
-groups of models per trial, and the levels and lengths of the signals.
+"""The stimulus-set config (``python -m stimulus_sets build CONFIG``): which trained study, which
+items, which groups of models per trial, and the levels and lengths of the signals.
 
-Example (see ``models/studies/demo_stimuli.yaml``)::
+Example (see ``stimulus_sets/sets/demo.yaml``)::
 
-    study: models/studies/demo.yaml
+    study_dir: results/zoo/demo
     items:
       - {name: guitar, kind: guitar}
       - {name: riff, dry: recordings/riff_dry.wav, wet: recordings/riff_wet.wav, start_s: 12}
@@ -14,7 +14,9 @@ Example (see ``models/studies/demo_stimuli.yaml``)::
           - {id: distilled, recipe: kd, teacher: hourglass}
           - {id: non_distilled, recipe: baseline}
 
-Relative paths are relative to the working directory, like a study's ``output_dir``.
+``study_dir`` is the folder ``python -m models study`` trained (``runs.csv`` and
+``runs/<run_id>/``); the systems select rows of its runs.csv (:mod:`stimulus_sets.selection`).
+Relative paths are relative to the working directory.
 """
 
 from __future__ import annotations
@@ -78,11 +80,12 @@ class ItemSpec:
 class SystemSpec:
     """One model condition of a group: ``id`` is the condition id, stable across trials
     (``distilled``, ``non_distilled``, ``kd_q4``, ``slim_25`` …). The other keys select exactly one
-    run of the study: any of ``run_id``, ``recipe``, ``variant``, ``teacher``, ``bits`` (quantized
-    recipes, e.g. ``{id: kd_q4, recipe: kd_qat, bits: 4}``), ``width`` (slimmable recipes, e.g.
-    ``{id: slim_25, recipe: slimmable, width: 0.25}``), ``layers`` or ``model`` (a student's
-    label such as ``WN-slimmable``; default: the group's), ``seed`` (default: the study's first
-    seed). ``teacher: none`` selects runs without a teacher."""
+    row of the study's runs.csv by its columns: any of ``run_id``, ``recipe``, ``variant``,
+    ``teacher``, ``bits`` (quantized recipes, e.g. ``{id: kd_q4, recipe: kd_qat, bits: 4}``),
+    ``width`` (slimmable recipes, e.g. ``{id: slim_25, recipe: slimmable, width: 0.25}``),
+    ``layers`` (an LSTM's sizes) or ``model`` (a label such as ``WN-slimmable``; default: the
+    group's), ``seed`` (default: the study's first seed). ``teacher: none`` selects runs without
+    a teacher."""
 
     id: str
     run_id: str | None = None
@@ -107,8 +110,9 @@ class SystemSpec:
 @dataclass(frozen=True)
 class GroupSpec:
     """The models compared in one trial. ``layers`` (an LSTM student's sizes) or ``model`` (a
-    student's label, e.g. ``WN-slimmable``) is the default selector of its systems. ``teacher`` (a
-    study teacher's name) adds that teacher as the condition ``teacher``."""
+    student's label, e.g. ``WN-slimmable``) is the default selector of its systems. ``teacher`` (the
+    name of a teacher the study's students learnt from) adds that teacher as the condition
+    ``teacher``."""
 
     name: str
     systems: tuple[SystemSpec, ...]
@@ -134,18 +138,19 @@ class GroupSpec:
 
 @dataclass(frozen=True)
 class StimulusConfig:
-    """A stimulus set: ``study`` (its YAML) × ``items`` × ``groups``, plus levels and lengths.
+    """A stimulus set: the runs of the trained study in ``study_dir`` × ``items`` × ``groups``,
+    plus levels and lengths.
 
+    ``dataset`` names the dataset the runs were trained on (needed when runs.csv holds several);
     ``sample_rate`` defaults to the dataset's; ``loudness_target_lufs`` is the BS.1770 loudness
     every signal is aligned to before a common per-trial gain keeps every true peak at or below
     ``peak_ceiling_dbfs``. ``training_trials`` extra trials (flagged ``training: true``) repeat
     rated trials chosen to span the impairments. ``strict`` enforces the BS.1534-3 limits.
     """
 
-    study: str
+    study_dir: str
     items: tuple[ItemSpec, ...]
     groups: tuple[GroupSpec, ...]
-    study_dir: str | None = None
     dataset: str | None = None
     knobs: dict[str, float] = field(default_factory=dict)
     seed: int = 0
@@ -191,4 +196,9 @@ class StimulusConfig:
 
 def load_stimulus_config(path: str | Path) -> StimulusConfig:
     """Read a stimulus config YAML; unknown keys and wrong types are errors naming the key and file."""
-    return from_dict(StimulusConfig, load_yaml(path), where=str(path))
+    data = load_yaml(path)
+    if isinstance(data, dict) and "study" in data and "study_dir" not in data:
+        # Configs used to name the study YAML; the stage now reads what the training wrote.
+        raise ConfigError(f"{path}: study: expected 'study_dir', the trained study folder holding runs.csv "
+                          f"(e.g. results/zoo/demo), found 'study: {data['study']}'")
+    return from_dict(StimulusConfig, data, where=str(path))

@@ -15,19 +15,21 @@ from tests.support.system_tools import CHROMIUM, CHROMIUM_ARGS, missing_tool
 
 @pytest.fixture(scope="session")
 def stimulus_set(tmp_path_factory) -> Path:
-    """``stimuli/e2e``: the tiny study trained and rendered through the models CLI (2 items × 1
-    group, 2 s excerpts, 1 training trial; ``--no-strict`` because 2 items are fewer than BS.1534's 5)."""
+    """``stimuli/e2e``: the tiny study trained through the models CLI and rendered through the
+    stimulus-set CLI (2 items × 1 group, 2 s excerpts, 1 training trial; ``--no-strict`` because 2
+    items are fewer than BS.1534's 5)."""
     from models.cli import main as models_main  # torch is imported only when the test runs
+    from stimulus_sets.cli import main as stimuli_main
 
     root = tmp_path_factory.mktemp("e2e")
     study = root / "study.yaml"
     study.write_text(yaml.safe_dump({**STUDY, "output_dir": str(root / "zoo")}))
     assert models_main(["-q", "study", str(study)]) == 0
     config = root / "stimuli.yaml"
-    config.write_text(yaml.safe_dump({"study": str(study), "items": ITEMS, "groups": GROUPS, "duration_s": 2.0,
+    config.write_text(yaml.safe_dump({"study_dir": str(root / "zoo"), "items": ITEMS, "groups": GROUPS, "duration_s": 2.0,
                                       "training_trials": 1, "seed": 5}, sort_keys=False))
     folder = root / "stimuli" / "e2e"
-    assert models_main(["-q", "stimuli", str(config), "--out", str(folder), "--no-strict"]) == 0
+    assert stimuli_main(["-q", "build", str(config), "--out", str(folder), "--no-strict"]) == 0
     (folder / "test.yaml").write_text(yaml.safe_dump(TEST_YAML))
     return folder
 

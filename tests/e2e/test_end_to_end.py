@@ -1,7 +1,7 @@
-"""Issue 7's end-to-end test: a tiny study → ``python -m models stimuli`` → ``python -m webapp
-serve`` → chromium, driven with the keyboard, completes every page with scores chosen here →
+"""Issue 7's end-to-end test: a tiny study → ``python -m stimulus_sets build`` → ``python -m
+webapp serve`` → chromium, driven with the keyboard, completes every page with scores chosen here →
 the admin export → ``python -m evaluation report``; the report's per-condition numbers are the
-hand-computed means of what was entered. The models and evaluation verbs run in this process
+hand-computed means of what was entered. The models, stimulus-set and evaluation verbs run in this process
 through their CLIs' ``main`` (the same code as ``python -m``, without paying torch's import
 twice); the server is a separate gunicorn process, and the web app's export also runs as
 ``python -m webapp export``.
@@ -179,6 +179,7 @@ def take_the_test(browser, served, conditions, references) -> dict:
     return {"kinds": kinds, "rated": rated, "exports": exports, "js_errors": js_errors}
 
 
+@pytest.mark.slow
 def test_study_to_report_through_a_browser(chromium, served, tmp_path):
     folder = served.folder
     conditions, references = files_by_hash(folder)

@@ -167,14 +167,6 @@ def test_a_dataset_write_replaces_only_its_own_folder(tmp_path, capsys):
     assert "holds 'notes.txt'" in line and (wavs / "notes.txt").read_text() == "mine"
 
 
-def test_stimuli_out_below_a_file_is_one_line_before_any_work(tmp_path, capsys, blocker):
-    config = tmp_path / "stimuli.yaml"
-    config.write_text(yaml.safe_dump({"study": str(write_study(tmp_path)), "items": [{"name": "g", "kind": "guitar"}],
-                                      "groups": [{"name": "S", "layers": [4, 4], "systems": [{"id": "b"}]}]}))
-    line = one_line_error(capsys, main(["stimuli", str(config), "--out", str(blocker / "set")]))
-    assert f"{blocker / 'set'}: expected a folder that can be created, found that {blocker} is a file" in line
-
-
 def test_render_output_below_a_file_is_one_line(trained, capsys, blocker):
     run_dir, dry = trained
     line = one_line_error(capsys, main(["render", str(run_dir), str(dry), str(blocker / "wet.wav")]))

@@ -1,8 +1,11 @@
-"""Stimulus sets end to end on a tiny trained study: the set, its levels, --check, webMUSHRA export,
-determinism and bad input."""
+"""Stimulus sets end to end on a tiny trained study: the set, its levels, ``check``, webMUSHRA
+export, determinism and bad input."""
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pyloudnorm
@@ -15,16 +18,17 @@ from scipy import signal as sps
 from common import audio_metrics as metrics
 from common.outputs import MARKER
 from evaluation.manifest import load_manifest
-from models.cli import main
 from models.dsp.devices import get_device
 from models.dsp.signals import excerpt
 from models.errors import ConfigError, StimulusError
 from models.studies.study import load_study, run_study
 from models.training.checkpoints import load_payload, save_atomic
 from stimulus_sets.bench import bench_config
-from stimulus_sets.build import build_from_file, select_runs
+from stimulus_sets.build import build_from_file
 from stimulus_sets.check import check_stimulus_set
+from stimulus_sets.cli import main
 from stimulus_sets.config import load_stimulus_config
+from stimulus_sets.selection import select_runs
 from webapp.manifest import load_stimulus_set
 from webapp.webmushra import import_webmushra
 
@@ -50,15 +54,16 @@ GROUPS = [
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
+    """The trained study folder (runs.csv, runs/, study.yaml)."""
     root = tmp_path_factory.mktemp("study")
     path = root / "study.yaml"
     path.write_text(yaml.safe_dump({**STUDY, "output_dir": str(root / "zoo")}))
     run_study(load_study(path), root / "zoo")
-    return path
+    return root / "zoo"
 
 
 def write_config(folder, study, **changes):
-    data = {"study": str(study), "items": ITEMS, "groups": GROUPS, "duration_s": 1.0, "training_trials": 2,
+    data = {"study_dir": str(study), "items": ITEMS, "groups": GROUPS, "duration_s": 1.0, "training_trials": 2,
             "seed": 3, **changes}
     path = folder / "stimuli.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -70,7 +75,7 @@ def built(study, tmp_path_factory):
     folder = tmp_path_factory.mktemp("set")
     config = write_config(folder, study)
     out = folder / "demo"
-    assert main(["-q", "stimuli", str(config), "--out", str(out)]) == 0
+    assert main(["-q", "build", str(config), "--out", str(out)]) == 0
     return out, json.loads((out / "manifest.json").read_text()), config
 
 
@@ -189,7 +194,7 @@ def test_check_passes_a_fresh_set(built, capsys):
     frame = check_stimulus_set(out)
     assert frame["ok"].all(), frame[~frame["ok"]]
     assert {"file", "lengths", "loudness", "clipping", "anchor", "hidden_reference", "signals", "items"} <= set(frame["check"])
-    assert main(["stimuli", "--check", str(out)]) == 0
+    assert main(["check", str(out)]) == 0
     text = capsys.readouterr().out
     assert "OK    guitar_S-8-8:" in text and "13 of 13 passed" in text
 
@@ -231,7 +236,7 @@ def test_check_fails_on_unequal_lengths_and_cli_exits_1(built, tmp_path, capsys)
 
     frame = _broken_copy(out, tmp_path, truncate)
     assert frame[~frame["ok"]]["check"].tolist() == ["lengths"]
-    assert main(["stimuli", "--check", str(tmp_path / "copy")]) == 1
+    assert main(["check", str(tmp_path / "copy")]) == 1
     assert "FAIL  drums_teacher:" in capsys.readouterr().out
 
 
@@ -281,7 +286,7 @@ def test_no_strict_relaxes_the_limits_and_says_so(study, tmp_path):
         build_from_file(config, tmp_path / "strict")
     assert "13 signals per trial" in str(error.value) and "at least 5" in str(error.value)
     assert not (tmp_path / "strict").exists()
-    assert main(["-q", "stimuli", str(config), "--out", str(tmp_path / "relaxed"), "--no-strict"]) == 0
+    assert main(["-q", "build", str(config), "--out", str(tmp_path / "relaxed"), "--no-strict"]) == 0
     manifest = json.loads((tmp_path / "relaxed/manifest.json").read_text())
     assert manifest["bs1534_enforced"] is False and len(manifest["bs1534_exceeded"]) == 2
     assert "--no-strict" in manifest["provenance"]["command"]
@@ -312,7 +317,10 @@ def test_bad_input_is_named_and_nothing_is_written(study, tmp_path, capsys):
           groups=[{"name": "S-8-8", "layers": [32, 8], "systems": [{"id": "distilled", "recipe": "kd"}]}])
     fails(r"system 'base': expected exactly one run .* found 2",
           groups=[{"name": "any", "systems": [{"id": "base", "recipe": "baseline"}]}])
-    fails(r"run od_S-8-8_[\w-]+ is not trained: no checkpoint.pt in", study_dir=str(tmp_path / "nowhere"))
+    untrained = tmp_path / "untrained"
+    untrained.mkdir()
+    shutil.copy(study / "runs.csv", untrained / "runs.csv")  # the table without the run folders
+    fails(r"run od_S-8-8_[\w-]+ is not trained: no checkpoint.pt in", study_dir=str(untrained))
     fails(r"the model was trained at 22050 Hz, but the set is at 44100 Hz", sample_rate=44100)
     short = tmp_path / "short.wav"
     sf.write(short, np.full(RATE // 2, 0.1), RATE)
@@ -325,14 +333,14 @@ def test_bad_input_is_named_and_nothing_is_written(study, tmp_path, capsys):
 
     # the CLI prints one line naming the config file, no traceback, exit status 2
     config = write_config(tmp_path, study, sample_rate=44100)
-    assert main(["stimuli", str(config), "--out", str(tmp_path / "cli")]) == 2
+    assert main(["build", str(config), "--out", str(tmp_path / "cli")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {config}: ") and "Traceback" not in err and err.count("\n") == 1
     for changes in ({"groups": [{"name": "any", "systems": [{"id": "base", "recipe": "baseline"}]}]},
                     {"items": ITEMS[:2], "training_trials": 0}, {"dataset": "nope"}, {"knobs": {"drive": 0.5}},
                     {"items": [{**ITEMS[0], "start_s": 1.0}]}):
         config = write_config(tmp_path, study, **{"training_trials": 0, **changes})
-        assert main(["stimuli", str(config), "--out", str(tmp_path / "cli")]) == 2
+        assert main(["build", str(config), "--out", str(tmp_path / "cli")]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {config}") and err.count("\n") == 1, err
     assert not (tmp_path / "cli").exists()
@@ -340,7 +348,7 @@ def test_bad_input_is_named_and_nothing_is_written(study, tmp_path, capsys):
 
 def test_an_absurd_duration_is_refused_by_the_memory_it_would_need(study, tmp_path, capsys):
     config = write_config(tmp_path, study, duration_s=1e9, training_trials=0)
-    assert main(["-q", "stimuli", str(config), "--out", str(tmp_path / "out"), "--no-strict"]) == 2
+    assert main(["-q", "build", str(config), "--out", str(tmp_path / "out"), "--no-strict"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {config}: stimulus config: duration_s 1e+09 s at 22050 Hz for 5 items") and \
         "GB of memory, more than this machine's" in err and err.count("\n") == 1
@@ -349,7 +357,7 @@ def test_an_absurd_duration_is_refused_by_the_memory_it_would_need(study, tmp_pa
 
 def test_nan_output_names_the_run(study, tmp_path):
     zoo = tmp_path / "zoo"
-    shutil.copytree(study.parent / "zoo", zoo)
+    shutil.copytree(study, zoo)
     run = next(p for p in (zoo / "runs").iterdir() if "_S-8-8_kd-" in p.name)
     payload = load_payload(run / "checkpoint.pt")
     payload["model"] = {k: torch.full_like(v, float("nan")) if k.startswith("dense") else v
@@ -369,7 +377,7 @@ def test_existing_set_is_kept_unless_forced(study, tmp_path, capsys):
     with pytest.raises(StimulusError, match="already exists"):
         build_from_file(config, target)
     # --force replaces only a set this command wrote: a folder of the user's is refused, whole.
-    assert main(["-q", "stimuli", str(config), "--out", str(target), "--force"]) == 2
+    assert main(["-q", "build", str(config), "--out", str(target), "--force"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{target}: already exists and was not written by the stimulus set command" in err
     assert sorted(p.name for p in target.iterdir()) == ["keep.txt"] and _leftovers(tmp_path) == []
@@ -385,7 +393,7 @@ def test_existing_set_is_kept_unless_forced(study, tmp_path, capsys):
 
     # A file the user put into the set is never deleted silently.
     (target / "test.yaml").write_text("mine too")
-    assert main(["-q", "stimuli", str(config), "--out", str(target), "--force"]) == 2
+    assert main(["-q", "build", str(config), "--out", str(target), "--force"]) == 2
     err = capsys.readouterr().err
     assert "holds 'test.yaml', which the stimulus set command did not write" in err
     assert (target / "test.yaml").read_text() == "mine too" and (target / "manifest.json").is_file()
@@ -403,12 +411,12 @@ def test_existing_set_is_kept_unless_forced(study, tmp_path, capsys):
 
     # --force without an existing folder simply builds it.
     fresh = tmp_path / "fresh"
-    assert main(["-q", "stimuli", str(config), "--out", str(fresh), "--force"]) == 0
+    assert main(["-q", "build", str(config), "--out", str(fresh), "--force"]) == 0
     assert (fresh / "manifest.json").is_file()
 
 
 def test_bench_config_has_twelve_trials_from_the_study(study):
-    config = bench_config(study.parent / "zoo")
+    config = bench_config(study)
     assert len(config.items) * len(config.groups) == 12 and config.duration_s == 10.0
     assert all(len(g.condition_ids) + 3 <= 12 for g in config.groups)
     assert [g.name for g in config.groups] == ["S-8-8", "students", "zoo", "S-8-8-copy3"]
@@ -419,8 +427,7 @@ def test_quantized_runs_are_selected_by_bits(study, tmp_path):
     groups = [{"name": "S-8-8", "layers": [8, 8], "systems": [{"id": "q4", "recipe": "ptq", "bits": 4},
                                                               {"id": "fp32", "recipe": "baseline"}]}]
     config = load_stimulus_config(write_config(tmp_path, study, groups=groups, training_trials=0))
-    _, _, _, selected = select_runs(config)
-    (q4_id, q4), (fp32_id, fp32) = selected["S-8-8"]
+    (q4_id, q4), (fp32_id, fp32) = select_runs(config).groups["S-8-8"]
     assert (q4_id, q4.facts["recipe"], q4.facts["bits"]) == ("q4", "ptq", 4)
     assert (fp32_id, fp32.facts["recipe"], fp32.facts["bits"]) == ("fp32", "baseline", 32)
     assert q4.facts["bytes"] < fp32.facts["bytes"]
@@ -463,19 +470,22 @@ def test_one_common_gain_per_trial_keeps_loud_targets_under_the_ceiling(study, t
         assert max(peaks) <= -1.0 and max(peaks) == pytest.approx(-1.0, abs=0.05)  # no more gain taken than needed
 
 
-def test_stimuli_verb_explains_its_options_and_refuses_mixed_modes(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["stimuli", "--help"])
-    assert exc.value.code == 0
-    text = capsys.readouterr().out
-    assert all(option in text for option in ("--out", "--check", "--no-strict", "--force", "--threads"))
-    with pytest.raises(SystemExit):
-        main(["bench", "--help"])
-    assert "--stimuli" in capsys.readouterr().out
-    assert main(["stimuli", "x.yaml", "--check", str(tmp_path)]) == 2
-    assert "give no CONFIG and no --out" in capsys.readouterr().err
-    assert main(["stimuli", "--check", str(tmp_path)]) == 2
-    assert "no manifest.json" in capsys.readouterr().err
+def test_every_verb_explains_its_options(tmp_path, capsys):
+    result = subprocess.run([sys.executable, "-m", "stimulus_sets", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and "python -m stimulus_sets" in result.stdout
+    assert all(verb in result.stdout for verb in ("build", "check", "bench"))
+    options = {"build": ("CONFIG", "--out", "--force", "--no-strict", "--threads"), "check": ("SET",),
+               "bench": ("--study-dir",)}
+    for verb, names in options.items():
+        with pytest.raises(SystemExit) as exc:
+            main([verb, "--help"])
+        assert exc.value.code == 0
+        text = capsys.readouterr().out
+        assert f"python -m stimulus_sets {verb}" in text and all(name in text for name in names), text
+    assert main(["check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no manifest.json" in err and err.startswith("error: ") and err.count("\n") == 1
 
 
 def test_silent_output_names_the_run(study, tmp_path, monkeypatch):
@@ -496,27 +506,147 @@ def test_silent_output_names_the_run(study, tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
-def test_slimmed_and_wavenet_runs_are_selected_by_model_and_width(tmp_path):
-    from models.studies.study import expand
-    from stimulus_sets.build import _matches
-    from stimulus_sets.config import GroupSpec, SystemSpec
+# runs.csv of a study with an LSTM student S-16-8 (baseline and slimmable) and NAM's slimmable
+# WaveNet, both cut to 50 % and 25 %, as the zoo writes it (the cut runs' rows hold the cut network).
+SLIMMABLE_RUNS = """run_id,dataset,arch,model,layers,recipe,teacher,bits,width,params,variant,seed,init_run
+od_S-16-8_baseline_s0_a467c40d,od,lstm,S-16-8,16-8,baseline,,32,1.0,2057,baseline,0,
+od_S-16-8_slimmable_s0_82580553,od,lstm,S-16-8,16-8,slimmable,,32,1.0,2057,slimmable,0,
+od_S-16-8_slimmable50_s0_470afae8,od,lstm,S-8-4,8-4,slimmable,,32,0.5,581,slimmable50,0,od_S-16-8_slimmable_s0_82580553
+od_S-16-8_slimmable25_s0_2de66639,od,lstm,S-4-2,4-2,slimmable,,32,0.25,179,slimmable25,0,od_S-16-8_slimmable_s0_82580553
+od_WN-slimmable_slimmable_s0_ff8dcddf,od,wavenet,WN-slimmable,16-8,slimmable,,32,1.0,13801,slimmable,0,
+od_WN-slimmable_slimmable50_s0_0656e1b6,od,wavenet,WN-slimmable@50%,8-4,slimmable,,32,0.5,3637,slimmable50,0,od_WN-slimmable_slimmable_s0_ff8dcddf
+od_WN-slimmable_slimmable25_s0_d3141890,od,wavenet,WN-slimmable@25%,4-2,slimmable,,32,0.25,1003,slimmable25,0,od_WN-slimmable_slimmable_s0_ff8dcddf
+"""
 
-    data = {"name": "s", "datasets": [{"name": "od", "device": "overdrive", "sample_rate": 16000, "duration_s": 3.0}],
-            "students": [{"layers": [16, 8]}, {"arch": "wavenet", "preset": "slimmable"}],
-            "recipes": [{"recipe": "baseline", "students": ["S-16-8"]},
-                        {"recipe": "slimmable", "slimmable": {"widths": [0.25, 0.5, 1.0]}}]}
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
-    runs = expand(load_study(tmp_path / "s.yaml"))
-    wn = GroupSpec(name="wn", model="WN-slimmable", systems=(SystemSpec(id="slim_25", recipe="slimmable", width=0.25),))
+
+def test_slimmed_and_wavenet_runs_are_selected_by_model_and_width(tmp_path):
+    from stimulus_sets.config import GroupSpec, SystemSpec
+    from stimulus_sets.selection import matching_runs, wanted_columns
+    from stimulus_sets.study_folder import load_trained_study
+
+    (tmp_path / "runs.csv").write_text(SLIMMABLE_RUNS)
+    study = load_trained_study(tmp_path)
+    wn = GroupSpec(name="wn", model="WN-slimmable", systems=(SystemSpec(id="slim_25", recipe="slimmable", width=0.25),
+                                                             SystemSpec(id="full", recipe="slimmable", width=1.0)))
     lstm = GroupSpec(name="lstm", layers=(16, 8), systems=(SystemSpec(id="base", recipe="baseline"),
                                                             SystemSpec(id="slim_50", recipe="slimmable", width=0.5)))
 
     def hits(group, system):
-        return [(r.model.label, r.recipe, r.width) for r in runs if _matches(r, system, group, 0)]
+        return [r["run_id"].split("_s0_")[0] for r in matching_runs(study, list(study.runs),
+                                                                     wanted_columns(system, group, 0))]
 
-    assert hits(wn, wn.systems[0]) == [("WN-slimmable", "slimmable", 0.25)]
-    # the group's layers select LSTM runs only: the WaveNet's channels (16, 8) are no LSTM sizes
-    assert hits(lstm, lstm.systems[0]) == [("S-16-8", "baseline", 1.0)]
-    assert hits(lstm, lstm.systems[1]) == [("S-16-8", "slimmable", 0.5)]
+    # a cut run is named by the network it was cut from (its init_run), as in the study file
+    assert hits(wn, wn.systems[0]) == ["od_WN-slimmable_slimmable25"]
+    assert hits(wn, wn.systems[1]) == ["od_WN-slimmable_slimmable"]
+    # the group's layers select LSTM runs only: the WaveNet's channels (16-8) are no LSTM sizes
+    assert hits(lstm, lstm.systems[0]) == ["od_S-16-8_baseline"]
+    assert hits(lstm, lstm.systems[1]) == ["od_S-16-8_slimmable50"]
+    assert hits(lstm, SystemSpec(id="any", recipe="slimmable")) == [
+        "od_S-16-8_slimmable", "od_S-16-8_slimmable50", "od_S-16-8_slimmable25"]
+    # the cut network's own label is no selector of it
+    cut = GroupSpec(name="x", model="WN-slimmable@25%", systems=(SystemSpec(id="a"),))
+    assert hits(cut, cut.systems[0]) == []
     with pytest.raises(ConfigError, match="one of 'layers' or 'model'"):
         GroupSpec(name="x", layers=(8, 8), model="WN-slimmable", systems=())
+
+
+# --- selection from runs.csv -----------------------------------------------------------------------
+
+RUN_ID = r"[0-9a-f]{8}"
+
+
+def test_the_set_selects_the_runs_the_study_file_describes(built):
+    # The selectors of GROUPS, resolved by hand through the run-id format
+    # <dataset>_<model>_<variant>[-<teacher>]_s<seed>_<hash> (docs/formats.md).
+    _, manifest, _ = built
+    expected = {"S-8-8": {"distilled": "od_S-8-8_kd-small_s0_", "non_distilled": "od_S-8-8_baseline_s0_"},
+                "teacher": {"non_distilled": "od_S-8-8_baseline_s0_", "teacher": "od_S-16-8_baseline_s0_"}}
+    assert set(manifest["groups"]) == set(expected)
+    for group, conditions in expected.items():
+        assert list(manifest["groups"][group]) == list(conditions)
+        for cid, prefix in conditions.items():
+            assert re.fullmatch(prefix + RUN_ID, manifest["groups"][group][cid]), (group, cid)
+    assert manifest["study"]["name"] == "tiny" and manifest["study"]["dataset"] == "od"
+    assert manifest["study"]["device"] == "overdrive" and manifest["trials"][0]["device"] == "overdrive"
+
+
+def test_model_facts_are_the_runs_metrics_exactly(study, built):
+    # The facts come from runs.csv; they must be the values (and types) the run wrote into its
+    # metrics.json, or a set rebuilt from the same study would not be byte-identical.
+    from common.stimulus_set import MODEL_FACTS
+    from stimulus_sets.study_folder import load_trained_study
+
+    rows = {row["run_id"]: row for row in load_trained_study(study).runs}
+    assert len(rows) == 4
+    for run_id, row in rows.items():
+        metrics = json.loads((study / "runs" / run_id / "metrics.json").read_text())["row"]
+        ours = {key: row.get(key) for key in MODEL_FACTS}
+        theirs = {key: metrics.get(key) for key in MODEL_FACTS}
+        assert json.dumps(ours) == json.dumps(theirs), run_id
+    _, manifest, _ = built
+    for trial in manifest["trials"]:
+        for cond in trial["conditions"]:
+            if cond["role"] == "system":
+                metrics = json.loads((study / "runs" / cond["run_id"] / "metrics.json").read_text())["row"]
+                assert json.dumps({k: cond[k] for k in MODEL_FACTS}) == json.dumps({k: metrics[k] for k in MODEL_FACTS})
+
+
+def test_a_missing_runs_csv_or_unknown_run_is_one_line_naming_the_key(study, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = write_config(tmp_path, empty, training_trials=0)
+    assert main(["build", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {config}: study_dir: expected a trained study folder holding runs.csv, found no "
+                   f"{empty / 'runs.csv'}; train the study with `python -m models study FILE` (it writes the "
+                   "folder, by default results/zoo/<name>)\n")
+    groups = [{"name": "S-8-8", "systems": [{"id": "mine", "run_id": "od_S-8-8_kd-small_s0_00000000"}]}]
+    config = write_config(tmp_path, study, groups=groups, training_trials=0)
+    assert main(["build", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config}: group 'S-8-8', system 'mine': expected exactly one run of study 'tiny' "
+                          "to match run_id 'od_S-8-8_kd-small_s0_00000000', found 0; the runs on 'od' in "
+                          f"{study / 'runs.csv'}: od_S-16-8_baseline_s0_") and err.count("\n") == 1
+    groups = [{"name": "S-8-8", "layers": [8, 8], "teacher": "big", "systems": []}]
+    config = write_config(tmp_path, study, groups=groups, training_trials=0)
+    assert main(["build", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "group 'S-8-8': teacher: expected one of the teachers the study's students learnt from ['small']" in err
+    assert "found 'big'" in err and err.count("\n") == 1
+    # a config of the old form, naming the study file, is told what to write instead
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump({"study": "models/studies/demo.yaml", "items": ITEMS, "groups": GROUPS}))
+    assert main(["build", str(old), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {old}: study: expected 'study_dir', the trained study folder holding runs.csv (e.g. "
+                   "results/zoo/demo), found 'study: models/studies/demo.yaml'\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_several_datasets_need_a_name_and_a_bad_table_is_named(study, tmp_path):
+    two = tmp_path / "two"
+    two.mkdir()
+    table = (study / "runs.csv").read_text().splitlines()
+    # the same rows once more as dataset "od2" (the dataset is the column after the run id)
+    copies = [",".join([fields[0] + "x", "od2", *fields[2:]]) for fields in (line.split(",") for line in table[1:])]
+    (two / "runs.csv").write_text("\n".join([*table, *copies]) + "\n")
+    config = load_stimulus_config(write_config(tmp_path, two, training_trials=0))
+    with pytest.raises(StimulusError, match=r"study_dir: the runs of .*runs.csv are on the datasets \['od', 'od2'\]; "
+                                            r"name one with 'dataset:'"):
+        select_runs(config)
+    (two / "runs.csv").write_text("run_id,dataset\nx,od\n")
+    with pytest.raises(StimulusError, match=r"runs.csv: expected the columns .* found no \['arch', 'model'"):
+        select_runs(config)
+    (two / "runs.csv").write_text((study / "runs.csv").read_text().replace(",32,1.0,", ",32,wide,", 1))
+    with pytest.raises(StimulusError, match=r"runs.csv line 2: column 'width': expected a number, found 'wide'"):
+        select_runs(config)
+
+
+def test_stimuli_out_below_a_file_is_one_line_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("the user's file")
+    config = write_config(tmp_path, tmp_path / "nowhere", training_trials=0)
+    assert main(["build", str(config), "--out", str(blocker / "set")]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker / 'set'}: expected a folder that can be created, found that {blocker} is a file" in err
+    assert err.count("\n") == 1 and blocker.read_text() == "the user's file"
