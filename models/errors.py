@@ -28,10 +28,6 @@ class TrainingError(ModelsError, RuntimeError):
     """Training cannot go on (for example the loss became NaN)."""
 
 
-class StimulusError(ModelsError, ValueError):
-    """A stimulus-set config, its inputs or an existing set cannot be used as given."""
-
-
 class OutputError(ModelsError, OSError):
     """An output (a study folder, a dataset's WAV folder, an export) cannot be written where asked."""
 
@@ -39,7 +35,3 @@ class OutputError(ModelsError, OSError):
 class StudyBusyError(ModelsError, RuntimeError):
     """Another process is already working on the study folder."""
 
-
-class StimulusConfigError(StimulusError):
-    """A stimulus config's setting does not fit the study, models or audio it names; the loader of
-    the config file adds the file's name to the message."""

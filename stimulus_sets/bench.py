@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 
 from common.bs1534 import MAX_SIGNALS_PER_TRIAL
-from models.errors import StimulusError
 from models.inference.bench import cpu_model
 from stimulus_sets.config import GroupSpec, ItemSpec, StimulusConfig, SystemSpec
 from stimulus_sets.study_folder import load_trained_study
+
+from .errors import StimulusError
 
 TARGET_S = 60.0
 ITEMS = (ItemSpec("guitar", kind="guitar"), ItemSpec("bass", kind="bass"), ItemSpec("drums", kind="drums"))

@@ -51,7 +51,7 @@ from common.stimulus_set import (
     trial_folder,
     write_manifest,
 )
-from models.config import to_dict
+from common.typed_config import to_dict
 from models.dsp.loudness import (
     SILENCE_LUFS,
     db_to_gain,
@@ -60,10 +60,11 @@ from models.dsp.loudness import (
     raised_cosine_fades,
     true_peak_dbfs,
 )
-from models.errors import StimulusConfigError, StimulusError
 from models.resources import memory_shortfall, unwritable_reason
 from stimulus_sets.config import ItemSpec, StimulusConfig
 from stimulus_sets.selection import Selection, select_runs
+
+from .errors import StimulusConfigError, StimulusError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from common.anchors import ANCHORS, measure_anchor
 from common.bs1534 import MAX_DURATION_S, MAX_SIGNALS_PER_TRIAL, MIN_ITEMS
 from common.stimulus_set import HIDDEN_REFERENCE, read_manifest, resolve_audio
 from models.dsp.loudness import integrated_loudness, true_peak_dbfs
-from models.errors import StimulusError
+
+from .errors import StimulusError
 
 LOUDNESS_TOLERANCE_LU = 0.5
 PEAK_TOLERANCE_DB = 0.005  # the resampler behind the true peak is not bit-exact across platforms

@@ -29,11 +29,16 @@ from typing import Literal
 
 from common.anchors import ANCHORS
 from common.bs1534 import FADE_MS
-from models.config import from_dict, load_yaml
-from models.errors import ConfigError
+from common.typed_config import TypedConfig
+
+from .errors import ConfigError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED_IDS = frozenset({"reference", "hidden_reference", *(a.id for a in ANCHORS)})
+
+_typed = TypedConfig(ConfigError)
+from_dict = _typed.from_dict
+load_yaml = _typed.load_yaml
 
 
 def _check_name(value: str, where: str) -> None:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from common.stimulus_set import MODEL_FACTS
-from models.errors import StimulusConfigError, StimulusError
 from stimulus_sets.config import GroupSpec, StimulusConfig, SystemSpec
 from stimulus_sets.study_folder import TrainedStudy, load_trained_study, run_dataset
+
+from .errors import StimulusConfigError, StimulusError
 
 LAYERS_ARCH = "lstm"
 """The architecture whose sizes the ``layers`` selector names: a WaveNet's channels per layer

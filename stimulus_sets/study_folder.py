@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from models.config import load_yaml
-from models.errors import StimulusConfigError, StimulusError
+
+from .errors import StimulusConfigError, StimulusError
 
 RUNS_CSV = "runs.csv"
 STUDY_FILE = "study.yaml"

@@ -9,6 +9,8 @@ import evaluation.config
 import evaluation.errors
 import models.config
 import models.errors
+import stimulus_sets.config
+import stimulus_sets.errors
 import webapp.errors
 import webapp.typed_config
 from common.errors import EarshotError
@@ -19,8 +21,8 @@ class Tiny:
     size: int = 1
 
 
-@pytest.mark.parametrize("base", [models.errors.ModelsError, webapp.errors.WebappError,
-                                  evaluation.errors.EvaluationError])
+@pytest.mark.parametrize("base", [models.errors.ModelsError, stimulus_sets.errors.StimulusSetError,
+                                  webapp.errors.WebappError, evaluation.errors.EvaluationError])
 def test_each_package_base_derives_from_earshot_error(base):
     assert issubclass(base, EarshotError)
     assert base is not EarshotError
@@ -28,6 +30,7 @@ def test_each_package_base_derives_from_earshot_error(base):
 
 @pytest.mark.parametrize("from_dict, config_error", [
     (models.config.from_dict, models.errors.ConfigError),
+    (stimulus_sets.config.from_dict, stimulus_sets.errors.ConfigError),
     (webapp.typed_config.from_dict, webapp.errors.ConfigError),
     (evaluation.config.from_dict, evaluation.errors.ConfigError),
 ])

@@ -20,7 +20,6 @@ from common.outputs import MARKER
 from evaluation.manifest import load_manifest
 from models.dsp.devices import get_device
 from models.dsp.signals import excerpt
-from models.errors import ConfigError, StimulusError
 from models.studies.study import load_study, run_study
 from models.training.checkpoints import load_payload, save_atomic
 from stimulus_sets.bench import bench_config
@@ -28,6 +27,7 @@ from stimulus_sets.build import build_from_file
 from stimulus_sets.check import check_stimulus_set
 from stimulus_sets.cli import main
 from stimulus_sets.config import load_stimulus_config
+from stimulus_sets.errors import ConfigError, StimulusError
 from stimulus_sets.selection import select_runs
 from webapp.manifest import load_stimulus_set
 from webapp.webmushra import import_webmushra
