@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from common.bs1534 import MAX_SIGNALS_PER_TRIAL
-from models.inference.bench import cpu_model
+from common.provenance import cpu_model
 from stimulus_sets.config import GroupSpec, ItemSpec, StimulusConfig, SystemSpec
 from stimulus_sets.study_folder import load_trained_study
 

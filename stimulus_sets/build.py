@@ -269,7 +269,7 @@ def build_stimulus_set(
     ``command`` is recorded as provenance; ``threads`` pins torch while rendering; ``times``
     collects the seconds per phase.
     """
-    from models.studies.runs import git_commit
+    from common.provenance import git_commit
     from models.training.checkpoints import load_model
 
     times = times or PhaseTimes()

@@ -22,13 +22,12 @@ import copy
 import datetime as _datetime
 import functools
 import hashlib
+import io
 import json
 import logging
 import math
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.outputs import write_file_atomic
+from common.provenance import git_commit
 from models.dsp.loudness import integrated_loudness
-from models.errors import CheckpointError, ConfigError, ModelsError
+from models.errors import CheckpointError, ConfigError, ModelsError, OutputError
 from models.inference.rendering import render, torch_threads
 from models.nets.architectures import (
     build_model,
@@ -290,12 +291,6 @@ def _latency(source: RunSource, model: nn.Module, sample_rate: int) -> dict[str,
     }
 
 
-def _git_commit() -> str:
-    from models.studies.runs import git_commit
-
-    return git_commit()
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -341,27 +336,6 @@ def _quantization_manifest(quantized: QuantizedWeights) -> dict[str, Any]:
         "float_tensors": {name: f"quantized.floats.{name}" for name in quantized.floats},
         "packed_bytes": quantized.packed_bytes,
     }
-
-
-def _atomic_temp(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        # mkstemp's 0600 is for secrets: an export is an ordinary file others load (0644 under umask 022).
-        os.fchmod(fd, 0o666 & ~umask)
-    finally:
-        os.close(fd)
-    return Path(tmp)
-
-
-def _write_json_temp(data: Any, path: Path) -> Path:
-    tmp = _atomic_temp(path)
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    return tmp
 
 
 def check_name(name: str) -> str:
@@ -440,7 +414,7 @@ def build_manifest(source: RunSource, name: str, net: Any, model: nn.Module,
             "seed": source.config.get("seed"),
             "complete": metrics is not None,
             "git_commit": source.config.get("git_commit"),
-            "export_git_commit": _git_commit(),
+            "export_git_commit": git_commit(),
             "exported_at": _datetime.datetime.now(_datetime.UTC).isoformat(timespec="seconds"),
             "weights_sha256": pt_sha256,
             **({"nam_sha256": nam["sha256"]} if nam else {}),
@@ -504,23 +478,14 @@ def _write_pt(source: RunSource, out_dir: Path, name: str, net: Any, model: nn.M
     pt_path, json_path = out_dir / f"{name}.pt", out_dir / f"{name}.json"
     payload = _pt_payload(net, model, quantized, int(source.payload["sample_rate"]),
                           list(source.payload.get("knob_names") or []))
-    pt_tmp = _atomic_temp(pt_path)
-    json_tmp = None
-    try:
-        with pt_tmp.open("wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        manifest = build_manifest(source, name, net, model, quantized, width, pt_tmp.stat().st_size,
-                                  _sha256(pt_tmp), nam)
-        json_tmp = _write_json_temp(manifest, json_path)
-        os.replace(pt_tmp, pt_path)
-        os.replace(json_tmp, json_path)
-    except BaseException:
-        pt_tmp.unlink(missing_ok=True)
-        if json_tmp is not None:
-            json_tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    manifest = build_manifest(source, name, net, model, quantized, width, len(data),
+                              hashlib.sha256(data).hexdigest(), nam)
+    # The .pt first: a manifest is never on disk without the weights it describes.
+    write_file_atomic(pt_path, data, OutputError)
+    write_file_atomic(json_path, json.dumps(manifest, indent=2, allow_nan=False) + "\n", OutputError)
     return manifest, pt_path, json_path
 
 

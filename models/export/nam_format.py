@@ -28,14 +28,14 @@ from __future__ import annotations
 import datetime as _datetime
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from models.errors import CheckpointError, ConfigError
+from common.outputs import write_file_atomic
+from models.errors import CheckpointError, ConfigError, OutputError
 from models.nets import architectures
 from models.nets.nam_lstm import SETTLE_SECONDS, NamLSTM, NamLSTMConfig, lstm_weights
 from models.nets.wavenet import ACTIVATIONS, LayerArrayConfig, WaveNet, WaveNetConfig
@@ -88,14 +88,7 @@ def export_nam(
         "metadata": meta,
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(document), encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_file_atomic(path, json.dumps(document), OutputError)
     log.info("wrote %s (%s, %d weights, format %s)", path, label, len(weights), FORMAT_VERSION)
     return document
 

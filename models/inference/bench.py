@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from common.provenance import cpu_model
 from models.dsp.signals import program
 from models.errors import ConfigError
 from models.inference.rendering import (
@@ -67,16 +68,6 @@ BITS = (8, 4)
 TARGET_LSTM_BLOCK = 128
 TARGET_WAVENET_BLOCK = 512
 TARGET_SLIM_SPEEDUP = 2.5
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_text() -> str:
