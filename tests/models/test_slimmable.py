@@ -211,6 +211,7 @@ def test_inplace_distillation_without_full_width_uses_a_no_grad_teacher(audio):
     assert model.lstms[0].weight_hh_l0.grad[8:16].abs().sum() == 0
 
 
+@pytest.mark.slow
 def test_sandwich_training_with_inplace_distillation_improves_every_width():
     """A few Adam steps of slimmable training lower the error of the full and the slimmest width."""
     torch.manual_seed(0)

@@ -44,6 +44,7 @@ def test_expansion_shares_the_small_teacher_with_the_baseline_student(tmp_path):
     assert len({r.run_id for r in runs}) == 3
 
 
+@pytest.mark.slow
 def test_study_trains_once_and_writes_the_comparison(tmp_path):
     study = load_study(write_study(tmp_path))
     out = tmp_path / "out"
@@ -133,6 +134,7 @@ def test_render_verb_writes_the_model_output(tmp_path, capsys):
     assert "44100 Hz, but the model was trained at 16000 Hz" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_conditioned_study_with_projection_response_kd_and_balanced_sampling(tmp_path):
     data = {
         "name": "cond",
@@ -159,6 +161,7 @@ def test_conditioned_study_with_projection_response_kd_and_balanced_sampling(tmp
     assert runs.iloc[2]["macs_per_sample"] == 4 * 8 * 10 + 4 * 4 * 12 + 4
 
 
+@pytest.mark.slow
 def test_quantized_recipes_in_a_study(tmp_path):
     from models.nets.quantize import load_quantized
 
@@ -202,6 +205,7 @@ def test_quantized_recipe_errors(tmp_path):
             {"recipe": "baseline"}, {"recipe": "ptq", "bits": [1], "source": "baseline"}]}))
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_runs_as_sequential(tmp_path):
     data = {**TINY, "recipes": [{"recipe": "baseline"}, {"recipe": "kd"},
                                 {"recipe": "ptq", "bits": [4], "source": "kd"}]}
@@ -226,6 +230,7 @@ def test_parallel_jobs_give_the_same_runs_as_sequential(tmp_path):
     assert checked == 2  # S-8-8 kd ← its teacher, S-8-8 ptq4 ← that kd student
 
 
+@pytest.mark.slow
 def test_study_on_a_local_ray_instance(tmp_path):
     ray = pytest.importorskip("ray", reason="pip install -c constraints.txt ray")
     data = {**TINY, "students": [{"layers": [8, 8]}],
@@ -276,6 +281,7 @@ SLIM = {
 }
 
 
+@pytest.mark.slow
 def test_slimmable_recipe_trains_once_and_cuts_every_width(tmp_path, capsys):
     from models.nets.architectures import build_model
     from models.nets.lstm import LSTMConfig

@@ -369,6 +369,7 @@ def test_nan_output_names_the_run(study, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_existing_set_is_kept_unless_forced(study, tmp_path, capsys):
     config = write_config(tmp_path, study, groups=GROUPS[:1], training_trials=0)
     target = tmp_path / "set"
