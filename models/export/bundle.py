@@ -60,6 +60,7 @@ from models.nets.quantize import (
     unpack_integers,
 )
 from models.nets.slimmable import allowed_widths, slim
+from models.studies.recipes.builtin import find as find_recipe
 from models.training.checkpoints import CHECKPOINT, describe_exception, load_model
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ class RunSource:
     @property
     def slimmable(self) -> bool:
         """Trained to run at several widths (the slimmable recipe, or the slimmable WaveNet preset)."""
-        return (self.config.get("recipe") == "slimmable" or self.config.get("slimmable") is not None
+        recipe = find_recipe(self.config.get("recipe"))
+        return ((recipe is not None and recipe.slims) or self.config.get("slimmable") is not None
                 or of(self.net).slimmable_by_design(self.net))
 
 

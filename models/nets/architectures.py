@@ -16,6 +16,7 @@ BUILT_IN = (LSTM, NAM_LSTM, WAVENET)
 from models.nets.registry import (  # noqa: E402
     Architecture,
     build_model,
+    find,
     fp32_bytes,
     get,
     identity,
@@ -34,6 +35,6 @@ from models.nets.registry import (  # noqa: E402
     unregister,
 )
 
-__all__ = ["BUILT_IN", "Architecture", "build_model", "fp32_bytes", "get", "identity", "is_net_config", "label",
+__all__ = ["BUILT_IN", "Architecture", "build_model", "find", "fp32_bytes", "get", "identity", "is_net_config", "label",
            "macs_per_sample", "names", "net_from_dict", "net_to_dict", "of", "of_model", "parameter_count",
            "register", "size_label", "student_config", "unregister"]

@@ -47,6 +47,9 @@ class Architecture:
     slimmable: ClassVar[bool] = False
     distillable: ClassVar[bool] = False
     """Whether its per-layer features (``return_features``) can be aligned with a teacher's."""
+    size_names_model: ClassVar[bool] = True
+    """Whether the size label alone tells its networks apart (an LSTM stack's ``16-8``), so figures
+    print it beside a run; otherwise they print the model label."""
     streaming_engine: ClassVar[str] = "torch"
     """What :func:`models.inference.streaming.stream` runs it with by default: ``torch`` (its own
     forward per block), ``lstm_stack`` (the LSTM stack's fused streamer) or ``numpy`` (WaveNets)."""
@@ -179,6 +182,11 @@ def get(name: Any, where: str = "model.arch") -> Architecture:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ConfigError(f"{where}: unknown architecture {name!r} (known: {', '.join(names())})") from None
+
+
+def find(name: Any) -> Architecture | None:
+    """The architecture registered as ``name``, or None (a runs.csv row of one no longer registered)."""
+    return _REGISTRY.get(name) if isinstance(name, str) else None
 
 
 def of(config: Any) -> Architecture:

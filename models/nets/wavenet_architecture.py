@@ -83,6 +83,7 @@ class WaveNetArchitecture(Architecture):
     student_keys: ClassVar[tuple[str, ...]] = ("preset", "width")
     legacy_keys: ClassVar[dict[str, Any]] = {"layers": [32, 8], "conditioning": "film"}
     slimmable: ClassVar[bool] = True
+    size_names_model: ClassVar[bool] = False  # presets share channel counts
     streaming_engine: ClassVar[str] = "numpy"
 
     def student(self, keys: dict[str, Any], conditioning: str, where: str) -> WaveNetPresetConfig:

@@ -24,13 +24,16 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from models.config import from_dict, load_yaml, to_dict  # noqa: E402
 from models.data.datasets import DatasetConfig  # noqa: E402
 from models.errors import ConfigError, OutputError  # noqa: E402
+from models.nets.architectures import find as find_arch  # noqa: E402
 from models.nets.architectures import label as net_label  # noqa: E402
 from models.nets.architectures import macs_per_sample, of, student_config  # noqa: E402
 from models.nets.lstm import LSTMConfig  # noqa: E402
-from models.nets.quantize import check_bits  # noqa: E402
 from models.nets.slimmable import SlimmableConfig  # noqa: E402
 from models.processes import study_lock, watch_parent  # noqa: E402
-from models.studies.runs import QUANTIZED_RECIPES, RunConfig, execute_run, is_complete  # noqa: E402
+from models.studies.recipes.builtin import Expansion, find, names  # noqa: E402
+from models.studies.recipes.builtin import get as recipe_named  # noqa: E402
+from models.studies.recipes.builtin import of as recipe_of  # noqa: E402
+from models.studies.runs import RunConfig, execute_run, is_complete  # noqa: E402
 from models.training.distill import DistillConfig  # noqa: E402
 from models.training.loop import TrainingConfig  # noqa: E402
 
@@ -68,10 +71,11 @@ class RecipeSpec:
     its own, cut from it. ``students`` limits the recipe to students with these labels (``S-16-8``,
     ``WN-slimmable``); by default it applies to every student it can (distillation to LSTM
     students, slimming to full-width ones). ``training`` overrides the study's training settings
-    for this recipe (e.g. a shorter fine-tuning budget).
+    for this recipe (e.g. a shorter fine-tuning budget). ``recipe`` names a registered recipe
+    (:mod:`models.studies.recipes`), which validates the rest of the entry.
     """
 
-    recipe: Literal["baseline", "kd", "ptq", "qat", "kd_qat", "slimmable"]
+    recipe: str
     name: str | None = None
     teachers: tuple[str, ...] | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -82,16 +86,7 @@ class RecipeSpec:
     slimmable: SlimmableConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.slimmable is not None and self.recipe != "slimmable":
-            raise ConfigError(f"recipe {self.label!r}: slimmable options apply to the slimmable recipe only")
-        quantized = self.recipe in QUANTIZED_RECIPES
-        if quantized and (not self.bits or self.source is None):
-            raise ConfigError(f"recipe {self.label!r}: {self.recipe} needs bits (e.g. [8, 4]) and source "
-                              "(the name of the recipe whose fp32 students it starts from)")
-        if not quantized and (self.bits or self.source):
-            raise ConfigError(f"recipe {self.label!r}: bits and source apply to ptq, qat and kd_qat only")
-        for bits in self.bits:
-            check_bits(bits)
+        recipe_named(self.recipe).validate_spec(self)
 
     @property
     def label(self) -> str:
@@ -101,11 +96,7 @@ class RecipeSpec:
         """Whether this recipe makes runs of ``student`` (see the class docstring)."""
         if self.students is not None:
             return net_label(student) in self.students
-        if self.recipe in ("kd", "kd_qat"):
-            return of(student).distillable
-        if self.recipe == "slimmable":
-            return of(student).slimmable and getattr(student, "width", 1.0) == 1.0
-        return True
+        return recipe_named(self.recipe).applies_to(student)
 
 
 @dataclass(frozen=True)
@@ -131,8 +122,7 @@ class StudyConfig:
             raise ConfigError(f"study {self.name!r}: dataset names must be unique, found {names}")
         teacher_names = {t.name for t in self.teachers}
         for recipe in self.recipes:
-            if recipe.recipe == "kd" and not self.teachers:
-                raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} is kd but the study has no teachers")
+            recipe_named(recipe.recipe).validate_in_study(recipe, self)
             unknown = set(recipe.teachers or ()) - teacher_names
             if unknown:
                 raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} names unknown teacher(s) "
@@ -145,12 +135,7 @@ class StudyConfig:
                                   f"(known: {student_labels})")
             for net in self.nets():
                 if recipe.students and net_label(net) in recipe.students:
-                    if recipe.recipe in ("kd", "kd_qat") and not of(net).distillable:
-                        raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} distils LSTM features; "
-                                          f"student {net_label(net)} is a {net.arch}")
-                    if recipe.recipe == "slimmable" and getattr(net, "width", 1.0) != 1.0:
-                        raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} slims full-width "
-                                          f"networks; student {net_label(net)} is already at width {net.width}")
+                    recipe_named(recipe.recipe).validate_student(recipe, net, self)
         labels = [r.label for r in self.recipes]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"study {self.name!r}: recipe names must be unique, found {labels}")
@@ -159,12 +144,11 @@ class StudyConfig:
             if recipe.source is None:
                 continue
             source = by_label.get(recipe.source)
-            if source is None or source.recipe not in ("baseline", "kd"):
+            if source is None or not recipe_named(source.recipe).source_of_others:
+                sources = [n for n in names() if recipe_named(n).source_of_others]
                 raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} has source {recipe.source!r}, "
-                                  f"expected the name of a baseline or kd recipe of this study ({labels})")
-            if recipe.recipe == "kd_qat" and source.recipe != "kd":
-                raise ConfigError(f"study {self.name!r}: kd_qat recipe {recipe.label!r} needs a kd source "
-                                  f"(its teacher distils into the quantized student), found {source.recipe!r}")
+                                  f"expected the name of a {' or '.join(sources)} recipe of this study ({labels})")
+            recipe_named(recipe.recipe).validate_source(recipe, source, self)
 
     def nets(self) -> list[Any]:
         """The students' network configs."""
@@ -205,54 +189,18 @@ def expand(study: StudyConfig) -> list[RunConfig]:
                 teacher_runs[teacher.name] = run
                 runs.setdefault(run.run_id, run)
             for net in study.nets():
-                # fp32 runs per recipe label, keyed by teacher name (None for baseline)
                 made: dict[str, dict[str | None, RunConfig]] = {}
-                for recipe in sorted(study.recipes, key=lambda r: r.recipe in QUANTIZED_RECIPES):
-                    if not recipe.applies_to(net):
+                # Recipes that start from another entry's runs come after those that train from scratch.
+                for spec in sorted(study.recipes, key=lambda r: recipe_named(r.recipe).takes_source()):
+                    if not spec.applies_to(net):
                         continue
-                    training = _training(study.training, recipe.training, "training")
-                    if recipe.recipe == "slimmable":
-                        options = recipe.slimmable or SlimmableConfig()
-                        run = RunConfig(dataset=dataset, model=net, recipe="slimmable", variant=recipe.label,
-                                        training=training, seed=seed, slimmable=options)
-                        made[recipe.label] = {None: run}
+                    training = _training(study.training, spec.training, "training")
+                    at = Expansion(dataset=dataset, net=net, seed=seed, training=training, teacher_runs=teacher_runs,
+                                   made=made)
+                    made_here = recipe_named(spec.recipe).expand(spec, at)
+                    made[spec.label] = {run.teacher: run for run in made_here if run.init_run is None}
+                    for run in made_here:
                         runs.setdefault(run.run_id, run)
-                        for width in sorted(set(options.widths), reverse=True):
-                            if width == 1.0:
-                                continue
-                            cut = RunConfig(dataset=dataset, model=net, recipe="slimmable",
-                                            variant=f"{recipe.label}{round(100 * width)}", training=training,
-                                            seed=seed, width=width, init_run=run.run_id)
-                            runs.setdefault(cut.run_id, cut)
-                        continue
-                    if recipe.recipe == "baseline":
-                        run = RunConfig(dataset=dataset, model=net, training=training, seed=seed,
-                                        variant=recipe.label)
-                        made[recipe.label] = {None: run}
-                        runs.setdefault(run.run_id, run)
-                        continue
-                    if recipe.recipe == "kd":
-                        made[recipe.label] = {}
-                        for name, teacher_run in teacher_runs.items():
-                            if recipe.teachers is not None and name not in recipe.teachers:
-                                continue
-                            if teacher_run.model == net:
-                                continue  # a model does not distil into itself
-                            run = RunConfig(dataset=dataset, model=net, recipe="kd", variant=recipe.label,
-                                            teacher=name, teacher_run=teacher_run.run_id, distill=recipe.distill,
-                                            training=training, seed=seed)
-                            made[recipe.label][name] = run
-                            runs.setdefault(run.run_id, run)
-                        continue
-                    for teacher, source in made.get(recipe.source, {}).items():
-                        for bits in recipe.bits:
-                            kd = recipe.recipe == "kd_qat"
-                            run = RunConfig(dataset=dataset, model=net, recipe=recipe.recipe,
-                                            variant=f"{recipe.label}{bits}", teacher=teacher,
-                                            teacher_run=source.teacher_run if kd else None,
-                                            distill=recipe.distill if kd else None, training=training,
-                                            seed=seed, bits=bits, init_run=source.run_id)
-                            runs.setdefault(run.run_id, run)
     return list(runs.values())
 
 
@@ -278,9 +226,12 @@ def comparison(runs: pd.DataFrame) -> pd.DataFrame:
     """
     columns = ["dataset", "teacher", "variant", "layers", "student_units", "metric", "baseline",
                "distilled", "improvement_pct", "seeds"]
-    lstm = runs[runs["arch"] == "lstm"]  # a WaveNet's channels "16-8" are not the LSTM S-16-8
-    kd = lstm[lstm["recipe"] == "kd"]
-    base = lstm[lstm["recipe"] == "baseline"]
+    # Students a teacher distils into, whose size labels are units per layer (a WaveNet's
+    # channels "16-8" are not the LSTM S-16-8).
+    distillable = runs[runs["arch"].map(lambda arch: bool(getattr(find_arch(arch), "distillable", False)))
+                       .astype(bool)]
+    kd = distillable[distillable["recipe"].isin(_recipes_where(lambda r: r.distils and not r.quantized))]
+    base = distillable[distillable["recipe"].isin(_recipes_where(lambda r: r.reference))]
     if kd.empty or base.empty:
         return pd.DataFrame(columns=columns)
     base_mean = base.groupby(["dataset", "layers"])[COMPARED_METRICS].mean()
@@ -311,7 +262,7 @@ def comparison_figure(table: pd.DataFrame, path: Path) -> None:
             sub = table[(table["dataset"] == dataset) & (table["metric"] == metric)]
             for (teacher, variant), line in sub.groupby(["teacher", "variant"]):
                 line = line.sort_values("student_units")
-                label = teacher if variant == "kd" else f"{teacher} ({variant})"
+                label = teacher if variant in names() else f"{teacher} ({variant})"  # an entry's own name
                 ax.plot(line["student_units"], line["improvement_pct"], marker="o", label=label)
             ax.axhline(0.0, color="0.5", linewidth=0.8)
             ax.set_xscale("log", base=2)
@@ -380,8 +331,8 @@ def width_sweep(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=WIDTH_SWEEP_COLUMNS)
     if "model" not in runs.columns:
         runs = runs.assign(model=_model_labels(runs))
-    slimmable = runs[runs["recipe"] == "slimmable"]
-    baselines = runs[runs["recipe"] == "baseline"]
+    slimmable = runs[runs["recipe"].isin(_recipes_where(lambda r: r.slims))]
+    baselines = runs[runs["recipe"].isin(_recipes_where(lambda r: r.reference))]
     rows = []
     for _, full in slimmable[slimmable["width"] == 1.0].iterrows():
         family = slimmable[(slimmable["run_id"] == full["run_id"]) | (slimmable["init_run"] == full["run_id"])]
@@ -426,8 +377,23 @@ def width_sweep_figure(table: pd.DataFrame, path: Path) -> None:
     _save_figure(fig, path)
 
 
-FAMILY_COLOURS = {"baseline": "#0072B2", "kd": "#D55E00", "ptq": "#009E73", "qat": "#CC79A7", "kd_qat": "#E69F00",
-                  "slimmable": "#56B4E9"}
+def _recipes_where(predicate: Callable[[Any], bool]) -> list[str]:
+    """The registered recipes for which ``predicate(recipe)`` holds (runs.csv's ``recipe`` values)."""
+    return [name for name in names() if predicate(recipe_named(name))]
+
+
+def family_colour(recipe: str) -> str:
+    """A recipe family's colour in the figures (grey for a recipe no longer registered)."""
+    found = find(recipe)
+    return found.colour if found is not None else "0.3"
+
+
+def _point_label(row: pd.Series) -> str:
+    """A run's name beside its marker: the size label where it names the model (``16-8``), else
+    the model label (WaveNet presets share channel counts)."""
+    architecture = find_arch(row["arch"])
+    name = row["layers"] if architecture is None or architecture.size_names_model else row["model"]
+    return f"{name}" + (f" q{int(row['bits'])}" if row["bits"] < 32 else "")
 
 
 def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
@@ -436,12 +402,11 @@ def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
     for ax, column, label in ((axes[0][0], "bytes", "size (bytes, packed)"),
                               (axes[0][1], "rtf_stream", "streaming real-time factor (×)")):
         for family, group in runs.groupby("recipe"):
-            ax.scatter(group[column], group["test_esr"], label=family, color=FAMILY_COLOURS.get(family, "0.3"),
+            ax.scatter(group[column], group["test_esr"], label=family, color=family_colour(family),
                        edgecolor="black", linewidth=0.4, s=36, zorder=3)
             for _, row in group.iterrows():
-                name = row["model"] if row["arch"] == "wavenet" else row["layers"]
-                ax.annotate(f"{name}" + (f" q{int(row['bits'])}" if row["bits"] < 32 else ""),
-                            (row[column], row["test_esr"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(_point_label(row), (row[column], row["test_esr"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
         ax.set_xscale("log")
         ax.set_yscale("log")
         # Minor tick labels of a log axis spanning less than two decades run into each other.
@@ -479,22 +444,20 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
 
 def dependencies(run: RunConfig) -> set[str]:
     """Run ids that must be complete before ``run`` can start (its teacher, its fp32 source)."""
-    return {r for r in (run.teacher_run, run.init_run) if r}
+    return recipe_of(run).dependencies(run)
 
 
 def estimated_cost(run: RunConfig) -> float:
     """Relative training work of a run (multiply-adds per sample × samples fed per epoch × epochs),
     so that parallel workers start the longest runs first instead of ending on one long run."""
-    if run.recipe == "ptq" or (run.recipe == "slimmable" and run.width < 1.0):
+    recipe = recipe_of(run)
+    if not recipe.trains(run):
         return 0.0
     training = run.training
     warmup = training.warmup_samples
     warmup = max(warmup, of(run.model).receptive_field(run.model) - 1)
     per_sample = macs_per_sample(run.model) * (training.window_samples + warmup) / training.window_samples
-    if run.slimmable is not None:
-        per_sample *= {"uniform": 1, "sandwich": 4}[run.slimmable.rule] if run.slimmable.count is None \
-            else run.slimmable.count
-    return per_sample * training.max_epochs
+    return per_sample * recipe.cost_factor(run) * training.max_epochs
 
 
 def _execute_in_worker(run: RunConfig, runs_root: Path) -> dict[str, Any]:

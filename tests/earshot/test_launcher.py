@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from earshot.cli import SUBCOMMANDS
-
 EARSHOT = Path(sys.executable).with_name("earshot")
 
 

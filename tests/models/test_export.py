@@ -33,7 +33,7 @@ from models.nets.lstm import LSTMConfig
 from models.nets.quantize import load_quantized
 from models.nets.slimmable import slim
 from models.nets.wavenet import WaveNetPresetConfig
-from models.studies.runs import _finalise_quantized
+from models.studies.run_files import finalise_quantized as _finalise_quantized
 from models.training.checkpoints import load_model, save_atomic, write_json_atomic
 
 RATE = 16000

@@ -1,8 +1,11 @@
-"""Adding an architecture is one module and one registration: a GRU stack defined here, registered,
-named by a study YAML, trained, reported in runs.csv and reloaded — with no other change to the zoo."""
+"""Adding an architecture or a recipe is one module and one registration: a GRU stack and a
+warm-restart recipe defined here, registered, named by a study YAML, trained, reported in runs.csv
+and reloaded — with no other change to the zoo."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -15,8 +18,12 @@ from torch import nn
 from models.errors import ConfigError
 from models.nets import architectures
 from models.nets.registry import Architecture
+from models.studies.recipes import builtin as recipes
+from models.studies.recipes.registry import Recipe
+from models.studies.runs import RunConfig
 from models.studies.study import load_study, run_study
 from models.training.checkpoints import load_model
+from models.training.steps import PlainStep
 
 
 @dataclass(frozen=True)
@@ -124,3 +131,80 @@ def test_unknown_recipe_is_one_line_naming_the_known_ones(tmp_path):
 def test_a_student_key_the_architecture_does_not_have_is_refused(tmp_path, gru):
     with pytest.raises(ConfigError, match=r"unknown key 'layers' for arch 'gru_test' \(allowed: arch, units, n_knobs\)"):
         load_study(_study(tmp_path, students=[{"arch": "gru_test", "layers": [4]}]))
+
+
+class WarmRestart(Recipe):
+    """Fine-tunes each fp32 run of the entry's ``source`` from its best weights, with the plain
+    loss, at a tenth of the entry's learning rate."""
+
+    name: ClassVar[str] = "warm_restart_test"
+    colour: ClassVar[str] = "#000000"
+    spec_keys: ClassVar[tuple[str, ...]] = ("source",)
+
+    def validate_spec(self, spec):
+        super().validate_spec(spec)
+        if spec.source is None:
+            raise ConfigError(f"recipe {spec.label!r}: {self.name} needs source (the recipe whose runs it restarts)")
+
+    def expand(self, spec, at):
+        training = dataclasses.replace(at.training, learning_rate=at.training.learning_rate / 10)
+        return [RunConfig(dataset=at.dataset, model=at.net, recipe=self.name, variant=spec.label, teacher=teacher,
+                          training=training, seed=at.seed, init_run=source.run_id)
+                for teacher, source in at.made.get(spec.source, {}).items()]
+
+    def loss_step(self, run, job):
+        return PlainStep()
+
+
+@pytest.fixture
+def warm_restart():
+    recipes.register(WarmRestart())
+    yield
+    recipes.unregister("warm_restart_test")
+
+
+@pytest.mark.slow
+def test_a_registered_recipe_trains_through_a_study(tmp_path, warm_restart):
+    # The new recipe first, to show that it is expanded after the source it starts from.
+    path = _study(tmp_path, students=[{"layers": [4, 4]}],
+                  recipes=[{"recipe": "warm_restart_test", "name": "warm", "source": "baseline"},
+                           {"recipe": "baseline"}])
+    run_study(load_study(path), tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv", keep_default_na=False).set_index("recipe")
+    assert sorted(runs.index) == ["baseline", "warm_restart_test"]
+    base, warm = runs.loc["baseline"], runs.loc["warm_restart_test"]
+    assert (warm["variant"], warm["model"], warm["init_run"], warm["bits"], warm["width"]) == (
+        "warm", "S-4-4", base["run_id"], 32, 1.0)
+    assert warm["run_id"].startswith("od_S-4-4_warm_s0_")
+    assert (warm["epochs"], warm["params"], warm["bytes"]) == (2, base["params"], base["bytes"])
+    runs_dir = tmp_path / "out" / "runs"
+    config = json.loads((runs_dir / warm["run_id"] / "config.json").read_text())
+    assert (config["recipe"], config["init_run"]) == ("warm_restart_test", base["run_id"])
+    learning_rate = 3e-4 / 10  # the default learning rate, divided by the recipe
+    assert config["training"]["learning_rate"] == pytest.approx(learning_rate)
+    restarted, payload = load_model(runs_dir / warm["run_id"])
+    source, _ = load_model(runs_dir / base["run_id"])
+    assert payload["run_id"] == warm["run_id"]
+    # Started from the source's weights: 2 epochs × 2 batches = 4 Adam steps (β = 0.9, 0.999). By
+    # Cauchy–Schwarz, step t moves a weight by at most lr · sqrt(Σ a_i² / b_i) with a_i, b_i the
+    # bias-corrected moment weights: 1, 1.00136, 1.00361, 1.00676 lr, together ≤ 4.012 lr.
+    moved = max(float((p.detach() - source.state_dict()[name]).abs().max()) for name, p in restarted.named_parameters())
+    assert 0.0 < moved <= 4.012 * learning_rate
+
+
+def test_a_registered_recipe_is_listed_and_validates_its_entry(tmp_path, warm_restart):
+    with pytest.raises(ConfigError, match=r"recipe 'warm_restart_test': warm_restart_test needs source"):
+        load_study(_study(tmp_path, students=[{"layers": [4, 4]}], recipes=[{"recipe": "warm_restart_test"}]))
+    # The recipes reading the key given are listed: bits the quantized ones, source the new one too.
+    with pytest.raises(ConfigError, match=r"bits and source apply to ptq, qat and kd_qat only"):
+        load_study(_study(tmp_path, students=[{"layers": [4, 4]}], recipes=[{"recipe": "baseline", "bits": [8]}]))
+    with pytest.raises(ConfigError, match=r"bits and source apply to ptq, qat, kd_qat and warm_restart_test only"):
+        load_study(_study(tmp_path, students=[{"layers": [4, 4]}], recipes=[{"recipe": "baseline", "source": "x"}]))
+    with pytest.raises(ConfigError) as error:
+        load_study(_study(tmp_path, students=[{"layers": [4, 4]}], recipes=[{"recipe": "prune"}]))
+    assert "'warm_restart_test')" in str(error.value)
+    # Unregistered again (as the fixture does at the end), a study naming it is refused.
+    recipes.unregister("warm_restart_test")
+    with pytest.raises(ConfigError, match="unknown recipe 'warm_restart_test'"):
+        load_study(_study(tmp_path, students=[{"layers": [4, 4]}],
+                          recipes=[{"recipe": "warm_restart_test", "source": "baseline"}, {"recipe": "baseline"}]))

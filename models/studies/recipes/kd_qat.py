@@ -1,0 +1,42 @@
+"""``kd_qat``: quantized distillation — quantization-aware fine-tuning of a kd source run with the
+distillation loss of its teacher added, then quantized."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from models.errors import ConfigError
+from models.nets.architectures import of
+from models.studies.recipes.kd import check_distillable_student, check_distils, teacher_distillation
+from models.studies.recipes.quantized import QuantizedRecipe, fake_quantizer
+from models.studies.recipes.registry import Job, check_full_width, get, register
+from models.studies.run_config import RunConfig
+from models.training.steps import DistillationStep
+
+
+class QuantizedDistillation(QuantizedRecipe):
+    name: ClassVar[str] = "kd_qat"
+    colour: ClassVar[str] = "#E69F00"
+    distils: ClassVar[bool] = True
+
+    def validate_student(self, spec: Any, net: Any, study: Any) -> None:
+        check_distillable_student(spec, net, study)
+
+    def validate_source(self, spec: Any, source: Any, study: Any) -> None:
+        if not get(source.recipe).distils:
+            raise ConfigError(f"study {study.name!r}: {self.name} recipe {spec.label!r} needs a kd source "
+                              f"(its teacher distils into the quantized student), found {source.recipe!r}")
+
+    def applies_to(self, net: Any) -> bool:
+        return of(net).distillable
+
+    def validate_run(self, run: RunConfig) -> None:
+        check_full_width(run)
+        check_distils(run)
+        self.check_quantized(run)
+
+    def loss_step(self, run: RunConfig, job: Job) -> DistillationStep:
+        return DistillationStep(teacher_distillation(run, job), job.net, fake_quantizer(run.bits))
+
+
+KD_QAT = register(QuantizedDistillation())
