@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from common.audio_metrics import compute_all
+from common.provenance import git_commit
 from models.config import to_dict
 from models.data.datasets import AudioDataset
 from models.data.sources import load_dataset
@@ -57,15 +57,6 @@ __all__ = ["METRICS", "QUANTIZED", "SHADOW", "STREAM_BLOCK_SAMPLES", "RunConfig"
 log = logging.getLogger(__name__)
 
 STREAM_BLOCK_SAMPLES = 128
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def warmed_up(training: TrainingConfig, net: Any) -> TrainingConfig:

@@ -7,6 +7,7 @@ size, distilled vs non-distilled per metric with the improvement in %.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from common.outputs import write_file_atomic  # noqa: E402
 from models.config import from_dict, load_yaml, to_dict  # noqa: E402
 from models.data.datasets import DatasetConfig  # noqa: E402
 from models.errors import ConfigError, OutputError  # noqa: E402
@@ -205,17 +207,15 @@ def expand(study: StudyConfig) -> list[RunConfig]:
 
 
 def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_file_atomic(path, frame.to_csv(index=False), OutputError)
 
 
 def _save_figure(fig, path: Path) -> None:
-    """Write a figure under a temporary name and rename it: never a half-written image."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
+    """Render the figure in memory and write it atomically: never a half-written image."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=120, format=path.suffix.lstrip("."))
     plt.close(fig)
-    os.replace(tmp, path)
+    write_file_atomic(path, buffer.getvalue(), OutputError)
 
 
 def comparison(runs: pd.DataFrame) -> pd.DataFrame:

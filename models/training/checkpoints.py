@@ -8,17 +8,17 @@ leaves the previous complete file in place.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from models.errors import CheckpointError
+from common.outputs import write_file_atomic
+from models.errors import CheckpointError, OutputError
 from models.nets.architectures import build_model, net_from_dict
 
 CHECKPOINT = "checkpoint.pt"
@@ -26,26 +26,16 @@ LAST = "last.pt"
 
 
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
-    """torch.save ``payload`` to ``path`` via a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save ``payload`` to ``path`` atomically (serialised in memory, then
+    :func:`common.outputs.write_file_atomic`): a reader never finds half a checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_file_atomic(path, buffer.getvalue(), OutputError)
 
 
 def write_json_atomic(data: Any, path: Path) -> None:
-    """Write ``data`` as indented JSON via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``data`` as indented JSON atomically (:func:`common.outputs.write_file_atomic`)."""
+    write_file_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", OutputError)
 
 
 def describe_exception(exc: BaseException) -> str:
