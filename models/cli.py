@@ -6,10 +6,9 @@ import argparse
 import io
 import json
 import logging
-import sys
 from pathlib import Path
 
-from common.errors import EarshotError
+from common.cli import run_verb, setup_logging
 
 log = logging.getLogger("models")
 
@@ -133,8 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(args.verbose, args.quiet)
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
@@ -350,16 +348,5 @@ COMMANDS = {"study": _cmd_study, "train": _cmd_train, "dataset": _cmd_dataset, "
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args)
-    try:
-        from tqdm.contrib.logging import logging_redirect_tqdm
-
-        with logging_redirect_tqdm():
-            return COMMANDS[args.verb](args)
-    except EarshotError as exc:
-        # One line, whatever the message holds: a log or a terminal shows exactly one error line.
-        print("error: " + " ".join(line.strip() for line in str(exc).splitlines()), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: every finished epoch is saved (last.pt); run the same command again to resume",
-              file=sys.stderr)
-        return 130
+    return run_verb(lambda: COMMANDS[args.verb](args),
+                    interrupted="interrupted: every finished epoch is saved (last.pt); run the same command again to resume")

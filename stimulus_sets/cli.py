@@ -4,11 +4,9 @@ the build."""
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
-from common.errors import EarshotError
+from common.cli import run_verb, setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,8 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(args.verbose, args.quiet)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -102,15 +99,5 @@ COMMANDS = {"build": _cmd_build, "check": _cmd_check, "bench": _cmd_bench}
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args)
-    try:
-        from tqdm.contrib.logging import logging_redirect_tqdm
-
-        with logging_redirect_tqdm():
-            return COMMANDS[args.verb](args)
-    except EarshotError as exc:
-        # One line, whatever the message holds: a log or a terminal shows exactly one error line.
-        print("error: " + " ".join(line.strip() for line in str(exc).splitlines()), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: nothing was written (a set being replaced is left as it was)", file=sys.stderr)
-        return 130
+    return run_verb(lambda: COMMANDS[args.verb](args),
+                    interrupted="interrupted: nothing was written (a set being replaced is left as it was)")
