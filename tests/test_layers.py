@@ -52,6 +52,7 @@ PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("package", ["common", "webapp", "evaluation"])
 def test_every_module_of_a_torch_free_package_loads_without_torch_in_a_fresh_interpreter(package):
     forbidden = import_graph.FORBIDDEN[package] | {

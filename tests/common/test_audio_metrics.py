@@ -251,12 +251,3 @@ def test_bad_sample_rate_is_rejected():
     with pytest.raises(MetricInputError, match="sample rate"):
         metrics.loudness_difference_lu(x, x, float("nan"))
 
-
-def test_metrics_module_does_not_import_torch():
-    import subprocess
-    import sys
-
-    code = "import sys, common.audio_metrics; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-

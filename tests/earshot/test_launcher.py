@@ -44,6 +44,7 @@ def test_a_subcommand_prints_what_the_stage_cli_prints(subcommand, module_args):
     assert ours.stdout
 
 
+@pytest.mark.slow
 def test_a_user_error_in_a_stage_is_its_one_line_and_exit_2(tmp_path):
     out = run("report", "--ratings", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "report"))
     assert out.returncode == 2

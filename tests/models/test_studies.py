@@ -116,6 +116,7 @@ def test_every_verb_explains_its_options(capsys):
         assert "%%" not in text  # argparse leaves an escaped percent sign unformatted in descriptions
 
 
+@pytest.mark.slow
 def test_render_verb_writes_the_model_output(tmp_path, capsys):
     import soundfile as sf
 

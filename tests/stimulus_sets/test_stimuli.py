@@ -261,6 +261,7 @@ def test_webmushra_export_imports_back(built, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_byte_identical_sets(built, tmp_path):
     out, manifest, config = built
     again = tmp_path / out.name
@@ -434,6 +435,7 @@ def test_quantized_runs_are_selected_by_bits(study, tmp_path):
     assert q4.facts["bytes"] < fp32.facts["bytes"]
 
 
+@pytest.mark.slow
 def test_user_dry_and_wet_files_make_the_item(study, tmp_path):
     dry = excerpt("guitar", 2.0, RATE, 11).astype(np.float64)
     # the "real device" has 20 samples of latency; its recording is the reference

@@ -609,6 +609,7 @@ def test_first_press_is_ignored_on_a_slider_whose_sound_is_not_playing(make_app,
     assert page.input_value("#slider-1") == "50"
 
 
+@pytest.mark.slow
 def test_closed_tab_reopened_restores_unsaved_ratings(make_app, stim_root, live_server, chromium):
     """Closing the tab (not a reload) and opening the participant's link again in the same browser
     brings back the page's ratings, plays and loop; another participant in that browser sees none
