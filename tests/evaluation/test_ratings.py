@@ -171,7 +171,7 @@ def test_validation_summary_counts_by_hand():
 
 
 def _webapp_database(path):
-    # The web app's tables (webapp/storage.py), reduced to the columns the reader uses.
+    # The web app's tables (webapp/storage/schema.py), reduced to the columns the reader uses.
     con = sqlite3.connect(path)
     con.executescript(
         """
