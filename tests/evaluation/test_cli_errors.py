@@ -79,6 +79,7 @@ def test_report_refuses_the_ratings_file_as_out(tmp_path, capsys):
     assert ratings.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_report_replaces_its_own_previous_report(tmp_path, capsys):
     ratings = _panel_csv(tmp_path / "panel.csv")
     out = tmp_path / "report"
@@ -190,6 +191,7 @@ def test_unreadable_ratings_are_one_line_errors(tmp_path, capsys, name, make, fr
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_corrupt_database_through_a_real_process_prints_no_traceback(tmp_path):
     db = _random_db(tmp_path / "results.db")
     done = subprocess.run(

@@ -189,6 +189,7 @@ def test_tables_tex_is_booktabs(written):
     assert r"non\_distilled" in tex  # underscores escaped
 
 
+@pytest.mark.slow
 def test_too_easy_warning(tmp_path):
     manifest = _set(tmp_path, esr_good=0.0005, esr_bad=0.001)
     analysis = analyse(_ratings(manifest, noise_sd=3.0, n_listeners=8), manifest, config=FAST)
@@ -325,6 +326,7 @@ def test_cli_power_and_help(capsys):
     assert "--ci-over" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_report_without_manifest_has_no_objective_section(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
@@ -490,6 +492,7 @@ def _escaping_panel():
     return frame, Ratings(to_tidy(frame), pd.DataFrame({"participant": []}), "foreign.csv")
 
 
+@pytest.mark.slow
 def test_html_escapes_names_and_embeds_every_figure(tmp_path):
     frame, ratings = _escaping_panel()
     analysis = analyse(

@@ -189,6 +189,7 @@ def test_training_trials_span_the_impairments(built):
     assert training[0]["conditions"] == source["conditions"]
 
 
+@pytest.mark.slow
 def test_check_passes_a_fresh_set(built, capsys):
     out, _, _ = built
     frame = check_stimulus_set(out)
@@ -226,6 +227,7 @@ def test_check_names_what_is_wrong(built, tmp_path, break_it, check, condition):
     assert ((failed["check"] == check) & (failed["condition"] == condition)).any(), failed
 
 
+@pytest.mark.slow
 def test_check_fails_on_unequal_lengths_and_cli_exits_1(built, tmp_path, capsys):
     out, _, _ = built
 

@@ -100,6 +100,7 @@ def test_a_session_lasts_12_hours_from_login_also_after_a_restart(stim_root, mak
     assert_refused(legacy)
 
 
+@pytest.mark.slow
 def test_a_password_change_ends_every_session(stim_root, make_app, tmp_path, backend, monkeypatch):
     folder = make_stimulus_set(stim_root, n_trials=1, test_yaml=QUIET)
     results = tmp_path / "results"
@@ -125,6 +126,7 @@ def _from(app, address):
     return client
 
 
+@pytest.mark.slow
 def test_many_addresses_cannot_make_many_guesses(stim_root, make_app, backend, at):
     app = make_app(make_stimulus_set(stim_root, n_trials=1, test_yaml=QUIET), **backend)
     at(time.time())  # however slow the machine, the 25 guesses come within the first backoff
@@ -160,6 +162,7 @@ def test_the_account_backoff_grows_and_then_lets_the_admin_in(stim_root, make_ap
     assert login(_from(app, "192.0.2.2"), "typo").status_code == 401
 
 
+@pytest.mark.slow
 def test_limits_are_shared_by_workers(stim_root, make_app, backend):
     # Two apps on the same database stand for two gunicorn workers (separate processes share
     # nothing but the database).

@@ -124,6 +124,7 @@ def _database_with_rows(db) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["not_sqlite", "fails_quick_check"])
 @pytest.mark.parametrize("command", ["serve", "export"])
 def test_a_damaged_database_at_startup_is_one_line_and_exit_2(stim_root, tmp_path, damage, command):
@@ -167,6 +168,7 @@ def test_database_and_exports_are_readable_by_the_owner_only(stim_root, make_app
     assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["json.out", "ratings.out"]  # no temporaries left
 
 
+@pytest.mark.slow
 def test_export_to_an_unwritable_path_is_one_line_and_exit_2(stim_root, make_app, tmp_path):
     folder = make_stimulus_set(stim_root, n_trials=1, test_yaml=QUIET)
     _started(make_app(folder))
@@ -242,6 +244,7 @@ def _wait_for(port: int, proc: subprocess.Popen) -> None:
     raise AssertionError("the server did not start")
 
 
+@pytest.mark.slow
 def test_a_running_server_stops_acknowledging_once_its_database_file_is_deleted(stim_root, tmp_path):
     folder = make_stimulus_set(stim_root, n_trials=3, test_yaml=QUIET)
     results = tmp_path / "results"

@@ -19,7 +19,8 @@ from tests.webapp.stimulus_sets import make_stimulus_set
 from webapp.headphones import answer_key
 from webapp.storage import Page, Rating
 
-pytestmark = pytest.mark.browser
+# Chromium drives every test here (a few seconds each): all of them are in the full suite only.
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 def start(page, server, query=""):
     page.goto(f"{server.url}/t/demo/{query}")
