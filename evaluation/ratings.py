@@ -582,24 +582,3 @@ def assign_roles(
     out["role"] = role.astype(object)
     return out
 
-
-def parse_roles(text: str) -> dict[str, str]:
-    """Parse ``condition=role,condition=role`` (the CLI's ``--roles``)."""
-    roles = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if "=" not in part:
-            raise ConfigError(f"--roles: expected condition=role pairs, found {part!r}")
-        condition, role = (s.strip() for s in part.split("=", 1))
-        roles[condition] = role
-    return roles
-
-
-def parse_mapping(text: str) -> dict[str, str]:
-    """Parse ``tidy=file,tidy=file`` (the CLI's ``--columns``)."""
-    mapping = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if "=" not in part:
-            raise ConfigError(f"--columns: expected tidy=file pairs, found {part!r}")
-        tidy, column = (s.strip() for s in part.split("=", 1))
-        mapping[tidy] = column
-    return mapping
