@@ -20,6 +20,7 @@ import numpy as np
 from scipy import signal
 
 from .errors import EarshotError
+from .stimulus_set import ANCHOR_LOW, ANCHOR_MID, LOW_ANCHOR_ID, MID_ANCHOR_ID
 
 
 class AnchorError(EarshotError, ValueError):
@@ -50,7 +51,7 @@ class Anchor:
         return self.cutoff_hz * 9.0 / 7.0
 
 
-ANCHORS = (Anchor("anchor_3k5", "anchor_low", 3500.0), Anchor("anchor_7k", "anchor_mid", 7000.0))
+ANCHORS = (Anchor(LOW_ANCHOR_ID, ANCHOR_LOW, 3500.0), Anchor(MID_ANCHOR_ID, ANCHOR_MID, 7000.0))
 
 
 def min_sample_rate(cutoff_hz: float) -> float:

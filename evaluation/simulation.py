@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from common.ratings_table import TIDY_COLUMNS
+from common.stimulus_set import ANCHOR_LOW, ANCHOR_MID, HIDDEN_REFERENCE
 
 from .errors import ConfigError, ManifestError
 from .manifest import Manifest
@@ -61,9 +62,9 @@ def true_quality(manifest: Manifest, config: SimulationConfig) -> pd.DataFrame:
     """Expected score per rated trial × condition (``trial, item, condition, role, quality``)."""
     table = manifest.conditions[~manifest.conditions["training"]].reset_index(drop=True)
     quality = np.full(len(table), np.nan)
-    quality[table["role"].to_numpy() == "hidden_reference"] = 100.0
-    quality[table["role"].to_numpy() == "anchor_mid"] = config.mid_anchor_mean
-    quality[table["role"].to_numpy() == "anchor_low"] = config.low_anchor_mean
+    quality[table["role"].to_numpy() == HIDDEN_REFERENCE] = 100.0
+    quality[table["role"].to_numpy() == ANCHOR_MID] = config.mid_anchor_mean
+    quality[table["role"].to_numpy() == ANCHOR_LOW] = config.low_anchor_mean
     systems = table["role"] == "system"
     if systems.any():
         known = "objective_esr" in table and table.loc[systems, "objective_esr"].notna().all()
@@ -97,7 +98,7 @@ def simulate_panel(
     quality = true_quality(manifest, config).reset_index(drop=True)
     trials = list(dict.fromkeys(quality["trial"]))
     rows_of = [np.flatnonzero(quality["trial"].to_numpy() == t) for t in trials]
-    hidden_all = quality["role"].to_numpy() == "hidden_reference"
+    hidden_all = quality["role"].to_numpy() == HIDDEN_REFERENCE
     test = test or manifest.folder.name
     start = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
     parts = {

@@ -17,7 +17,7 @@ import soundfile as sf
 
 from common.anchors import ANCHORS, measure_anchor
 from common.bs1534 import MAX_DURATION_S, MAX_SIGNALS_PER_TRIAL, MIN_ITEMS
-from common.stimulus_set import HIDDEN_REFERENCE, read_manifest, resolve_audio
+from common.stimulus_set import HIDDEN_REFERENCE, HIDDEN_REFERENCE_ID, read_manifest, resolve_audio
 from models.dsp.loudness import integrated_loudness, true_peak_dbfs
 
 from .errors import StimulusError
@@ -104,10 +104,10 @@ def _check_trial(folder: Path, manifest: dict, trial: dict, index: int, enforced
             f"{count} signals incl. hidden reference and anchors (≤ {MAX_SIGNALS_PER_TRIAL})")
     hidden = [c for c, r, _ in entries if r == HIDDEN_REFERENCE]
     if not hidden:
-        add(tid, "hidden_reference", False, "no condition with role hidden_reference")
+        add(tid, HIDDEN_REFERENCE_ID, False, f"no condition with role {HIDDEN_REFERENCE}")
     elif same:
         equal = np.array_equal(audio[hidden[0]], audio["reference"])
-        add(tid, "hidden_reference", equal, "identical to the reference" if equal else "differs from the reference",
+        add(tid, HIDDEN_REFERENCE_ID, equal, "identical to the reference" if equal else "differs from the reference",
             hidden[0])
     _check_levels(manifest, trial, tid, audio, rate, add)
     for anchor in ANCHORS:

@@ -29,12 +29,13 @@ from typing import Literal
 
 from common.anchors import ANCHORS
 from common.bs1534 import FADE_MS
+from common.stimulus_set import HIDDEN_REFERENCE_ID
 from common.typed_config import TypedConfig
 
 from .errors import ConfigError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-RESERVED_IDS = frozenset({"reference", "hidden_reference", *(a.id for a in ANCHORS)})
+RESERVED_IDS = frozenset({"reference", HIDDEN_REFERENCE_ID, *(a.id for a in ANCHORS)})
 
 _typed = TypedConfig(ConfigError)
 from_dict = _typed.from_dict
