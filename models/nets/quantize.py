@@ -10,6 +10,7 @@ weights.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.errors import CheckpointError, ConfigError
+from common.outputs import write_file_atomic
+from models.errors import CheckpointError, ConfigError, OutputError
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 7, 8)
 
@@ -150,9 +152,7 @@ def unpack_integers(packed: torch.Tensor, bits: int, shape: tuple[int, ...]) -> 
 
 
 def save_quantized(weights: QuantizedWeights, path: Path, extra: dict | None = None) -> None:
-    """Write bit-packed integers, scales and fp32 tensors (atomically, via checkpoints.save_atomic)."""
-    from models.training.checkpoints import save_atomic
-
+    """Write bit-packed integers, scales and fp32 tensors, atomically (:mod:`common.outputs`)."""
     payload = {
         "format": "earshot-quantized-1",
         "bits": weights.bits,
@@ -162,7 +162,9 @@ def save_quantized(weights: QuantizedWeights, path: Path, extra: dict | None = N
         "floats": weights.floats,
         **(extra or {}),
     }
-    save_atomic(payload, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_file_atomic(path, buffer.getvalue(), OutputError)
 
 
 def load_quantized(path: Path) -> tuple[QuantizedWeights, dict]:
