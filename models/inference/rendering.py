@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from models.nets.lstm import LSTMStack
+from models.training.compute import CPU, on_device
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,23 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _knob_tensor(knobs: Sequence[float] | None, batch: int) -> torch.Tensor | None:
+def _knob_tensor(knobs: Sequence[float] | None, batch: int, device: torch.device = CPU) -> torch.Tensor | None:
     if knobs is None or len(knobs) == 0:
         return None
-    return torch.tensor(list(knobs), dtype=torch.float32).expand(batch, -1)
+    return torch.tensor(list(knobs), dtype=torch.float32, device=device).expand(batch, -1)
 
 
-def render_whole(model: torch.nn.Module, audio: np.ndarray, knobs: Sequence[float] | None = None) -> np.ndarray:
-    """Reference rendering: the whole file at batch 1 from a zero state. audio: (time,) → (time,)."""
-    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None, :, None]
-    with torch.inference_mode():
-        y, _ = model(x, _knob_tensor(knobs, 1))
-    return y[0, :, 0].numpy().copy()
+def render_whole(model: torch.nn.Module, audio: np.ndarray, knobs: Sequence[float] | None = None,
+                 device: torch.device | str = CPU) -> np.ndarray:
+    """Reference rendering: the whole file at batch 1 from a zero state. audio: (time,) → (time,).
+
+    The model runs on ``device`` (moved there for the call and back afterwards); the output is a
+    NumPy array either way."""
+    device = torch.device(device)
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None, :, None].to(device)
+    with on_device(model, device), torch.inference_mode():
+        y, _ = model(x, _knob_tensor(knobs, 1, device))
+    return y[0, :, 0].cpu().numpy().copy()
 
 
 def _lstm_stack_time_major(
@@ -129,13 +135,13 @@ def _run_batch(model: torch.nn.Module, frames: torch.Tensor, knobs: Sequence[flo
                ) -> tuple[np.ndarray, torch.Tensor | None, torch.Tensor | None]:
     """frames (batch, time) → outputs (batch, time) from zero (or silence) states, and for an LSTM
     stack every chunk's stacked states after the warm-up and at its end (see :func:`_stacked`)."""
-    k = _knob_tensor(knobs, frames.shape[0])
+    k = _knob_tensor(knobs, frames.shape[0], frames.device)
     with torch.inference_mode():
         if _lstm_path(model, k):
             y, warm, final = _lstm_stack_time_major(model, frames.t().contiguous()[:, :, None], k, split=warmup)
-            return y.t().contiguous().numpy(), _stacked(warm), _stacked(final)
+            return y.t().contiguous().cpu().numpy(), _stacked(warm), _stacked(final)
         y, _ = model(frames[:, :, None], k)
-        return y[:, :, 0].numpy(), None, None
+        return y[:, :, 0].cpu().numpy(), None, None
 
 
 def _lstm_path(model: torch.nn.Module, knobs: torch.Tensor | None) -> bool:
@@ -161,6 +167,7 @@ def render(
     max_batch: int = DEFAULT_MAX_BATCH,
     threads: int | None = None,
     state_tolerance: float | None = STATE_TOLERANCE,
+    device: torch.device | str = CPU,
 ) -> np.ndarray:
     """Offline rendering in overlapping chunks processed as one batch. audio: (time,) → (time,).
 
@@ -177,7 +184,12 @@ def render(
     by more than ``state_tolerance`` (None: no check), the warm-up did not forget the zero start
     (it happens: a trained S-64-8 keeps a state for over 512 samples in some quiet passages), and
     chunk k is run again from chunk k − 1's final state, as whole-file rendering would run it.
+
+    ``device`` (default the CPU) is where the model runs, moved there for the call and back
+    afterwards; the chunking does not depend on it, and the output is a NumPy array either way.
+    On a GPU the slices run one after another (``threads`` still sets the chunking).
     """
+    device = torch.device(device)
     warmup_samples = max(warmup_samples, getattr(model, "receptive_field", 1) - 1)
     threads = torch.get_num_threads() if threads is None else threads
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -190,11 +202,11 @@ def render(
         raise ValueError(f"chunk_samples must be >= 1 and warmup_samples >= 0, found {chunk_samples}, {warmup_samples}")
     if total <= warmup_samples + chunk_samples:
         with torch_threads(threads):
-            return render_whole(model, audio, knobs)
+            return render_whole(model, audio, knobs, device)
     n_chunks = math.ceil((total - warmup_samples) / chunk_samples)
     padded = np.zeros(n_chunks * chunk_samples + warmup_samples, dtype=np.float32)
     padded[:total] = audio
-    frames = torch.from_numpy(padded).unfold(0, warmup_samples + chunk_samples, chunk_samples)
+    frames = torch.from_numpy(padded).to(device).unfold(0, warmup_samples + chunk_samples, chunk_samples)
     groups = []
     for start in range(0, n_chunks, max_batch):
         stop = min(n_chunks, start + max_batch)
@@ -210,8 +222,8 @@ def render(
         if warm is not None:
             warm_states[a:b], final_states[a:b] = list(warm), list(final)
 
-    with torch_threads(1):
-        if threads == 1:
+    with torch_threads(1), on_device(model, device):
+        if threads == 1 or device.type != "cpu":
             for slices in groups:
                 for a, b in slices:
                     work(a, b)
@@ -230,7 +242,7 @@ def render(
 
 def _rerun_unsettled(model, frames, knobs, warmup, ys, warm_states, final_states, tolerance) -> None:
     """Run again, in order, every chunk whose post-warm-up state differs from its predecessor's final one."""
-    k = _knob_tensor(knobs, 1)
+    k = _knob_tensor(knobs, 1, frames.device)
     gaps = (torch.stack(warm_states[1:]) - torch.stack(final_states[:-1])).abs().amax(dim=1)
     rerun = 0
     previous_changed = False
@@ -245,7 +257,7 @@ def _rerun_unsettled(model, frames, knobs, warmup, ys, warm_states, final_states
                 continue
             kept = frames[chunk, warmup:].reshape(-1, 1, 1)
             y, _, final = _lstm_stack_time_major(model, kept, k, states=_unstack(model, final_states[chunk - 1]))
-            ys[chunk, warmup:] = y[:, 0].numpy()
+            ys[chunk, warmup:] = y[:, 0].cpu().numpy()
             final_states[chunk] = _stacked(final)[0]
             rerun += 1
     if rerun:

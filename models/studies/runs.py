@@ -49,6 +49,7 @@ from models.studies.run_files import (
     resolve_run,
 )
 from models.training.checkpoints import CHECKPOINT, load_model, write_json_atomic
+from models.training.compute import resolve_device
 from models.training.loop import TrainingConfig, TrainState, fit
 
 __all__ = ["METRICS", "QUANTIZED", "SHADOW", "STREAM_BLOCK_SAMPLES", "RunConfig", "evaluate", "execute_run",
@@ -70,14 +71,18 @@ def warmed_up(training: TrainingConfig, net: Any) -> TrainingConfig:
     return dataclasses.replace(training, warmup_samples=needed)
 
 
-def evaluate(model: torch.nn.Module, dataset: AudioDataset, threads: int | None = 1) -> dict[str, float]:
-    """Test-split metrics of ``model`` plus its offline and streaming real-time factors."""
+def evaluate(model: torch.nn.Module, dataset: AudioDataset, threads: int | None = 1,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """Test-split metrics of ``model`` plus its offline and streaming real-time factors.
+
+    The test split is rendered on ``device`` (so ``rtf_offline`` is that device's); streaming is
+    always measured on the CPU, block by block, as a plug-in would run it."""
     predictions, targets = [], []
     rendered_s = 0.0
     with torch_threads(threads):
         started = time.perf_counter()
         for segment in dataset.splits["test"]:
-            predictions.append(render(model, segment.input, segment.knobs))
+            predictions.append(render(model, segment.input, segment.knobs, device=device))
             targets.append(segment.target)
         rendered_s = time.perf_counter() - started
         first = dataset.splits["test"][0]
@@ -99,12 +104,17 @@ def evaluate(model: torch.nn.Module, dataset: AudioDataset, threads: int | None 
 
 def execute_run(
     config: RunConfig, runs_root: Path, resume: bool = True, progress: bool = False,
-    dataset: AudioDataset | None = None,
+    dataset: AudioDataset | None = None, device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Train (or resume) one run and write its metrics; returns its runs.csv row."""
+    """Train (or resume) one run and write its metrics; returns its runs.csv row.
+
+    ``device`` (``auto``, ``cpu``, ``cuda`` or a torch.device; :func:`resolve_device`) is where the
+    run trains and its test split is rendered. It is not part of the run's config or id (results
+    do not depend on it beyond float tolerance); metrics.json records it as ``device``."""
     run_dir = runs_root / config.run_id
     if is_complete(run_dir):
         return finished_row(run_dir)
+    device = resolve_device(device)
     dataset = dataset or load_dataset(config.dataset)
     net = of(config.model).with_knobs(config.model, len(dataset.knob_names))
     training = warmed_up(config.training, net)
@@ -138,7 +148,7 @@ def execute_run(
         started = time.perf_counter()
         if trains:
             state = fit(model, net, train, validation, training, run_dir, config.seed, resume=resume,
-                        step=step, progress=progress, extra_payload=extra)
+                        step=step, progress=progress, extra_payload=extra, device=device)
         else:
             recipe.transform(config, job)
             state = TrainState()
@@ -146,7 +156,7 @@ def execute_run(
     size_bytes = recipe.finalise(config, run_dir)
     best, payload = load_model(run_dir)
     best_net = net_from_dict(payload["net"], where=f"{run_dir / CHECKPOINT}: net")
-    scores = evaluate(best, dataset)
+    scores = evaluate(best, dataset, device=device)
     fp32 = fp32_bytes(best)
     size_bytes = size_bytes or fp32
     file_bytes = (run_dir / recipe.model_file(config)).stat().st_size
@@ -161,6 +171,7 @@ def execute_run(
         "file_bytes": file_bytes, "fp32_bytes": fp32, "ratio_to_fp32": size_bytes / fp32,
         "teacher_run": config.teacher_run or "", "init_run": config.init_run or "",
     }
-    write_json_atomic({"row": row, "validation_loss": state.best_validation, "history": state.history},
-                      run_dir / METRICS)
+    # The device is kept out of the row (runs.csv compares runs, and results do not depend on it).
+    write_json_atomic({"row": row, "validation_loss": state.best_validation, "history": state.history,
+                       "device": str(device)}, run_dir / METRICS)
     return row

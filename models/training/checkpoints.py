@@ -20,6 +20,7 @@ import torch
 from common.outputs import write_file_atomic
 from models.errors import CheckpointError, OutputError
 from models.nets.architectures import build_model, net_from_dict
+from models.training.compute import cpu_tensors
 
 CHECKPOINT = "checkpoint.pt"
 LAST = "last.pt"
@@ -27,9 +28,12 @@ LAST = "last.pt"
 
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
     """torch.save ``payload`` to ``path`` atomically (serialised in memory, then
-    :func:`common.outputs.write_file_atomic`): a reader never finds half a checkpoint."""
+    :func:`common.outputs.write_file_atomic`): a reader never finds half a checkpoint.
+
+    Tensors are saved on the CPU whatever device they were trained on, so a checkpoint loads on
+    a machine without that device (and is read back with ``map_location="cpu"`` anyway)."""
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save(cpu_tensors(payload), buffer)
     write_file_atomic(path, buffer.getvalue(), OutputError)
 
 

@@ -24,6 +24,7 @@ from models.data.windows import Windows
 from models.errors import CheckpointError, ConfigError, TrainingError
 from models.nets.architectures import net_to_dict
 from models.training.checkpoints import CHECKPOINT, LAST, load_payload, recovery_advice, save_atomic
+from models.training.compute import windows_on
 from models.training.losses import WeightedLoss
 from models.training.steps import Distillation, PlainStep, WeightTransform, forward, validation_loss
 
@@ -107,6 +108,7 @@ def fit(
     step: PlainStep | None = None,
     progress: bool = False,
     extra_payload: dict[str, Any] | None = None,
+    device: torch.device | str = "cpu",
 ) -> TrainState:
     """Train ``model`` in place and keep ``checkpoint.pt`` (best validation) and ``last.pt``.
 
@@ -114,12 +116,20 @@ def fit(
     default the plain step): distillation, slimmable training and quantization-aware training are
     steps, not branches here.
 
+    ``device`` (:func:`models.training.compute.resolve_device`) is where the model, the step and
+    the windows are moved to train; the model stays there afterwards. Checkpoints hold CPU tensors
+    whatever the device, so a run resumes on another one.
+
     Raises TrainingError when the loss stops being finite; KeyboardInterrupt propagates after the
     last finished epoch's checkpoint is safely on disk.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     loss_fn = WeightedLoss(config.loss)
     step = step or PlainStep()
+    device = torch.device(device)
+    model.to(device)
+    step.to(device)
+    train, validation = windows_on(train, device), windows_on(validation, device)
     params = list(model.parameters()) + step.parameters()
     optimizer = torch.optim.Adam(params, lr=config.learning_rate)
     state = TrainState(learning_rate=config.learning_rate)

@@ -88,6 +88,10 @@ class PlainStep:
         """Trainable values of the step itself (a projection head), optimised with the model's."""
         return []
 
+    def to(self, device: torch.device) -> None:
+        """Move the step's own tensors to the device the model trains on (before the optimiser
+        sees :meth:`parameters`)."""
+
     def state_dict(self) -> dict[str, Any] | None:
         """What ``last.pt`` keeps of the step to resume it (None: nothing)."""
         return None
@@ -123,6 +127,9 @@ class DistillationStep(PlainStep):
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.aligner.parameters())
 
+    def to(self, device: torch.device) -> None:
+        self.aligner.to(device)
+
     def state_dict(self) -> dict[str, Any]:
         return self.aligner.state_dict()
 
@@ -134,7 +141,8 @@ class DistillationStep(PlainStep):
         config = self.distillation.config
         knobs = train.knobs[index] if train.knobs.shape[1] else None
         y, _, feats = forward(model, train.inputs[index], knobs, True, self.weight_transform)
-        t_feats, t_out = self.distillation.targets.get(index)
+        # The teacher's cache stays in CPU memory (it can be large); each batch goes to the model's device.
+        t_feats, t_out = (t.to(y.device) for t in self.distillation.targets.get(index))
         loss = loss_fn(y[:, warm:], train.targets[index, warm:])
         loss = loss + config.alpha * self.aligner(feats[config.student_layer][:, warm:], t_feats)
         if config.response_alpha:
