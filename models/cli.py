@@ -13,6 +13,9 @@ from common.cli import run_verb, setup_logging
 log = logging.getLogger("models")
 
 DATASET_AUDIO = "dataset audio"  # the kind of output `dataset --write` marks its folder with
+# Not a --device choice list: checking it imports torch, which `--help` should not wait for.
+_DEVICE_NOTE = ("The device is not part of the run config or id (results do not depend on it beyond float "
+                "tolerance), so a run resumes on another device; checkpoints hold CPU tensors")
 _RESOLVED_ONLY = {"run_id", "git_commit", "sample_rate", "knob_names", "latency_samples", "effective_training"}
 
 
@@ -42,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="run each missing run as a task on the Ray cluster at ADDRESS (e.g. 10.0.0.5:6379, "
                    "or 'auto' for the cluster this machine belongs to, or 'local' to start one here); "
                    "all nodes must see the study folder at the same path. Results land in the same runs.csv")
+    p.add_argument("--device", default="cpu", metavar="auto|cpu|cuda",
+                   help="where runs train and render their test split: cpu (default), cuda (refused when torch "
+                   "sees no GPU) or auto (cuda when torch sees one, else cpu); every --jobs worker uses it. "
+                   "Streaming real-time factors are always measured on the CPU. " + _DEVICE_NOTE)
 
     p = verbs.add_parser("train", help="train one run from a run config (or resume a run folder)",
                          description="Train a single run. CONFIG is a YAML/JSON run config (keys: dataset, "
@@ -52,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder that holds run folders (default: the run folder's parent, or results/zoo/adhoc/runs)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the run's last.pt (the same result as an uninterrupted run)")
+    p.add_argument("--device", default="cpu", metavar="auto|cpu|cuda",
+                   help="where the run trains and renders its test split: cpu (default), cuda (refused when "
+                   "torch sees no GPU) or auto (cuda when torch sees one, else cpu); streaming is measured on "
+                   "the CPU. " + _DEVICE_NOTE)
 
     p = verbs.add_parser("dataset", help="build or validate a dataset and print what it holds",
                          description="Build a dataset from a built-in device or load the user's recordings "
@@ -82,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="where to write the processed WAV")
     p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="knob value for conditioned models, e.g. --knob drive=0.7 (repeatable)")
+    p.add_argument("--device", default="cpu", metavar="auto|cpu|cuda",
+                   help="where the model runs: cpu (default), cuda (refused when torch sees no GPU) or auto "
+                   "(cuda when torch sees one, else cpu); the output matches the CPU's within float tolerance")
 
     p = verbs.add_parser("bench", help="measure size, multiply-adds, training, rendering and streaming speed",
                          description="Print, per preset architecture: parameters, multiply-adds per sample, "
@@ -154,6 +168,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         return 0
     if args.jobs < 1:
         raise ConfigError(f"--jobs: expected >= 1, found {args.jobs}")
+    from models.training.compute import resolve_device
+
+    resolve_device(args.device)  # refused now, not in the first run after the lock is taken
 
     def on_run(run, status):
         if status != "skip":
@@ -164,7 +181,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         todo = sum(not is_complete(out_dir / "runs" / r.run_id) for r in runs)
         print(f"study {study.name}: {len(runs)} runs, {todo} to train, in {out_dir}")
         frame = run_study(study, out_dir, progress=not args.quiet, on_run=on_run, jobs=args.jobs,
-                          ray_address=args.ray)
+                          ray_address=args.ray, device=args.device)
     shown = ["run_id", "bits", "width", "params", "bytes", "macs_per_sample", "epochs", "test_esr", "test_mrstft",
              "rtf_offline", "rtf_stream"]
     with _pandas_display():
@@ -172,12 +189,27 @@ def _cmd_study(args: argparse.Namespace) -> int:
     table_path = out_dir / "comparison.csv"
     import pandas as pd
 
+    from models.studies.paired import describe
+
     table = pd.read_csv(table_path)
     if not table.empty:
-        with _pandas_display():
-            print("\nDistilled vs non-distilled (improvement in % of the error):")
-            print(table.pivot_table(index=["dataset", "teacher", "variant", "layers"], columns="metric",
-                                    values="improvement_pct").round(1).to_string())
+        table["improvement (% of the error), 95 % CI, verdict"] = [
+            describe(r.improvement_pct, r.improvement_ci95_low_pct, r.improvement_ci95_high_pct, r.seeds, r.verdict)
+            for r in table.itertuples()]
+        with _pandas_display(), pd.option_context("display.max_colwidth", 80):
+            print("\nDistilled vs non-distilled, paired by seed:")
+            print(table.set_index(["dataset", "teacher", "variant", "layers", "metric"])
+                  .iloc[:, -1:].to_string())
+    quantization_path = out_dir / "quantization.csv"
+    if quantization_path.exists():
+        quantized = pd.read_csv(quantization_path)
+        quantized["ESR change (%), 95 % CI, verdict"] = [
+            describe(r.esr_change_pct, r.esr_change_ci95_low_pct, r.esr_change_ci95_high_pct, r.seeds, r.verdict)
+            for r in quantized.itertuples()]
+        with _pandas_display(), pd.option_context("display.max_colwidth", 80):
+            print("\nQuantized vs its fp32 source, paired by seed:")
+            print(quantized[["dataset", "model", "variant", "control", "ESR change (%), 95 % CI, verdict"]]
+                  .to_string(index=False))
     written = [out_dir / name for name in ("runs.csv", "comparison.csv", "comparison.png", "quantization.csv",
                                            "pareto.png", "width_sweep.csv", "width_sweep.png")]
     print("\nwrote " + ", ".join(str(p) for p in written if p.exists()))
@@ -194,7 +226,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from models.config import from_dict, load_yaml
     from models.errors import ConfigError
     from models.studies.runs import RunConfig, execute_run
+    from models.training.compute import resolve_device
 
+    device = resolve_device(args.device)
     path = args.config
     if path.is_dir():
         config_path = path / "config.json"
@@ -219,7 +253,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raw["model"] = {k: v for k, v in raw["model"].items() if k != "n_knobs"}
     config = from_dict(RunConfig, raw, where=where)
     print(f"training {config.run_id} in {runs_root}")
-    row = execute_run(config, runs_root, resume=args.resume, progress=not args.quiet)
+    row = execute_run(config, runs_root, resume=args.resume, progress=not args.quiet, device=device)
     print(json.dumps(row, indent=2))
     return 0
 
@@ -284,7 +318,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from models.inference.rendering import render
     from models.resources import unwritable_reason
     from models.training.checkpoints import load_model
+    from models.training.compute import resolve_device
 
+    device = resolve_device(args.device)
     model, payload = load_model(args.run)
     try:
         audio, rate = sf.read(args.input, dtype="float32", always_2d=True)
@@ -309,7 +345,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     if reason is not None or args.output.is_dir():
         raise OutputError(f"{args.output}: expected a WAV file to write, found "
                           f"{'a folder' if reason is None else 'that ' + reason}")
-    y = render(model, audio[:, 0], [given[n] for n in names] if names else None)
+    y = render(model, audio[:, 0], [given[n] for n in names] if names else None, device=device)
     encoded = io.BytesIO()
     sf.write(encoded, np.clip(y, -1.0, 1.0), rate, subtype="PCM_24", format="WAV")
     write_file_atomic(args.output, encoded.getvalue(), OutputError)

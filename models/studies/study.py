@@ -32,6 +32,7 @@ from models.nets.architectures import macs_per_sample, of, student_config  # noq
 from models.nets.lstm import LSTMConfig  # noqa: E402
 from models.nets.slimmable import SlimmableConfig  # noqa: E402
 from models.processes import study_lock, watch_parent  # noqa: E402
+from models.studies import paired  # noqa: E402
 from models.studies.recipes.builtin import Expansion, find, names  # noqa: E402
 from models.studies.recipes.builtin import get as recipe_named  # noqa: E402
 from models.studies.recipes.builtin import of as recipe_of  # noqa: E402
@@ -218,14 +219,23 @@ def _save_figure(fig, path: Path) -> None:
     write_file_atomic(path, buffer.getvalue(), OutputError)
 
 
-def comparison(runs: pd.DataFrame) -> pd.DataFrame:
-    """Distilled vs non-distilled per dataset, teacher, variant and student, averaged over seeds.
+COMPARISON_COLUMNS = ["dataset", "teacher", "variant", "layers", "student_units", "metric", "baseline", "distilled",
+                      "improvement_pct", "seeds", "improvement_ci95_low_pct", "improvement_ci95_high_pct", "verdict"]
 
-    improvement_pct = 100 · (baseline − distilled) / baseline: positive means distillation
-    lowered the error.
+
+def _per_seed(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``columns`` averaged per seed (several runs of one seed in a cell count once), indexed by seed."""
+    return runs.groupby("seed")[columns].mean()
+
+
+def comparison(runs: pd.DataFrame) -> pd.DataFrame:
+    """Distilled vs non-distilled per dataset, teacher, variant and student, paired by seed.
+
+    Per seed, improvement = 100 · (baseline − distilled) / baseline: positive means distillation
+    lowered the error. ``improvement_pct`` is its mean over the seeds both sides have (``seeds``),
+    with the 95 % t-interval of that mean and a verdict (:mod:`models.studies.paired`);
+    ``baseline``/``distilled`` are the errors averaged over those seeds.
     """
-    columns = ["dataset", "teacher", "variant", "layers", "student_units", "metric", "baseline",
-               "distilled", "improvement_pct", "seeds"]
     # Students a teacher distils into, whose size labels are units per layer (a WaveNet's
     # channels "16-8" are not the LSTM S-16-8).
     distillable = runs[runs["arch"].map(lambda arch: bool(getattr(find_arch(arch), "distillable", False)))
@@ -233,27 +243,38 @@ def comparison(runs: pd.DataFrame) -> pd.DataFrame:
     kd = distillable[distillable["recipe"].isin(_recipes_where(lambda r: r.distils and not r.quantized))]
     base = distillable[distillable["recipe"].isin(_recipes_where(lambda r: r.reference))]
     if kd.empty or base.empty:
-        return pd.DataFrame(columns=columns)
-    base_mean = base.groupby(["dataset", "layers"])[COMPARED_METRICS].mean()
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    base_by_cell = {key: _per_seed(group, COMPARED_METRICS) for key, group in base.groupby(["dataset", "layers"])}
     rows = []
     for (dataset, teacher, variant, layers), group in kd.groupby(["dataset", "teacher", "variant", "layers"]):
-        if (dataset, layers) not in base_mean.index:
+        if (dataset, layers) not in base_by_cell:
+            continue
+        b_seeds = base_by_cell[(dataset, layers)]
+        d_seeds = _per_seed(group, COMPARED_METRICS)
+        seeds = d_seeds.index.intersection(b_seeds.index)
+        if seeds.empty:
+            log.warning("comparison %s %s %s %s: no seed has both a distilled and a baseline run; left out",
+                        dataset, teacher, variant, layers)
             continue
         for metric in COMPARED_METRICS:
-            b = float(base_mean.loc[(dataset, layers), metric])
-            d = float(group[metric].mean())
+            b, d = b_seeds.loc[seeds, metric], d_seeds.loc[seeds, metric]
+            summary = paired.summarise(100.0 * (b - d) / b.where(b != 0), better_when="positive")
             rows.append({"dataset": dataset, "teacher": teacher, "variant": variant, "layers": layers,
                          "student_units": int(str(layers).split("-")[0]), "metric": metric,
-                         "baseline": b, "distilled": d, "improvement_pct": 100.0 * (b - d) / b if b else float("nan"),
-                         "seeds": int(group["seed"].nunique())})
-    return pd.DataFrame(rows, columns=columns).sort_values(["dataset", "teacher", "variant", "metric", "student_units"])
+                         "baseline": float(b.mean()), "distilled": float(d.mean()), "improvement_pct": summary.mean,
+                         "seeds": summary.n_seeds, "improvement_ci95_low_pct": summary.ci_low,
+                         "improvement_ci95_high_pct": summary.ci_high, "verdict": summary.verdict})
+    return (pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+            .sort_values(["dataset", "teacher", "variant", "metric", "student_units"]))
 
 
 def comparison_figure(table: pd.DataFrame, path: Path) -> None:
     """Improvement of distilled over non-distilled vs student size: a row per dataset, a column per
-    metric, a line per teacher (and kd variant)."""
+    metric, a line per teacher (and kd variant); error bars are the 95 % paired-by-seed intervals
+    where a point has two seeds or more."""
     datasets = sorted(table["dataset"].unique())
     metrics = [m for m in COMPARED_METRICS if m in set(table["metric"])]
+    uncertain = bool((table["seeds"] >= 2).any())
     fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(3.2 * len(metrics), 2.8 * len(datasets)),
                              squeeze=False, sharex=True)
     for i, dataset in enumerate(datasets):
@@ -263,34 +284,52 @@ def comparison_figure(table: pd.DataFrame, path: Path) -> None:
             for (teacher, variant), line in sub.groupby(["teacher", "variant"]):
                 line = line.sort_values("student_units")
                 label = teacher if variant in names() else f"{teacher} ({variant})"  # an entry's own name
-                ax.plot(line["student_units"], line["improvement_pct"], marker="o", label=label)
+                drawn, = ax.plot(line["student_units"], line["improvement_pct"], marker="o", label=label)
+                ci = line.dropna(subset=["improvement_ci95_low_pct", "improvement_ci95_high_pct"])
+                if len(ci):
+                    ax.errorbar(ci["student_units"], ci["improvement_pct"], fmt="none", ecolor=drawn.get_color(),
+                                capsize=3, linewidth=0.9,
+                                yerr=[ci["improvement_pct"] - ci["improvement_ci95_low_pct"],
+                                      ci["improvement_ci95_high_pct"] - ci["improvement_pct"]])
             ax.axhline(0.0, color="0.5", linewidth=0.8)
             ax.set_xscale("log", base=2)
             units = sorted(table["student_units"].unique())
             ax.set_xticks(units, [str(u) for u in units])
             ax.set_title(f"{dataset}: {metric.removeprefix('test_')}", fontsize=9)
             if j == 0:
-                ax.set_ylabel("improvement by KD (%)")
+                ax.set_ylabel("improvement by KD (%)" if uncertain else "improvement by KD (%, 1 seed)")
             if i == len(datasets) - 1:
                 ax.set_xlabel("student units U (S-U-8)")
     axes[0][0].legend(fontsize=7, title="teacher", title_fontsize=7)
+    if uncertain:
+        fig.suptitle("mean over seeds, bars: 95 % CI of the paired (same-seed) improvement", fontsize=8)
     fig.tight_layout()
     _save_figure(fig, path)
 
 
+QUANTIZATION_COLUMNS = ["dataset", "layers", "variant", "recipe", "teacher", "bits", "bytes", "fp32_bytes",
+                        "ratio_to_fp32", "teacher_bytes", "ratio_to_teacher", "test_esr", "source_test_esr",
+                        "esr_change_pct", "control", "seeds", "esr_change_ci95_low_pct", "esr_change_ci95_high_pct",
+                        "verdict", "model"]
+_QUANTIZATION_CELL = ["dataset", "model", "layers", "variant", "recipe", "teacher", "bits"]
+
+
 def quantization_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each quantized model against the fp32 run it started from and against its teacher.
+    """Each quantized model against the fp32 run it started from (``control``) and its teacher.
 
     ratio_to_fp32 = packed bytes / the fp32 student's bytes; ratio_to_teacher = packed bytes /
-    the teacher's fp32 bytes (the quantized-distillation paper reports 12 % and 2 %).
+    the teacher's fp32 bytes (the quantized-distillation paper reports 12 % and 2 %). Per seed,
+    ESR change = 100 · (quantized − source) / source, positive meaning quantization raised the
+    error; a row per model and variant holds its mean over ``seeds``, the 95 % t-interval and a
+    verdict (:mod:`models.studies.paired`).
     """
-    columns = ["dataset", "layers", "variant", "recipe", "teacher", "bits", "bytes", "fp32_bytes", "ratio_to_fp32",
-               "teacher_bytes", "ratio_to_teacher", "test_esr", "source_test_esr", "esr_change_pct"]
     if "init_run" not in runs.columns:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=QUANTIZATION_COLUMNS)
     quantized = runs[runs["bits"] < 32]
+    if "model" not in quantized.columns:
+        quantized = quantized.assign(model=_model_labels(quantized))
     by_id = runs.set_index("run_id")
-    rows = []
+    per_run = []
     for _, run in quantized.iterrows():
         source = by_id.loc[run["init_run"]] if run["init_run"] in by_id.index else None
         teacher_bytes = float("nan")
@@ -298,14 +337,29 @@ def quantization_table(runs: pd.DataFrame) -> pd.DataFrame:
         if isinstance(teacher_id, str) and teacher_id in by_id.index:
             teacher_bytes = float(by_id.loc[teacher_id, "bytes"])
         source_esr = float(source["test_esr"]) if source is not None else float("nan")
-        rows.append({"dataset": run["dataset"], "layers": run["layers"], "variant": run["variant"],
-                     "recipe": run["recipe"], "teacher": run["teacher"], "bits": int(run["bits"]),
-                     "bytes": int(run["bytes"]), "fp32_bytes": int(run["fp32_bytes"]),
-                     "ratio_to_fp32": run["bytes"] / run["fp32_bytes"], "teacher_bytes": teacher_bytes,
-                     "ratio_to_teacher": run["bytes"] / teacher_bytes, "test_esr": run["test_esr"],
-                     "source_test_esr": source_esr,
-                     "esr_change_pct": 100.0 * (run["test_esr"] - source_esr) / source_esr})
-    return pd.DataFrame(rows, columns=columns)
+        per_run.append({**{key: run[key] for key in _QUANTIZATION_CELL}, "seed": run["seed"],
+                        "bytes": run["bytes"], "fp32_bytes": run["fp32_bytes"], "teacher_bytes": teacher_bytes,
+                        "test_esr": run["test_esr"], "source_test_esr": source_esr,
+                        "esr_change_pct": 100.0 * (run["test_esr"] - source_esr) / source_esr,
+                        "control": f"fp32 source ({source['variant']})" if source is not None else "fp32 source (missing)"})
+    if not per_run:
+        return pd.DataFrame(columns=QUANTIZATION_COLUMNS)
+    rows = []
+    for key, cell in pd.DataFrame(per_run).groupby(_QUANTIZATION_CELL, dropna=False, sort=False):
+        seeds = cell.groupby("seed")[["bytes", "fp32_bytes", "teacher_bytes", "test_esr", "source_test_esr",
+                                      "esr_change_pct"]].mean()
+        summary = paired.summarise(seeds["esr_change_pct"], better_when="negative")
+        size = float(seeds["bytes"].mean())
+        rows.append({**dict(zip(_QUANTIZATION_CELL, key, strict=True)), "bits": int(key[-1]),
+                     "bytes": int(round(size)), "fp32_bytes": int(round(float(seeds["fp32_bytes"].mean()))),
+                     "ratio_to_fp32": size / float(seeds["fp32_bytes"].mean()),
+                     "teacher_bytes": float(seeds["teacher_bytes"].mean()),
+                     "ratio_to_teacher": size / float(seeds["teacher_bytes"].mean()),
+                     "test_esr": float(seeds["test_esr"].mean()), "source_test_esr": float(seeds["source_test_esr"].mean()),
+                     "esr_change_pct": summary.mean, "control": " / ".join(sorted(set(cell["control"]))),
+                     "seeds": summary.n_seeds, "esr_change_ci95_low_pct": summary.ci_low,
+                     "esr_change_ci95_high_pct": summary.ci_high, "verdict": summary.verdict})
+    return pd.DataFrame(rows, columns=QUANTIZATION_COLUMNS)
 
 
 def _model_labels(runs: pd.DataFrame) -> pd.Series:
@@ -460,9 +514,9 @@ def estimated_cost(run: RunConfig) -> float:
     return per_sample * recipe.cost_factor(run) * training.max_epochs
 
 
-def _execute_in_worker(run: RunConfig, runs_root: Path) -> dict[str, Any]:
+def _execute_in_worker(run: RunConfig, runs_root: Path, device: str = "cpu") -> dict[str, Any]:
     """One run in a worker process: no progress bars, one torch thread (runs.csv rows back)."""
-    return execute_run(run, runs_root, resume=True, progress=False)
+    return execute_run(run, runs_root, resume=True, progress=False, device=device)
 
 
 def run_study(
@@ -472,6 +526,7 @@ def run_study(
     on_run: Callable[[RunConfig, str], None] | None = None,
     jobs: int = 1,
     ray_address: str | None = None,
+    device: str = "cpu",
 ) -> pd.DataFrame:
     """Train every missing run of ``study`` and write runs.csv / comparison.csv / .png.
 
@@ -480,17 +535,19 @@ def run_study(
     only when its teacher and fp32 source are complete. ``ray_address`` runs each missing run as a
     Ray task on that cluster (``"local"`` starts one on this machine); every node must see
     ``out_dir`` at the same path (a shared file system). Rows keep the study's order either way.
+    ``device`` (auto, cpu, cuda: :func:`models.training.compute.resolve_device`) is where each run
+    trains, resolved in each worker; it is not part of any run's id.
     """
     out_dir = out_dir or study_dir(study)
     if jobs < 1:
         raise ConfigError(f"jobs: expected >= 1, found {jobs}")
     with study_lock(out_dir):
-        return _run_study_locked(study, out_dir, progress, on_run, jobs, ray_address)
+        return _run_study_locked(study, out_dir, progress, on_run, jobs, ray_address, device)
 
 
 def _run_study_locked(study: StudyConfig, out_dir: Path, progress: bool,
                       on_run: Callable[[RunConfig, str], None] | None, jobs: int,
-                      ray_address: str | None) -> pd.DataFrame:
+                      ray_address: str | None, device: str = "cpu") -> pd.DataFrame:
     runs_root = out_dir / "runs"
     try:
         runs_root.mkdir(parents=True, exist_ok=True)
@@ -499,10 +556,10 @@ def _run_study_locked(study: StudyConfig, out_dir: Path, progress: bool,
         raise OutputError(f"{out_dir}: cannot write the study folder ({exc.strerror or exc})") from None
     runs = expand(study)
     if ray_address is not None:
-        rows = _run_on_ray(runs, runs_root.resolve(), ray_address, on_run, progress)
+        rows = _run_on_ray(runs, runs_root.resolve(), ray_address, on_run, progress, device)
         return write_outputs([rows[run.run_id] for run in runs], out_dir)
     if jobs > 1:
-        rows = _run_parallel(runs, runs_root, jobs, on_run, progress)
+        rows = _run_parallel(runs, runs_root, jobs, on_run, progress, device)
         return write_outputs([rows[run.run_id] for run in runs], out_dir)
     rows = []
     datasets: dict[str, Any] = {}
@@ -518,12 +575,13 @@ def _run_study_locked(study: StudyConfig, out_dir: Path, progress: bool,
                 from models.data.sources import load_dataset
                 datasets = {key: load_dataset(run.dataset)}  # one dataset in memory at a time
             dataset = datasets[key]
-        rows.append(execute_run(run, runs_root, resume=True, progress=progress, dataset=dataset))
+        rows.append(execute_run(run, runs_root, resume=True, progress=progress, dataset=dataset, device=device))
     return write_outputs(rows, out_dir)
 
 
 def _run_parallel(runs: list[RunConfig], runs_root: Path, jobs: int,
-                  on_run: Callable[[RunConfig, str], None] | None, progress: bool) -> dict[str, dict[str, Any]]:
+                  on_run: Callable[[RunConfig, str], None] | None, progress: bool,
+                  device: str = "cpu") -> dict[str, dict[str, Any]]:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -551,7 +609,7 @@ def _run_parallel(runs: list[RunConfig], runs_root: Path, jobs: int,
                 pending.remove(run)
                 if on_run:
                     on_run(run, "resume" if (runs_root / run.run_id / "last.pt").exists() else "train")
-                running[pool.submit(_execute_in_worker, run, runs_root)] = run
+                running[pool.submit(_execute_in_worker, run, runs_root, device)] = run
             if not running:
                 missing = sorted(dependencies(pending[0]) - set(rows))
                 raise ConfigError(f"run {pending[0].run_id} depends on {missing}, which no run of the study makes")
@@ -564,13 +622,14 @@ def _run_parallel(runs: list[RunConfig], runs_root: Path, jobs: int,
     return rows
 
 
-def _ray_task(run: RunConfig, runs_root: str, *finished_dependencies: dict[str, Any]) -> dict[str, Any]:
+def _ray_task(run: RunConfig, runs_root: str, device: str, *finished_dependencies: dict[str, Any]) -> dict[str, Any]:
     """A Ray task: the dependencies' rows are arguments only so that Ray starts it after them."""
-    return execute_run(run, Path(runs_root), resume=True, progress=False)
+    return execute_run(run, Path(runs_root), resume=True, progress=False, device=device)
 
 
 def _run_on_ray(runs: list[RunConfig], runs_root: Path, address: str,
-                on_run: Callable[[RunConfig, str], None] | None, progress: bool) -> dict[str, dict[str, Any]]:
+                on_run: Callable[[RunConfig, str], None] | None, progress: bool,
+                device: str = "cpu") -> dict[str, dict[str, Any]]:
     try:
         import ray
     except ImportError:
@@ -597,7 +656,7 @@ def _run_on_ray(runs: list[RunConfig], runs_root: Path, address: str,
         if on_run:
             on_run(run, "resume" if (runs_root / run.run_id / "last.pt").exists() else "train")
         waits = [refs[d] for d in sorted(dependencies(run)) if d in refs]
-        refs[run.run_id] = task.remote(run, str(runs_root), *waits)
+        refs[run.run_id] = task.remote(run, str(runs_root), device, *waits)
     pending = {ref: run_id for run_id, ref in refs.items()}
     with tqdm(total=len(pending), desc="ray runs", disable=not progress) as bar:
         while pending:
