@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("study", help="train every missing run of a study YAML and write runs.csv + comparison",
                          description="Expand a study file (datasets × teachers × students × recipes × seeds), "
                          "train only runs without metrics.json (interrupted runs resume), then write "
-                         "runs.csv, comparison.csv and comparison.png in the study folder. One process per "
+                         "runs.csv, comparison.csv and comparison.png in the study folder; last, with all training "
+                         "finished, the measure phase times every run alone (see `measure`: cost.csv). One process per "
                          "study folder: a second one fails at once, naming the first (study.lock).")
     p.add_argument("file", type=Path, help="study YAML, e.g. models/studies/demo.yaml")
     p.add_argument("--out", type=Path, default=None,
@@ -48,7 +49,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", metavar="auto|cpu|cuda",
                    help="where runs train and render their test split: cpu (default), cuda (refused when torch "
                    "sees no GPU) or auto (cuda when torch sees one, else cpu); every --jobs worker uses it. "
-                   "Streaming real-time factors are always measured on the CPU. " + _DEVICE_NOTE)
+                   "runs.csv's real-time factors come from the measure phase, on the CPU. " + _DEVICE_NOTE)
+
+    p = verbs.add_parser("measure", help="time every run of a study alone: cost.csv, and runs.csv's real-time factors",
+                         description="The measure phase (also the last step of `study`): with the study folder "
+                         "locked, so that no study process trains meanwhile, time every run runs.csv lists on one "
+                         "thread, one run at a time (N rounds of every run in turn, so that a change of load falls "
+                         "on all), after a warm-up: offline rendering of 4 s and streaming of 2 s "
+                         "in 128-sample blocks of a fixed noise signal. Writes cost.csv beside runs.csv "
+                         "(median, min and max real-time factor of each, the CPU model, the 1-minute load average "
+                         "before and after, and busy: that load was above the core count) and puts the medians into "
+                         "runs.csv's rtf_offline and rtf_stream and the figures drawn from them.")
+    p.add_argument("study", type=Path, metavar="STUDY_FILE_OR_DIR",
+                   help="study YAML (its folder: output_dir or results/zoo/<name>) or a study folder")
+    p.add_argument("--repeats", type=int, default=5, metavar="N",
+                   help="timed rounds per run (default 5; the figures are their median, min and max)")
 
     p = verbs.add_parser("train", help="train one run from a run config (or resume a run folder)",
                          description="Train a single run. CONFIG is a YAML/JSON run config (keys: dataset, "
@@ -182,6 +197,10 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(f"study {study.name}: {len(runs)} runs, {todo} to train, in {out_dir}")
         frame = run_study(study, out_dir, progress=not args.quiet, on_run=on_run, jobs=args.jobs,
                           ray_address=args.ray, device=args.device)
+        # Serially, after all training: real-time factors timed while a worker trained are unfair.
+        costs = _measure(out_dir, 5, args.quiet).set_index("run_id")
+        frame["rtf_offline"] = frame["run_id"].map(costs["rtf_offline_median"])
+        frame["rtf_stream"] = frame["run_id"].map(costs["rtf_stream_median"])
     shown = ["run_id", "bits", "width", "params", "bytes", "macs_per_sample", "epochs", "test_esr", "test_mrstft",
              "rtf_offline", "rtf_stream"]
     with _pandas_display():
@@ -210,9 +229,38 @@ def _cmd_study(args: argparse.Namespace) -> int:
             print("\nQuantized vs its fp32 source, paired by seed:")
             print(quantized[["dataset", "model", "variant", "control", "ESR change (%), 95 % CI, verdict"]]
                   .to_string(index=False))
-    written = [out_dir / name for name in ("runs.csv", "comparison.csv", "comparison.png", "quantization.csv",
+    written = [out_dir / name for name in ("runs.csv", "cost.csv", "comparison.csv", "comparison.png", "quantization.csv",
                                            "pareto.png", "width_sweep.csv", "width_sweep.png")]
     print("\nwrote " + ", ".join(str(p) for p in written if p.exists()))
+    return 0
+
+
+def _measure(out_dir: Path, repeats: int, quiet: bool):
+    """The measure phase on ``out_dir``; prints where the machine was too busy for fair figures."""
+    from models.studies.cost import measure_study
+
+    table = measure_study(out_dir, repeats=repeats, progress=not quiet)
+    if len(table) and bool(table["busy"].iloc[0]):
+        print(f"warning: the machine was busy while measuring (1-minute load {table['load_avg_1min_after'].iloc[0]:.2f} "
+              f"on {table['cpu_count'].iloc[0]} cores): cost.csv flags these real-time factors busy; run "
+              f"`python -m models measure {out_dir}` on a quiet machine")
+    return table
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from models.errors import ConfigError
+    from models.studies.study import load_study, study_dir
+
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats: expected >= 1, found {args.repeats}")
+    out_dir = args.study if args.study.is_dir() else study_dir(load_study(args.study))
+    table = _measure(out_dir, args.repeats, args.quiet)
+    shown = ["run_id", "rtf_offline_median", "rtf_offline_min", "rtf_offline_max", "rtf_stream_median",
+             "rtf_stream_min", "rtf_stream_max"]
+    with _pandas_display():
+        print(table[shown].to_string(index=False))
+    print(f"\nmeasured {len(table)} runs on {table['cpu_model'].iloc[0] if len(table) else 'this CPU'}, one thread, "
+          f"{args.repeats} rounds; wrote {out_dir / 'cost.csv'} and updated {out_dir / 'runs.csv'}")
     return 0
 
 
@@ -377,7 +425,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"study": _cmd_study, "train": _cmd_train, "dataset": _cmd_dataset, "devices": _cmd_devices,
+COMMANDS = {"study": _cmd_study, "measure": _cmd_measure, "train": _cmd_train, "dataset": _cmd_dataset, "devices": _cmd_devices,
             "render": _cmd_render, "bench": _cmd_bench, "export": _cmd_export}
 
 

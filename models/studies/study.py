@@ -373,55 +373,111 @@ def _model_labels(runs: pd.DataFrame) -> pd.Series:
     return runs.apply(label, axis=1) if len(runs) else pd.Series(dtype=str)
 
 
-WIDTH_SWEEP_COLUMNS = ["dataset", "model", "width", "layers", "params", "macs_per_sample", "test_esr", "rtf_stream",
-                       "independent_run", "independent_test_esr", "independent_rtf_stream", "run_id"]
+WIDTH_SWEEP_COLUMNS = ["dataset", "model", "variant", "width", "layers", "params", "macs_per_sample", "test_esr",
+                       "test_esr_ci95_low", "test_esr_ci95_high", "slimmable_seeds", "rtf_stream",
+                       "independent_run", "independent_test_esr", "independent_test_esr_ci95_low",
+                       "independent_test_esr_ci95_high", "independent_seeds", "independent_rtf_stream",
+                       "esr_difference", "esr_difference_ci95_low", "esr_difference_ci95_high", "seeds", "verdict",
+                       "run_id"]
+_WIDTH_SWEEP_CELL = ["dataset", "model", "variant", "width"]
 
 
 def width_sweep(runs: pd.DataFrame) -> pd.DataFrame:
     """Every width of every slimmable network next to an independently trained network of the same
     layout (a baseline run of the same model label), where the study has one — the comparison the
-    slimmable NAM paper makes."""
+    slimmable NAM paper makes.
+
+    A row per dataset, slimmable network, variant and width, over seeds: ``test_esr`` and
+    ``independent_test_esr`` are each side's mean over its seeds (``slimmable_seeds``,
+    ``independent_seeds``) with the 95 % t-interval of that mean; ``esr_difference`` is the mean over
+    the ``seeds`` both sides have of the per-seed slimmed − alone test ESR, with its paired 95 %
+    interval and a verdict (:mod:`models.studies.paired`; negative is better). ``run_id`` and
+    ``independent_run`` list the runs, one per seed, space-separated.
+    """
     if runs.empty or "width" not in runs.columns:
         return pd.DataFrame(columns=WIDTH_SWEEP_COLUMNS)
     if "model" not in runs.columns:
         runs = runs.assign(model=_model_labels(runs))
+    if "variant" not in runs.columns:
+        runs = runs.assign(variant=runs["recipe"])
     slimmable = runs[runs["recipe"].isin(_recipes_where(lambda r: r.slims))]
     baselines = runs[runs["recipe"].isin(_recipes_where(lambda r: r.reference))]
-    rows = []
+    per_run = []
     for _, full in slimmable[slimmable["width"] == 1.0].iterrows():
         family = slimmable[(slimmable["run_id"] == full["run_id"]) | (slimmable["init_run"] == full["run_id"])]
-        for _, run in family.sort_values("width").iterrows():
+        for _, run in family.iterrows():
             match = baselines[(baselines["dataset"] == run["dataset"]) & (baselines["model"] == run["model"])
                               & (baselines["seed"] == run["seed"])]
-            independent = match.iloc[0] if len(match) else None
-            rows.append({
-                "dataset": run["dataset"], "model": full["model"], "width": float(run["width"]),
-                "layers": run["layers"], "params": int(run["params"]), "macs_per_sample": int(run["macs_per_sample"]),
-                "test_esr": float(run["test_esr"]), "rtf_stream": float(run["rtf_stream"]),
-                "independent_run": "" if independent is None else independent["run_id"],
-                "independent_test_esr": float("nan") if independent is None else float(independent["test_esr"]),
-                "independent_rtf_stream": float("nan") if independent is None else float(independent["rtf_stream"]),
-                "run_id": run["run_id"],
+            per_run.append({
+                "dataset": run["dataset"], "model": full["model"], "variant": full["variant"],
+                "width": float(run["width"]), "seed": run["seed"], "layers": run["layers"],
+                "params": int(run["params"]), "macs_per_sample": int(run["macs_per_sample"]),
+                "test_esr": float(run["test_esr"]), "rtf_stream": float(run["rtf_stream"]), "run_id": run["run_id"],
+                # several baselines of one layout and seed (two variants) count once, averaged
+                "independent_run": " ".join(sorted(match["run_id"])),
+                "independent_test_esr": float(match["test_esr"].mean()) if len(match) else float("nan"),
+                "independent_rtf_stream": float(match["rtf_stream"].mean()) if len(match) else float("nan"),
             })
+    if not per_run:
+        return pd.DataFrame(columns=WIDTH_SWEEP_COLUMNS)
+    rows = []
+    for key, cell in pd.DataFrame(per_run).groupby(_WIDTH_SWEEP_CELL, sort=True):
+        seeds = _per_seed(cell, ["test_esr", "rtf_stream", "independent_test_esr", "independent_rtf_stream"])
+        alone = seeds["independent_test_esr"].dropna()
+        summary = paired.summarise(seeds["test_esr"] - seeds["independent_test_esr"], better_when="negative")
+        slim_low, slim_high = paired.t_interval(seeds["test_esr"].dropna())
+        alone_low, alone_high = paired.t_interval(alone)
+        first = cell.iloc[0]
+        rows.append({
+            **dict(zip(_WIDTH_SWEEP_CELL, key, strict=True)), "layers": first["layers"],
+            "params": int(first["params"]), "macs_per_sample": int(first["macs_per_sample"]),
+            "test_esr": float(seeds["test_esr"].mean()), "test_esr_ci95_low": slim_low,
+            "test_esr_ci95_high": slim_high, "slimmable_seeds": len(seeds), "rtf_stream": float(seeds["rtf_stream"].mean()),
+            "independent_run": " ".join(r for r in cell.sort_values("seed")["independent_run"] if r),
+            "independent_test_esr": float(alone.mean()) if len(alone) else float("nan"),
+            "independent_test_esr_ci95_low": alone_low, "independent_test_esr_ci95_high": alone_high,
+            "independent_seeds": len(alone), "independent_rtf_stream": float(seeds["independent_rtf_stream"].mean()),
+            "esr_difference": summary.mean, "esr_difference_ci95_low": summary.ci_low,
+            "esr_difference_ci95_high": summary.ci_high, "seeds": summary.n_seeds, "verdict": summary.verdict,
+            "run_id": " ".join(cell.sort_values("seed")["run_id"]),
+        })
     return pd.DataFrame(rows, columns=WIDTH_SWEEP_COLUMNS)
 
 
 def width_sweep_figure(table: pd.DataFrame, path: Path) -> None:
-    """Test ESR and streaming real-time factor against width: a line per slimmable network,
-    hollow markers for independently trained networks of the same layout."""
+    """Test ESR and streaming real-time factor against width: a line per slimmable network (and
+    variant), hollow markers for independently trained networks of the same layout; means over
+    seeds, error bars the 95 % t-interval of the test ESR over seeds where a point has two or more."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
-    for (dataset, model), group in table.groupby(["dataset", "model"]):
+    many_variants = table.groupby(["dataset", "model"])["variant"].nunique().max() > 1
+    for (dataset, model, variant), group in table.groupby(["dataset", "model", "variant"]):
         group = group.sort_values("width")
         name = model if table["dataset"].nunique() == 1 else f"{dataset}: {model}"
+        name = f"{name} ({variant})" if many_variants else name
         for ax, column in ((axes[0][0], "test_esr"), (axes[0][1], "rtf_stream")):
             line, = ax.plot(100 * group["width"], group[column], marker="o", label=f"{name} (slimmable)")
-            independent = group[group["independent_run"] != ""]
+            independent = group[group["independent_seeds"] > 0]
             if len(independent):
                 ax.scatter(100 * independent["width"], independent[f"independent_{column}"], marker="s",
                            facecolors="none", edgecolors=line.get_color(), s=48, zorder=3,
                            label=f"{name} widths trained alone")
+            if column != "test_esr":
+                continue
+            for prefix, points in (("", group), ("independent_", independent)):
+                ci = points.dropna(subset=[f"{prefix}test_esr_ci95_low", f"{prefix}test_esr_ci95_high"])
+                if len(ci):
+                    mean = ci[f"{prefix}test_esr"]
+                    ax.errorbar(100 * ci["width"], mean, fmt="none", ecolor=line.get_color(), capsize=3,
+                                linewidth=0.9, yerr=[mean - ci[f"{prefix}test_esr_ci95_low"],
+                                                     ci[f"{prefix}test_esr_ci95_high"] - mean])
     axes[0][0].set_yscale("log")
-    axes[0][0].set_ylabel("test ESR")
+    counts = sorted(set(table["slimmable_seeds"]) | set(table.loc[table["independent_seeds"] > 0, "independent_seeds"]))
+    if counts and counts[-1] >= 2:
+        seeds = f"{counts[0]}–{counts[-1]} seeds" if len(counts) > 1 else f"{counts[0]} seeds"
+        axes[0][0].set_ylabel("test ESR")
+        fig.suptitle(f"mean over {seeds}, bars: 95 % CI of the test ESR over seeds", fontsize=8)
+    else:
+        axes[0][0].set_ylabel("test ESR (1 seed: no uncertainty)")
     axes[0][1].set_ylabel("streaming real-time factor (×, one thread)")
     for ax in axes[0]:
         ax.set_xlabel("width (% of channels / units)")
@@ -450,14 +506,39 @@ def _point_label(row: pd.Series) -> str:
     return f"{name}" + (f" q{int(row['bits'])}" if row["bits"] < 32 else "")
 
 
+_PARETO_CELL = ["dataset", "recipe", "variant", "teacher", "arch", "model", "layers", "bits", "width"]
+
+
+def _pareto_points(runs: pd.DataFrame) -> pd.DataFrame:
+    """One point per model cell (its runs over seeds): mean bytes, streaming speed and test ESR over
+    the seeds, the 95 % t-interval of the ESR's mean (NaN with one seed) and ``seeds``."""
+    cell = [c for c in _PARETO_CELL if c in runs.columns]
+    points = []
+    for key, group in runs.groupby(cell, dropna=False, sort=True):
+        seeds = _per_seed(group, ["bytes", "rtf_stream", "test_esr"])
+        low, high = paired.t_interval(seeds["test_esr"].dropna())
+        points.append({**dict(zip(cell, key, strict=True)), **seeds.mean().to_dict(),
+                       "test_esr_ci95_low": low, "test_esr_ci95_high": high, "seeds": len(seeds)})
+    return pd.DataFrame(points, columns=cell + ["bytes", "rtf_stream", "test_esr", "test_esr_ci95_low",
+                                                "test_esr_ci95_high", "seeds"])
+
+
 def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
-    """Error against size and against streaming speed: one marker per model, families coloured."""
+    """Error against size and against streaming speed: one marker per model, families coloured;
+    markers are means over seeds, error bars the 95 % t-interval of the test ESR over seeds where a
+    model has two or more."""
+    points = _pareto_points(runs)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
     for ax, column, label in ((axes[0][0], "bytes", "size (bytes, packed)"),
                               (axes[0][1], "rtf_stream", "streaming real-time factor (×)")):
-        for family, group in runs.groupby("recipe"):
+        for family, group in points.groupby("recipe"):
             ax.scatter(group[column], group["test_esr"], label=family, color=family_colour(family),
                        edgecolor="black", linewidth=0.4, s=36, zorder=3)
+            ci = group.dropna(subset=["test_esr_ci95_low", "test_esr_ci95_high"])
+            if len(ci):
+                ax.errorbar(ci[column], ci["test_esr"], fmt="none", ecolor=family_colour(family), capsize=2,
+                            linewidth=0.8, zorder=2, yerr=[ci["test_esr"] - ci["test_esr_ci95_low"],
+                                                           ci["test_esr_ci95_high"] - ci["test_esr"]])
             for _, row in group.iterrows():
                 ax.annotate(_point_label(row), (row[column], row["test_esr"]), fontsize=6, xytext=(3, 3),
                             textcoords="offset points")
@@ -471,6 +552,10 @@ def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel("test ESR")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7, title="recipe", title_fontsize=7)
+    counts = sorted(set(points["seeds"])) if len(points) else [1]
+    seeds = f"{counts[0]}–{counts[-1]} seeds" if len(counts) > 1 else f"{counts[0]} seed" + "s" * (counts[0] != 1)
+    fig.suptitle(f"mean over {seeds} per model, bars: 95 % CI of the test ESR over seeds" if counts[-1] >= 2
+                 else "1 seed per model: no uncertainty", fontsize=8)
     fig.tight_layout()
     _save_figure(fig, path)
 

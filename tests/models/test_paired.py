@@ -7,8 +7,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from models.studies import paired
-from models.studies.study import COMPARED_METRICS, comparison, comparison_figure, quantization_table
+from models.studies import paired, study
+from models.studies.study import (
+    COMPARED_METRICS,
+    comparison,
+    comparison_figure,
+    pareto_figure,
+    quantization_table,
+    width_sweep,
+    width_sweep_figure,
+)
 
 
 def _run(run_id, recipe, seed, error, *, layers="8-8", teacher=None, variant=None, bits=32, init_run=None,
@@ -119,3 +127,121 @@ def test_comparison_figure_draws_the_intervals(tmp_path):
     with_bytes = (tmp_path / "with.png").read_bytes()
     assert with_bytes[:8] == b"\x89PNG\r\n\x1a\n"
     assert with_bytes != (tmp_path / "without.png").read_bytes()
+
+
+def _slim_run(run_id, recipe, seed, esr, *, width=1.0, model="WN-slimmable", init_run=None, variant=None):
+    return {"run_id": run_id, "dataset": "od", "arch": "wavenet", "model": model, "layers": f"w{width:g}",
+            "recipe": recipe, "teacher": None, "variant": variant or recipe, "bits": 32, "seed": seed,
+            "width": width, "init_run": init_run, "params": int(1000 * width), "bytes": int(4000 * width),
+            "macs_per_sample": int(2000 * width), "test_esr": esr, "rtf_stream": 10.0 / width + seed}
+
+
+# Per seed, the 25 % cut's ESR and the same layout trained alone: slimmed − alone = +0.02, +0.03,
+# +0.04 (mean 0.03, sd 0.01), so the slimmed network is worse beyond noise. Only seed 0 has a
+# full-width network trained alone; no seed has one at 50 %.
+QUARTER_ESR = {0: 0.12, 1: 0.33, 2: 0.24}
+ALONE_QUARTER_ESR = {0: 0.10, 1: 0.30, 2: 0.20}
+FULL_ESR = {0: 0.05, 1: 0.06, 2: 0.10}
+
+
+def width_sweep_runs(seeds=(0, 1, 2)):
+    rows = []
+    for s in seeds:
+        rows.append(_slim_run(f"full{s}", "slimmable", s, FULL_ESR[s]))
+        rows.append(_slim_run(f"quarter{s}", "slimmable", s, QUARTER_ESR[s], width=0.25,
+                              model="WN-slimmable@25%", init_run=f"full{s}"))
+        rows.append(_slim_run(f"half{s}", "slimmable", s, 0.08, width=0.5, model="WN-slimmable@50%",
+                              init_run=f"full{s}"))
+        rows.append(_slim_run(f"alone{s}", "baseline", s, ALONE_QUARTER_ESR[s], width=0.25, model="WN-slimmable@25%"))
+    rows.append(_slim_run("alone_full0", "baseline", 0, 0.04))
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=5)  # pairing must not rely on row order
+
+
+def test_width_sweep_pairs_by_seed_and_matches_scipy():
+    table = width_sweep(width_sweep_runs()).set_index("width")
+    assert list(table.index) == [0.25, 0.5, 1.0] and set(table["model"]) == {"WN-slimmable"}
+    quarter = table.loc[0.25]
+    slimmed, alone = list(QUARTER_ESR.values()), list(ALONE_QUARTER_ESR.values())
+    ci = stats.ttest_rel(slimmed, alone).confidence_interval(0.95)
+    # By hand: 0.03 ± 4.302653 · 0.01 / √3 = [0.00516, 0.05484].
+    assert ci.low == pytest.approx(0.03 - 4.302653 * 0.01 / math.sqrt(3), rel=1e-6)
+    assert quarter["seeds"] == 3 and quarter["esr_difference"] == pytest.approx(0.03)
+    assert (quarter["esr_difference_ci95_low"], quarter["esr_difference_ci95_high"]) == pytest.approx((ci.low, ci.high))
+    assert quarter["verdict"] == "worse"  # a higher error than trained alone, on every seed
+    assert quarter["test_esr"] == pytest.approx(np.mean(slimmed))
+    assert quarter["independent_test_esr"] == pytest.approx(np.mean(alone))
+    own = stats.t.interval(0.95, 2, loc=np.mean(slimmed), scale=stats.sem(slimmed))
+    assert (quarter["test_esr_ci95_low"], quarter["test_esr_ci95_high"]) == pytest.approx(own)
+    own = stats.t.interval(0.95, 2, loc=np.mean(alone), scale=stats.sem(alone))
+    assert (quarter["independent_test_esr_ci95_low"], quarter["independent_test_esr_ci95_high"]) == pytest.approx(own)
+    assert quarter["slimmable_seeds"] == 3 and quarter["independent_seeds"] == 3
+    assert quarter["run_id"] == "quarter0 quarter1 quarter2"
+    assert quarter["independent_run"] == "alone0 alone1 alone2"
+    assert quarter["rtf_stream"] == pytest.approx(40.0 + 1.0)  # 10 / 0.25 + mean seed
+    # Full width: one seed trained alone, so one pair and no interval, whatever the slimmed side has.
+    full = table.loc[1.0]
+    assert full["seeds"] == 1 and full["esr_difference"] == pytest.approx(0.05 - 0.04)
+    assert math.isnan(full["esr_difference_ci95_low"]) and full["verdict"] == "1 seed: no uncertainty"
+    assert full["independent_run"] == "alone_full0" and full["slimmable_seeds"] == 3
+    # Half width: nothing trained alone.
+    half = table.loc[0.5]
+    assert half["seeds"] == 0 and half["verdict"] == "no paired seeds" and half["independent_run"] == ""
+    assert math.isnan(half["independent_test_esr"])
+
+
+def test_width_sweep_one_seed_says_so():
+    table = width_sweep(width_sweep_runs(seeds=(1,))).set_index("width")
+    quarter = table.loc[0.25]
+    assert quarter["seeds"] == 1 and quarter["esr_difference"] == pytest.approx(0.03)
+    assert quarter["verdict"] == "1 seed: no uncertainty"
+    assert math.isnan(quarter["test_esr_ci95_low"]) and math.isnan(quarter["independent_test_esr_ci95_high"])
+    assert quarter["run_id"] == "quarter1" and quarter["independent_run"] == "alone1"
+
+
+def _captured_figures(monkeypatch):
+    """The figures the study's figure functions make, kept open instead of written."""
+    figures = []
+    monkeypatch.setattr(study, "_save_figure", lambda fig, path: figures.append(fig))
+    return figures
+
+
+def test_width_sweep_figure_draws_the_intervals(tmp_path, monkeypatch):
+    table = width_sweep(width_sweep_runs())
+    width_sweep_figure(table, tmp_path / "with.png")
+    no_ci = table.assign(**{c: np.nan for c in table.columns if "_ci95_" in c}, slimmable_seeds=1, independent_seeds=1)
+    width_sweep_figure(no_ci, tmp_path / "without.png")
+    with_bytes = (tmp_path / "with.png").read_bytes()
+    assert with_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+    assert with_bytes != (tmp_path / "without.png").read_bytes()
+    figures = _captured_figures(monkeypatch)
+    width_sweep_figure(table, tmp_path / "unused.png")
+    width_sweep_figure(width_sweep(width_sweep_runs(seeds=(0,))), tmp_path / "unused.png")
+    esr, one_seed_esr = figures[0].axes[0], figures[1].axes[0]
+    # Bars at the three slimmed widths and at the 25 % network trained alone (the only one with 3 seeds).
+    bars = [c for c in esr.containers if c.has_yerr]
+    assert sorted(len(c.lines[2][0].get_segments()) for c in bars) == [1, 3]
+    assert "3 seeds" in figures[0].texts[0].get_text()
+    assert not [c for c in one_seed_esr.containers if getattr(c, "has_yerr", False)]
+    assert one_seed_esr.get_ylabel() == "test ESR (1 seed: no uncertainty)"
+
+
+def test_pareto_figure_plots_means_with_intervals(tmp_path, monkeypatch):
+    runs = width_sweep_runs()
+    pareto_figure(runs, tmp_path / "with.png")
+    assert (tmp_path / "with.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figures = _captured_figures(monkeypatch)
+    pareto_figure(runs, tmp_path / "unused.png")
+    pareto_figure(runs[runs["seed"] == 0], tmp_path / "unused.png")
+    by_bytes = figures[0].axes[0]
+    # One marker per model (4 cells: three slimmed widths, two trained alone), not one per run.
+    offsets = np.concatenate([c.get_offsets() for c in by_bytes.collections if hasattr(c, "get_offsets")
+                              and len(c.get_offsets()) and not hasattr(c, "get_segments")])
+    assert len(offsets) == 5
+    quarter_slimmed = offsets[(offsets[:, 0] == 1000) & np.isclose(offsets[:, 1], np.mean(list(QUARTER_ESR.values())))]
+    assert len(quarter_slimmed) == 1
+    bars = [c for c in by_bytes.containers if c.has_yerr]
+    # Every cell but the full width trained alone (seed 0 only) has three seeds: 4 bars.
+    assert sum(len(c.lines[2][0].get_segments()) for c in bars) == 4
+    assert "3 seeds" in figures[0].texts[0].get_text()
+    assert not figures[1].axes[0].containers
+    assert figures[1].texts[0].get_text() == "1 seed per model: no uncertainty"

@@ -105,7 +105,7 @@ def test_every_verb_explains_its_options(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    verbs = ["study", "train", "dataset", "devices", "render", "bench", "export"]
+    verbs = ["study", "train", "dataset", "devices", "render", "bench", "export", "measure"]
     assert all(v in out for v in verbs)
     for verb in verbs:
         with pytest.raises(SystemExit) as exc:
