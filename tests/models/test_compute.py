@@ -59,6 +59,7 @@ def _fit(pair, tmp_path, name, **kw):
     return model, state
 
 
+@pytest.mark.slow
 def test_device_cpu_trains_bit_identically_to_the_default(windows, tmp_path):  # noqa: F811
     default, default_state = _fit(windows, tmp_path, "default")
     cpu, cpu_state = _fit(windows, tmp_path, "cpu", device="cpu")
@@ -107,6 +108,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 def test_a_run_records_its_device_outside_its_config_and_id(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     path = tmp_path / "study.yaml"
