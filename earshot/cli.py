@@ -20,7 +20,7 @@ class Stage:
 
 SUBCOMMANDS: dict[str, Stage] = {
     "zoo": Stage("models.cli", None,
-                 "train and measure models: study, train, dataset, devices, render, bench, export "
+                 "train and measure models: study, measure, train, dataset, devices, render, bench, export "
                  "(= python -m models)"),
     "stimuli": Stage("stimulus_sets.cli", None,
                      "build, check or time a MUSHRA stimulus set from a trained study (= python -m stimulus_sets)"),
