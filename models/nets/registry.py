@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -30,7 +31,7 @@ STORED_ORDER = ("arch", "layers", "conditioning", "n_knobs", "preset", "width")
 """Key order of the stored record, as the zoo always wrote it."""
 
 
-class Architecture:
+class Architecture(ABC):
     """A network family: its config class and what the zoo does with a config of it.
 
     Subclasses set ``name`` and ``config_class`` and implement :meth:`build`, :meth:`label`,
@@ -87,18 +88,22 @@ class Architecture:
 
     # -- the network -----------------------------------------------------------------------
 
+    @abstractmethod
     def build(self, config: Any) -> nn.Module:
         """A fresh, randomly initialised network whose ``config`` attribute is ``config``."""
         raise NotImplementedError
 
+    @abstractmethod
     def label(self, config: Any) -> str:
         """runs.csv's ``model`` column (``S-16-8``, ``WN-nano@50%``)."""
         raise NotImplementedError
 
+    @abstractmethod
     def size_label(self, config: Any) -> str:
         """runs.csv's ``layers`` column (``16-8``, a WaveNet's channels per array ``4-2``)."""
         raise NotImplementedError
 
+    @abstractmethod
     def macs_per_sample(self, config: Any) -> int:
         """Multiply-adds of the weight products per output sample."""
         raise NotImplementedError

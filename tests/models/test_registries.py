@@ -208,3 +208,26 @@ def test_a_registered_recipe_is_listed_and_validates_its_entry(tmp_path, warm_re
     with pytest.raises(ConfigError, match="unknown recipe 'warm_restart_test'"):
         load_study(_study(tmp_path, students=[{"layers": [4, 4]}],
                           recipes=[{"recipe": "warm_restart_test", "source": "baseline"}, {"recipe": "baseline"}]))
+
+
+def test_an_architecture_or_recipe_missing_a_required_method_cannot_be_made():
+    # Caught when the class is instantiated for registration, not first at training time.
+    class NoBuild(Architecture):
+        name = "no_build_test"
+
+        def label(self, config):
+            return "X"
+
+        def size_label(self, config):
+            return "1"
+
+        def macs_per_sample(self, config):
+            return 1
+
+    class NoExpand(Recipe):
+        name = "no_expand_test"
+
+    with pytest.raises(TypeError, match="build"):
+        NoBuild()
+    with pytest.raises(TypeError, match="expand"):
+        NoExpand()

@@ -17,6 +17,7 @@ This module imports no recipe and no run config, so each recipe module can impor
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -60,7 +61,7 @@ class Job:
     payload: dict[str, Any]
 
 
-class Recipe:
+class Recipe(ABC):
     """A way of making runs: its study entry, its run configs and what executing one does.
 
     Subclasses set ``name`` and implement :meth:`expand` and, when they train, :meth:`loss_step`
@@ -107,17 +108,21 @@ class Recipe:
 
     def validate_in_study(self, spec: Any, study: Any) -> None:
         """Checks that need the whole study (its teachers), made before its students are checked."""
+        return  # optional hook: by default there is nothing to refuse
 
     def validate_student(self, spec: Any, net: Any, study: Any) -> None:
         """Refuse a student the entry names in ``students`` that this recipe cannot make runs of."""
+        return  # optional hook: by default there is nothing to refuse
 
     def validate_source(self, spec: Any, source: Any, study: Any) -> None:
         """Refuse the entry's ``source`` entry when this recipe cannot start from its runs."""
+        return  # optional hook: by default there is nothing to refuse
 
     def applies_to(self, net: Any) -> bool:
         """Whether an entry without a ``students`` list makes runs of ``net``."""
         return True
 
+    @abstractmethod
     def expand(self, spec: Any, at: Expansion) -> list[Any]:
         """The run configs ``spec`` makes of ``at.net``, each dependency before its dependents."""
         raise NotImplementedError
@@ -145,7 +150,7 @@ class Recipe:
 
     def loss_step(self, run: Any, job: Job) -> Any:
         """The loss step (:mod:`models.training.steps`) ``fit`` trains ``job.model`` with."""
-        raise NotImplementedError
+        raise NotImplementedError(f"recipe {self.name!r} trains this run but defines no loss_step")
 
     def transform(self, run: Any, job: Job) -> None:
         """Write ``checkpoint.pt`` of a run that does not train, from ``job.model``."""
