@@ -7,7 +7,7 @@ size, distilled vs non-distilled per metric with the improvement in %.
 
 from __future__ import annotations
 
-import io
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -15,30 +15,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
-
-from common.outputs import write_file_atomic  # noqa: E402
-from models.config import from_dict, load_yaml, to_dict  # noqa: E402
-from models.data.datasets import DatasetConfig  # noqa: E402
-from models.errors import ConfigError, OutputError  # noqa: E402
-from models.nets.architectures import find as find_arch  # noqa: E402
-from models.nets.architectures import label as net_label  # noqa: E402
-from models.nets.architectures import macs_per_sample, of, student_config  # noqa: E402
-from models.nets.lstm import LSTMConfig  # noqa: E402
-from models.nets.slimmable import SlimmableConfig  # noqa: E402
-from models.processes import study_lock, watch_parent  # noqa: E402
-from models.studies import paired  # noqa: E402
-from models.studies.recipes.builtin import Expansion, find, names  # noqa: E402
-from models.studies.recipes.builtin import get as recipe_named  # noqa: E402
-from models.studies.recipes.builtin import of as recipe_of  # noqa: E402
-from models.studies.runs import RunConfig, execute_run, is_complete  # noqa: E402
-from models.training.distill import DistillConfig  # noqa: E402
-from models.training.loop import TrainingConfig  # noqa: E402
+from common.outputs import write_file_atomic
+from models.config import from_dict, load_yaml, to_dict
+from models.data.datasets import DatasetConfig
+from models.errors import ConfigError, OutputError
+from models.nets.architectures import label as net_label
+from models.nets.architectures import macs_per_sample, of, student_config
+from models.nets.lstm import LSTMConfig
+from models.nets.slimmable import SlimmableConfig
+from models.processes import study_lock, watch_parent
+from models.studies.figures import comparison_figure, pareto_figure, width_sweep_figure
+from models.studies.recipes.builtin import Control, Expansion, names
+from models.studies.recipes.builtin import get as recipe_named
+from models.studies.recipes.builtin import of as recipe_of
+from models.studies.runs import RunConfig, execute_run, is_complete
+from models.studies.tables import (
+    CONTROLS_COLUMNS,
+    comparison,
+    model_labels,
+    quantization_table,
+    width_sweep,
+)
+from models.training.distill import DistillConfig
+from models.training.loop import TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ RUNS_COLUMNS = [
     "macs_per_sample", "epochs", "test_mae", "test_mse", "test_esr", "test_esr_pre", "test_mrstft",
     "rtf_offline", "rtf_stream",
 ]
-COMPARED_METRICS = ["test_mae", "test_mse", "test_esr", "test_esr_pre", "test_mrstft"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,13 @@ class RecipeSpec:
     students, slimming to full-width ones). ``training`` overrides the study's training settings
     for this recipe (e.g. a shorter fine-tuning budget). ``recipe`` names a registered recipe
     (:mod:`models.studies.recipes`), which validates the rest of the entry.
+
+    ``controls`` (default true) trains the budget-matched controls the recipe asks for, which the
+    tables compare with: ``kd`` the student trained alone; ``qat`` and ``kd_qat`` the fp32 source
+    fine-tuned for the same epochs with the same loss (``finetune``), ``kd_qat`` also plain ``qat``;
+    ``ptq`` its source as it is; ``slimmable`` every width of ``widths`` trained alone (variant
+    ``alone``). With false, the tables fall back to the source run and to any baseline of the same
+    network, and say so.
     """
 
     recipe: str
@@ -87,6 +94,7 @@ class RecipeSpec:
     training: dict[str, Any] = field(default_factory=dict)
     students: tuple[str, ...] | None = None
     slimmable: SlimmableConfig | None = None
+    controls: bool = True
 
     def __post_init__(self) -> None:
         recipe_named(self.recipe).validate_spec(self)
@@ -120,9 +128,9 @@ class StudyConfig:
     def __post_init__(self) -> None:
         for i, entry in enumerate(self.students):
             student_config(entry, self.conditioning, f"students[{i}]")  # refuses a bad entry now
-        names = [d.name for d in self.datasets]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"study {self.name!r}: dataset names must be unique, found {names}")
+        dataset_names = [d.name for d in self.datasets]
+        if len(set(dataset_names)) != len(dataset_names):
+            raise ConfigError(f"study {self.name!r}: dataset names must be unique, found {dataset_names}")
         teacher_names = {t.name for t in self.teachers}
         for recipe in self.recipes:
             recipe_named(recipe.recipe).validate_in_study(recipe, self)
@@ -181,7 +189,17 @@ def study_dir(study: StudyConfig, root: Path = Path("results/zoo")) -> Path:
 def expand(study: StudyConfig) -> list[RunConfig]:
     """All runs of the study in an order where every teacher precedes its students; no duplicates
     (a small teacher equal to a baseline student is one run)."""
+    return expansion(study)[0]
+
+
+def expansion(study: StudyConfig) -> tuple[list[RunConfig], pd.DataFrame]:
+    """The study's runs (as :func:`expand`) and its budget-matched controls: a row per run and
+    control (``run_id``, ``control_run``, ``control`` saying what it is), each control a run of the
+    list — a recipe's controls are trained like its runs unless its entry says ``controls: false``;
+    they come after the runs of the study's entries, and one the entries already make is not made
+    twice."""
     runs: dict[str, RunConfig] = {}
+    requested: list[Control] = []
     for dataset in study.datasets:
         for seed in study.seeds:
             teacher_runs: dict[str, RunConfig] = {}
@@ -197,388 +215,75 @@ def expand(study: StudyConfig) -> list[RunConfig]:
                 for spec in sorted(study.recipes, key=lambda r: recipe_named(r.recipe).takes_source()):
                     if not spec.applies_to(net):
                         continue
+                    recipe = recipe_named(spec.recipe)
                     training = _training(study.training, spec.training, "training")
                     at = Expansion(dataset=dataset, net=net, seed=seed, training=training, teacher_runs=teacher_runs,
                                    made=made)
-                    made_here = recipe_named(spec.recipe).expand(spec, at)
+                    made_here = recipe.expand(spec, at)
                     made[spec.label] = {run.teacher: run for run in made_here if run.init_run is None}
                     for run in made_here:
                         runs.setdefault(run.run_id, run)
-    return list(runs.values())
+                    if spec.controls:
+                        requested += recipe.controls(spec, at, made_here)
+    # A control the study already trains under another name (a baseline entry with the same
+    # budget: only the variant differs, so the same seed trains the same weights) is that run.
+    same_budget = {_budget_key(run): run for run in reversed(runs.values())}
+    controls: list[dict[str, str]] = []
+    for control in requested:
+        run = same_budget.setdefault(_budget_key(control.run), control.run)
+        runs.setdefault(run.run_id, run)
+        controls += [{"run_id": run_id, "control_run": run.run_id, "control": control.kind} for run_id in control.of]
+    table = pd.DataFrame(controls, columns=CONTROLS_COLUMNS).drop_duplicates(ignore_index=True)
+    return list(runs.values()), table
+
+
+def _budget_key(run: RunConfig) -> str:
+    """What a run trains, whatever its variant is called."""
+    return dataclasses.replace(run, variant="").run_id
 
 
 def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     write_file_atomic(path, frame.to_csv(index=False), OutputError)
 
 
-def _save_figure(fig, path: Path) -> None:
-    """Render the figure in memory and write it atomically: never a half-written image."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=120, format=path.suffix.lstrip("."))
-    plt.close(fig)
-    write_file_atomic(path, buffer.getvalue(), OutputError)
-
-
-COMPARISON_COLUMNS = ["dataset", "teacher", "variant", "layers", "student_units", "metric", "baseline", "distilled",
-                      "improvement_pct", "seeds", "improvement_ci95_low_pct", "improvement_ci95_high_pct", "verdict"]
-
-
-def _per_seed(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """``columns`` averaged per seed (several runs of one seed in a cell count once), indexed by seed."""
-    return runs.groupby("seed")[columns].mean()
-
-
-def comparison(runs: pd.DataFrame) -> pd.DataFrame:
-    """Distilled vs non-distilled per dataset, teacher, variant and student, paired by seed.
-
-    Per seed, improvement = 100 · (baseline − distilled) / baseline: positive means distillation
-    lowered the error. ``improvement_pct`` is its mean over the seeds both sides have (``seeds``),
-    with the 95 % t-interval of that mean and a verdict (:mod:`models.studies.paired`);
-    ``baseline``/``distilled`` are the errors averaged over those seeds.
-    """
-    # Students a teacher distils into, whose size labels are units per layer (a WaveNet's
-    # channels "16-8" are not the LSTM S-16-8).
-    distillable = runs[runs["arch"].map(lambda arch: bool(getattr(find_arch(arch), "distillable", False)))
-                       .astype(bool)]
-    kd = distillable[distillable["recipe"].isin(_recipes_where(lambda r: r.distils and not r.quantized))]
-    base = distillable[distillable["recipe"].isin(_recipes_where(lambda r: r.reference))]
-    if kd.empty or base.empty:
-        return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    base_by_cell = {key: _per_seed(group, COMPARED_METRICS) for key, group in base.groupby(["dataset", "layers"])}
-    rows = []
-    for (dataset, teacher, variant, layers), group in kd.groupby(["dataset", "teacher", "variant", "layers"]):
-        if (dataset, layers) not in base_by_cell:
-            continue
-        b_seeds = base_by_cell[(dataset, layers)]
-        d_seeds = _per_seed(group, COMPARED_METRICS)
-        seeds = d_seeds.index.intersection(b_seeds.index)
-        if seeds.empty:
-            log.warning("comparison %s %s %s %s: no seed has both a distilled and a baseline run; left out",
-                        dataset, teacher, variant, layers)
-            continue
-        for metric in COMPARED_METRICS:
-            b, d = b_seeds.loc[seeds, metric], d_seeds.loc[seeds, metric]
-            summary = paired.summarise(100.0 * (b - d) / b.where(b != 0), better_when="positive")
-            rows.append({"dataset": dataset, "teacher": teacher, "variant": variant, "layers": layers,
-                         "student_units": int(str(layers).split("-")[0]), "metric": metric,
-                         "baseline": float(b.mean()), "distilled": float(d.mean()), "improvement_pct": summary.mean,
-                         "seeds": summary.n_seeds, "improvement_ci95_low_pct": summary.ci_low,
-                         "improvement_ci95_high_pct": summary.ci_high, "verdict": summary.verdict})
-    return (pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-            .sort_values(["dataset", "teacher", "variant", "metric", "student_units"]))
-
-
-def comparison_figure(table: pd.DataFrame, path: Path) -> None:
-    """Improvement of distilled over non-distilled vs student size: a row per dataset, a column per
-    metric, a line per teacher (and kd variant); error bars are the 95 % paired-by-seed intervals
-    where a point has two seeds or more."""
-    datasets = sorted(table["dataset"].unique())
-    metrics = [m for m in COMPARED_METRICS if m in set(table["metric"])]
-    uncertain = bool((table["seeds"] >= 2).any())
-    fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(3.2 * len(metrics), 2.8 * len(datasets)),
-                             squeeze=False, sharex=True)
-    for i, dataset in enumerate(datasets):
-        for j, metric in enumerate(metrics):
-            ax = axes[i][j]
-            sub = table[(table["dataset"] == dataset) & (table["metric"] == metric)]
-            for (teacher, variant), line in sub.groupby(["teacher", "variant"]):
-                line = line.sort_values("student_units")
-                label = teacher if variant in names() else f"{teacher} ({variant})"  # an entry's own name
-                drawn, = ax.plot(line["student_units"], line["improvement_pct"], marker="o", label=label)
-                ci = line.dropna(subset=["improvement_ci95_low_pct", "improvement_ci95_high_pct"])
-                if len(ci):
-                    ax.errorbar(ci["student_units"], ci["improvement_pct"], fmt="none", ecolor=drawn.get_color(),
-                                capsize=3, linewidth=0.9,
-                                yerr=[ci["improvement_pct"] - ci["improvement_ci95_low_pct"],
-                                      ci["improvement_ci95_high_pct"] - ci["improvement_pct"]])
-            ax.axhline(0.0, color="0.5", linewidth=0.8)
-            ax.set_xscale("log", base=2)
-            units = sorted(table["student_units"].unique())
-            ax.set_xticks(units, [str(u) for u in units])
-            ax.set_title(f"{dataset}: {metric.removeprefix('test_')}", fontsize=9)
-            if j == 0:
-                ax.set_ylabel("improvement by KD (%)" if uncertain else "improvement by KD (%, 1 seed)")
-            if i == len(datasets) - 1:
-                ax.set_xlabel("student units U (S-U-8)")
-    axes[0][0].legend(fontsize=7, title="teacher", title_fontsize=7)
-    if uncertain:
-        fig.suptitle("mean over seeds, bars: 95 % CI of the paired (same-seed) improvement", fontsize=8)
-    fig.tight_layout()
-    _save_figure(fig, path)
-
-
-QUANTIZATION_COLUMNS = ["dataset", "layers", "variant", "recipe", "teacher", "bits", "bytes", "fp32_bytes",
-                        "ratio_to_fp32", "teacher_bytes", "ratio_to_teacher", "test_esr", "source_test_esr",
-                        "esr_change_pct", "control", "seeds", "esr_change_ci95_low_pct", "esr_change_ci95_high_pct",
-                        "verdict", "model"]
-_QUANTIZATION_CELL = ["dataset", "model", "layers", "variant", "recipe", "teacher", "bits"]
-
-
-def quantization_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each quantized model against the fp32 run it started from (``control``) and its teacher.
-
-    ratio_to_fp32 = packed bytes / the fp32 student's bytes; ratio_to_teacher = packed bytes /
-    the teacher's fp32 bytes (the quantized-distillation paper reports 12 % and 2 %). Per seed,
-    ESR change = 100 · (quantized − source) / source, positive meaning quantization raised the
-    error; a row per model and variant holds its mean over ``seeds``, the 95 % t-interval and a
-    verdict (:mod:`models.studies.paired`).
-    """
-    if "init_run" not in runs.columns:
-        return pd.DataFrame(columns=QUANTIZATION_COLUMNS)
-    quantized = runs[runs["bits"] < 32]
-    if "model" not in quantized.columns:
-        quantized = quantized.assign(model=_model_labels(quantized))
-    by_id = runs.set_index("run_id")
-    per_run = []
-    for _, run in quantized.iterrows():
-        source = by_id.loc[run["init_run"]] if run["init_run"] in by_id.index else None
-        teacher_bytes = float("nan")
-        teacher_id = run.get("teacher_run") or (source["teacher_run"] if source is not None else "")
-        if isinstance(teacher_id, str) and teacher_id in by_id.index:
-            teacher_bytes = float(by_id.loc[teacher_id, "bytes"])
-        source_esr = float(source["test_esr"]) if source is not None else float("nan")
-        per_run.append({**{key: run[key] for key in _QUANTIZATION_CELL}, "seed": run["seed"],
-                        "bytes": run["bytes"], "fp32_bytes": run["fp32_bytes"], "teacher_bytes": teacher_bytes,
-                        "test_esr": run["test_esr"], "source_test_esr": source_esr,
-                        "esr_change_pct": 100.0 * (run["test_esr"] - source_esr) / source_esr,
-                        "control": f"fp32 source ({source['variant']})" if source is not None else "fp32 source (missing)"})
-    if not per_run:
-        return pd.DataFrame(columns=QUANTIZATION_COLUMNS)
-    rows = []
-    for key, cell in pd.DataFrame(per_run).groupby(_QUANTIZATION_CELL, dropna=False, sort=False):
-        seeds = cell.groupby("seed")[["bytes", "fp32_bytes", "teacher_bytes", "test_esr", "source_test_esr",
-                                      "esr_change_pct"]].mean()
-        summary = paired.summarise(seeds["esr_change_pct"], better_when="negative")
-        size = float(seeds["bytes"].mean())
-        rows.append({**dict(zip(_QUANTIZATION_CELL, key, strict=True)), "bits": int(key[-1]),
-                     "bytes": int(round(size)), "fp32_bytes": int(round(float(seeds["fp32_bytes"].mean()))),
-                     "ratio_to_fp32": size / float(seeds["fp32_bytes"].mean()),
-                     "teacher_bytes": float(seeds["teacher_bytes"].mean()),
-                     "ratio_to_teacher": size / float(seeds["teacher_bytes"].mean()),
-                     "test_esr": float(seeds["test_esr"].mean()), "source_test_esr": float(seeds["source_test_esr"].mean()),
-                     "esr_change_pct": summary.mean, "control": " / ".join(sorted(set(cell["control"]))),
-                     "seeds": summary.n_seeds, "esr_change_ci95_low_pct": summary.ci_low,
-                     "esr_change_ci95_high_pct": summary.ci_high, "verdict": summary.verdict})
-    return pd.DataFrame(rows, columns=QUANTIZATION_COLUMNS)
-
-
-def _model_labels(runs: pd.DataFrame) -> pd.Series:
-    """runs.csv's ``model`` column, rebuilt for rows written before it existed (LSTM runs)."""
-    def label(row) -> str:
-        value = row.get("model")
-        if isinstance(value, str) and value:
-            return value
-        layers = str(row["layers"])
-        return f"S-{layers}" if layers.count("-") == 1 else f"LSTM-{layers}"
-    return runs.apply(label, axis=1) if len(runs) else pd.Series(dtype=str)
-
-
-WIDTH_SWEEP_COLUMNS = ["dataset", "model", "variant", "width", "layers", "params", "macs_per_sample", "test_esr",
-                       "test_esr_ci95_low", "test_esr_ci95_high", "slimmable_seeds", "rtf_stream",
-                       "independent_run", "independent_test_esr", "independent_test_esr_ci95_low",
-                       "independent_test_esr_ci95_high", "independent_seeds", "independent_rtf_stream",
-                       "esr_difference", "esr_difference_ci95_low", "esr_difference_ci95_high", "seeds", "verdict",
-                       "run_id"]
-_WIDTH_SWEEP_CELL = ["dataset", "model", "variant", "width"]
-
-
-def width_sweep(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every width of every slimmable network next to an independently trained network of the same
-    layout (a baseline run of the same model label), where the study has one — the comparison the
-    slimmable NAM paper makes.
-
-    A row per dataset, slimmable network, variant and width, over seeds: ``test_esr`` and
-    ``independent_test_esr`` are each side's mean over its seeds (``slimmable_seeds``,
-    ``independent_seeds``) with the 95 % t-interval of that mean; ``esr_difference`` is the mean over
-    the ``seeds`` both sides have of the per-seed slimmed − alone test ESR, with its paired 95 %
-    interval and a verdict (:mod:`models.studies.paired`; negative is better). ``run_id`` and
-    ``independent_run`` list the runs, one per seed, space-separated.
-    """
-    if runs.empty or "width" not in runs.columns:
-        return pd.DataFrame(columns=WIDTH_SWEEP_COLUMNS)
-    if "model" not in runs.columns:
-        runs = runs.assign(model=_model_labels(runs))
-    if "variant" not in runs.columns:
-        runs = runs.assign(variant=runs["recipe"])
-    slimmable = runs[runs["recipe"].isin(_recipes_where(lambda r: r.slims))]
-    baselines = runs[runs["recipe"].isin(_recipes_where(lambda r: r.reference))]
-    per_run = []
-    for _, full in slimmable[slimmable["width"] == 1.0].iterrows():
-        family = slimmable[(slimmable["run_id"] == full["run_id"]) | (slimmable["init_run"] == full["run_id"])]
-        for _, run in family.iterrows():
-            match = baselines[(baselines["dataset"] == run["dataset"]) & (baselines["model"] == run["model"])
-                              & (baselines["seed"] == run["seed"])]
-            per_run.append({
-                "dataset": run["dataset"], "model": full["model"], "variant": full["variant"],
-                "width": float(run["width"]), "seed": run["seed"], "layers": run["layers"],
-                "params": int(run["params"]), "macs_per_sample": int(run["macs_per_sample"]),
-                "test_esr": float(run["test_esr"]), "rtf_stream": float(run["rtf_stream"]), "run_id": run["run_id"],
-                # several baselines of one layout and seed (two variants) count once, averaged
-                "independent_run": " ".join(sorted(match["run_id"])),
-                "independent_test_esr": float(match["test_esr"].mean()) if len(match) else float("nan"),
-                "independent_rtf_stream": float(match["rtf_stream"].mean()) if len(match) else float("nan"),
-            })
-    if not per_run:
-        return pd.DataFrame(columns=WIDTH_SWEEP_COLUMNS)
-    rows = []
-    for key, cell in pd.DataFrame(per_run).groupby(_WIDTH_SWEEP_CELL, sort=True):
-        seeds = _per_seed(cell, ["test_esr", "rtf_stream", "independent_test_esr", "independent_rtf_stream"])
-        alone = seeds["independent_test_esr"].dropna()
-        summary = paired.summarise(seeds["test_esr"] - seeds["independent_test_esr"], better_when="negative")
-        slim_low, slim_high = paired.t_interval(seeds["test_esr"].dropna())
-        alone_low, alone_high = paired.t_interval(alone)
-        first = cell.iloc[0]
-        rows.append({
-            **dict(zip(_WIDTH_SWEEP_CELL, key, strict=True)), "layers": first["layers"],
-            "params": int(first["params"]), "macs_per_sample": int(first["macs_per_sample"]),
-            "test_esr": float(seeds["test_esr"].mean()), "test_esr_ci95_low": slim_low,
-            "test_esr_ci95_high": slim_high, "slimmable_seeds": len(seeds), "rtf_stream": float(seeds["rtf_stream"].mean()),
-            "independent_run": " ".join(r for r in cell.sort_values("seed")["independent_run"] if r),
-            "independent_test_esr": float(alone.mean()) if len(alone) else float("nan"),
-            "independent_test_esr_ci95_low": alone_low, "independent_test_esr_ci95_high": alone_high,
-            "independent_seeds": len(alone), "independent_rtf_stream": float(seeds["independent_rtf_stream"].mean()),
-            "esr_difference": summary.mean, "esr_difference_ci95_low": summary.ci_low,
-            "esr_difference_ci95_high": summary.ci_high, "seeds": summary.n_seeds, "verdict": summary.verdict,
-            "run_id": " ".join(cell.sort_values("seed")["run_id"]),
-        })
-    return pd.DataFrame(rows, columns=WIDTH_SWEEP_COLUMNS)
-
-
-def width_sweep_figure(table: pd.DataFrame, path: Path) -> None:
-    """Test ESR and streaming real-time factor against width: a line per slimmable network (and
-    variant), hollow markers for independently trained networks of the same layout; means over
-    seeds, error bars the 95 % t-interval of the test ESR over seeds where a point has two or more."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
-    many_variants = table.groupby(["dataset", "model"])["variant"].nunique().max() > 1
-    for (dataset, model, variant), group in table.groupby(["dataset", "model", "variant"]):
-        group = group.sort_values("width")
-        name = model if table["dataset"].nunique() == 1 else f"{dataset}: {model}"
-        name = f"{name} ({variant})" if many_variants else name
-        for ax, column in ((axes[0][0], "test_esr"), (axes[0][1], "rtf_stream")):
-            line, = ax.plot(100 * group["width"], group[column], marker="o", label=f"{name} (slimmable)")
-            independent = group[group["independent_seeds"] > 0]
-            if len(independent):
-                ax.scatter(100 * independent["width"], independent[f"independent_{column}"], marker="s",
-                           facecolors="none", edgecolors=line.get_color(), s=48, zorder=3,
-                           label=f"{name} widths trained alone")
-            if column != "test_esr":
-                continue
-            for prefix, points in (("", group), ("independent_", independent)):
-                ci = points.dropna(subset=[f"{prefix}test_esr_ci95_low", f"{prefix}test_esr_ci95_high"])
-                if len(ci):
-                    mean = ci[f"{prefix}test_esr"]
-                    ax.errorbar(100 * ci["width"], mean, fmt="none", ecolor=line.get_color(), capsize=3,
-                                linewidth=0.9, yerr=[mean - ci[f"{prefix}test_esr_ci95_low"],
-                                                     ci[f"{prefix}test_esr_ci95_high"] - mean])
-    axes[0][0].set_yscale("log")
-    counts = sorted(set(table["slimmable_seeds"]) | set(table.loc[table["independent_seeds"] > 0, "independent_seeds"]))
-    if counts and counts[-1] >= 2:
-        seeds = f"{counts[0]}–{counts[-1]} seeds" if len(counts) > 1 else f"{counts[0]} seeds"
-        axes[0][0].set_ylabel("test ESR")
-        fig.suptitle(f"mean over {seeds}, bars: 95 % CI of the test ESR over seeds", fontsize=8)
-    else:
-        axes[0][0].set_ylabel("test ESR (1 seed: no uncertainty)")
-    axes[0][1].set_ylabel("streaming real-time factor (×, one thread)")
-    for ax in axes[0]:
-        ax.set_xlabel("width (% of channels / units)")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    _save_figure(fig, path)
-
-
-def _recipes_where(predicate: Callable[[Any], bool]) -> list[str]:
-    """The registered recipes for which ``predicate(recipe)`` holds (runs.csv's ``recipe`` values)."""
-    return [name for name in names() if predicate(recipe_named(name))]
-
-
-def family_colour(recipe: str) -> str:
-    """A recipe family's colour in the figures (grey for a recipe no longer registered)."""
-    found = find(recipe)
-    return found.colour if found is not None else "0.3"
-
-
-def _point_label(row: pd.Series) -> str:
-    """A run's name beside its marker: the size label where it names the model (``16-8``), else
-    the model label (WaveNet presets share channel counts)."""
-    architecture = find_arch(row["arch"])
-    name = row["layers"] if architecture is None or architecture.size_names_model else row["model"]
-    return f"{name}" + (f" q{int(row['bits'])}" if row["bits"] < 32 else "")
-
-
-_PARETO_CELL = ["dataset", "recipe", "variant", "teacher", "arch", "model", "layers", "bits", "width"]
-
-
-def _pareto_points(runs: pd.DataFrame) -> pd.DataFrame:
-    """One point per model cell (its runs over seeds): mean bytes, streaming speed and test ESR over
-    the seeds, the 95 % t-interval of the ESR's mean (NaN with one seed) and ``seeds``."""
-    cell = [c for c in _PARETO_CELL if c in runs.columns]
-    points = []
-    for key, group in runs.groupby(cell, dropna=False, sort=True):
-        seeds = _per_seed(group, ["bytes", "rtf_stream", "test_esr"])
-        low, high = paired.t_interval(seeds["test_esr"].dropna())
-        points.append({**dict(zip(cell, key, strict=True)), **seeds.mean().to_dict(),
-                       "test_esr_ci95_low": low, "test_esr_ci95_high": high, "seeds": len(seeds)})
-    return pd.DataFrame(points, columns=cell + ["bytes", "rtf_stream", "test_esr", "test_esr_ci95_low",
-                                                "test_esr_ci95_high", "seeds"])
-
-
-def pareto_figure(runs: pd.DataFrame, path: Path) -> None:
-    """Error against size and against streaming speed: one marker per model, families coloured;
-    markers are means over seeds, error bars the 95 % t-interval of the test ESR over seeds where a
-    model has two or more."""
-    points = _pareto_points(runs)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
-    for ax, column, label in ((axes[0][0], "bytes", "size (bytes, packed)"),
-                              (axes[0][1], "rtf_stream", "streaming real-time factor (×)")):
-        for family, group in points.groupby("recipe"):
-            ax.scatter(group[column], group["test_esr"], label=family, color=family_colour(family),
-                       edgecolor="black", linewidth=0.4, s=36, zorder=3)
-            ci = group.dropna(subset=["test_esr_ci95_low", "test_esr_ci95_high"])
-            if len(ci):
-                ax.errorbar(ci[column], ci["test_esr"], fmt="none", ecolor=family_colour(family), capsize=2,
-                            linewidth=0.8, zorder=2, yerr=[ci["test_esr"] - ci["test_esr_ci95_low"],
-                                                           ci["test_esr_ci95_high"] - ci["test_esr"]])
-            for _, row in group.iterrows():
-                ax.annotate(_point_label(row), (row[column], row["test_esr"]), fontsize=6, xytext=(3, 3),
-                            textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        # Minor tick labels of a log axis spanning less than two decades run into each other.
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
-        ax.set_xlabel(label)
-        ax.set_ylabel("test ESR")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7, title="recipe", title_fontsize=7)
-    counts = sorted(set(points["seeds"])) if len(points) else [1]
-    seeds = f"{counts[0]}–{counts[-1]} seeds" if len(counts) > 1 else f"{counts[0]} seed" + "s" * (counts[0] != 1)
-    fig.suptitle(f"mean over {seeds} per model, bars: 95 % CI of the test ESR over seeds" if counts[-1] >= 2
-                 else "1 seed per model: no uncertainty", fontsize=8)
-    fig.tight_layout()
-    _save_figure(fig, path)
-
-
-def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
+def write_outputs(rows: list[dict[str, Any]], out_dir: Path, controls: pd.DataFrame | None = None) -> pd.DataFrame:
+    """runs.csv, controls.csv and the tables and figures made from them; ``controls`` (from
+    :func:`expansion`) replaces the folder's controls.csv, which is read when it is None."""
     frame = pd.DataFrame(rows)
-    frame["model"] = _model_labels(frame)
+    frame["model"] = model_labels(frame)
     ordered = RUNS_COLUMNS + [c for c in frame.columns if c not in RUNS_COLUMNS]
     frame = frame.reindex(columns=ordered)
+    if controls is None:
+        controls = read_controls(out_dir)
+    else:
+        listed = set(frame["run_id"])
+        controls = controls[controls["run_id"].isin(listed) & controls["control_run"].isin(listed)]
+        _write_csv_atomic(controls, out_dir / "controls.csv")
     _write_csv_atomic(frame, out_dir / "runs.csv")
-    table = comparison(frame)
+    table = comparison(frame, controls)
     _write_csv_atomic(table, out_dir / "comparison.csv")
     if not table.empty:
         comparison_figure(table, out_dir / "comparison.png")
-    quantized = quantization_table(frame)
+    quantized = quantization_table(frame, controls)
     if not quantized.empty:
         _write_csv_atomic(quantized, out_dir / "quantization.csv")
     pareto_figure(frame, out_dir / "pareto.png")
-    sweep = width_sweep(frame)
+    sweep = width_sweep(frame, controls)
     if not sweep.empty:
         _write_csv_atomic(sweep, out_dir / "width_sweep.csv")
         width_sweep_figure(sweep, out_dir / "width_sweep.png")
     return frame
+
+
+def read_controls(out_dir: Path) -> pd.DataFrame:
+    """The study folder's controls.csv; an empty table for a folder written before it existed."""
+    path = out_dir / "controls.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=CONTROLS_COLUMNS)
+    try:
+        return pd.read_csv(path, dtype=str).reindex(columns=CONTROLS_COLUMNS)
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read the study's controls ({exc})") from None
 
 
 def dependencies(run: RunConfig) -> set[str]:
@@ -639,13 +344,13 @@ def _run_study_locked(study: StudyConfig, out_dir: Path, progress: bool,
         (out_dir / "study.yaml").write_text(_yaml_dump(to_dict(study)), encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot write the study folder ({exc.strerror or exc})") from None
-    runs = expand(study)
+    runs, controls = expansion(study)
     if ray_address is not None:
         rows = _run_on_ray(runs, runs_root.resolve(), ray_address, on_run, progress, device)
-        return write_outputs([rows[run.run_id] for run in runs], out_dir)
+        return write_outputs([rows[run.run_id] for run in runs], out_dir, controls)
     if jobs > 1:
         rows = _run_parallel(runs, runs_root, jobs, on_run, progress, device)
-        return write_outputs([rows[run.run_id] for run in runs], out_dir)
+        return write_outputs([rows[run.run_id] for run in runs], out_dir, controls)
     rows = []
     datasets: dict[str, Any] = {}
     for run in runs:
@@ -661,7 +366,7 @@ def _run_study_locked(study: StudyConfig, out_dir: Path, progress: bool,
                 datasets = {key: load_dataset(run.dataset)}  # one dataset in memory at a time
             dataset = datasets[key]
         rows.append(execute_run(run, runs_root, resume=True, progress=progress, dataset=dataset, device=device))
-    return write_outputs(rows, out_dir)
+    return write_outputs(rows, out_dir, controls)
 
 
 def _run_parallel(runs: list[RunConfig], runs_root: Path, jobs: int,

@@ -196,9 +196,10 @@ def test_a_registered_recipe_is_listed_and_validates_its_entry(tmp_path, warm_re
     with pytest.raises(ConfigError, match=r"recipe 'warm_restart_test': warm_restart_test needs source"):
         load_study(_study(tmp_path, students=[{"layers": [4, 4]}], recipes=[{"recipe": "warm_restart_test"}]))
     # The recipes reading the key given are listed: bits the quantized ones, source the new one too.
-    with pytest.raises(ConfigError, match=r"bits and source apply to ptq, qat and kd_qat only"):
+    with pytest.raises(ConfigError, match=r"bits applies to the ptq, qat and kd_qat recipes only"):
         load_study(_study(tmp_path, students=[{"layers": [4, 4]}], recipes=[{"recipe": "baseline", "bits": [8]}]))
-    with pytest.raises(ConfigError, match=r"bits and source apply to ptq, qat, kd_qat and warm_restart_test only"):
+    with pytest.raises(ConfigError,
+                       match=r"source applies to the finetune, ptq, qat, kd_qat and warm_restart_test recipes only"):
         load_study(_study(tmp_path, students=[{"layers": [4, 4]}], recipes=[{"recipe": "baseline", "source": "x"}]))
     with pytest.raises(ConfigError) as error:
         load_study(_study(tmp_path, students=[{"layers": [4, 4]}], recipes=[{"recipe": "prune"}]))

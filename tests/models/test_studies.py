@@ -14,6 +14,8 @@ from models.data.datasets import DatasetConfig
 from models.data.sources import load_dataset
 from models.errors import ConfigError
 from models.inference.rendering import render_whole
+from models.studies.recipes.quantized import FINE_TUNED, SOURCE_AS_IS
+from models.studies.recipes.slimmable import TRAINED_ALONE
 from models.studies.study import RUNS_COLUMNS, expand, load_study, run_study
 from models.training.checkpoints import load_model
 
@@ -85,6 +87,10 @@ def test_study_trains_once_and_writes_the_comparison(tmp_path):
     ({"recipes": [{"recipe": "kd", "teachers": ["huge"]}]}, r"unknown teacher\(s\) \['huge'\]"),
     ({"training": {"max_epoch": 3}}, r"training: unknown key 'max_epoch'"),
     ({"datasets": [{"name": "x", "device": "overdrive"}, {"name": "x", "device": "fuzz"}]}, "unique"),
+    # A source naming no recipe of the study: the message lists the recipes that can be sources
+    # (this raised TypeError while a local list shadowed the registry's names()).
+    ({"recipes": [{"recipe": "baseline"}, {"recipe": "qat", "bits": [8], "source": "nothing"}]},
+     r"recipe 'qat' has source 'nothing', expected the name of a baseline or kd recipe of this study"),
 ])
 def test_bad_studies_are_rejected_with_the_reason(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
@@ -173,8 +179,20 @@ def test_quantized_recipes_in_a_study(tmp_path):
                         {"recipe": "kd_qat", "bits": [4], "source": "kd"}]}
     out = tmp_path / "out"
     frame = run_study(load_study(write_study(tmp_path, data)), out)
-    runs = frame[frame["layers"] == "8-8"].set_index("variant")
-    assert set(runs.index) == {"baseline", "kd", "ptq8", "ptq2", "qat4", "kd_qat4"}
+    every = frame[frame["layers"] == "8-8"]
+    # the recipes' runs and their budget-matched controls: fp32 fine-tuning of each qat source (the
+    # kd_qat one distilled), and plain qat of the kd source at 4 bits (the kd_qat's "no teacher")
+    assert sorted(zip(every["variant"], every["teacher"].fillna(""), strict=True)) == sorted([
+        ("baseline", ""), ("kd", "small"), ("ptq8", ""), ("ptq2", ""), ("qat4", ""), ("kd_qat4", "small"),
+        ("finetune", ""), ("finetune", "small"), ("qat4", "small")])
+    controls = pd.read_csv(out / "controls.csv")
+    tuned = every[(every["recipe"] == "finetune") & (every["teacher"] == "small")].iloc[0]
+    assert tuned["teacher_run"] == every.set_index("variant").loc["kd", "teacher_run"]
+    runs = every[(every["teacher"].fillna("") == "") | (every["recipe"] != "qat")]
+    runs = runs[runs["recipe"] != "finetune"].set_index("variant")
+    kd_qat_id = runs.loc["kd_qat4", "run_id"]
+    assert set(controls.loc[controls["run_id"] == kd_qat_id, "control_run"]) == {
+        tuned["run_id"], every[(every["recipe"] == "qat") & (every["teacher"] == "small")].iloc[0]["run_id"]}
     assert runs.loc["kd_qat4", "teacher"] == "small" and runs.loc["kd_qat4", "init_run"] == runs.loc["kd", "run_id"]
     assert runs.loc["ptq8", "init_run"] == runs.loc["baseline", "run_id"]
     # packed bytes of S-8-8 at 4 bits: weights 32+256+256+256+8 = 808 → 404 bytes; scales 32+32+32+32+1 = 129
@@ -189,9 +207,17 @@ def test_quantized_recipes_in_a_study(tmp_path):
     for name, value in weights.state_dict().items():
         assert torch.equal(model.state_dict()[name], value), name
     assert payload["bits"] == 4
-    table = pd.read_csv(out / "quantization.csv").set_index("variant")
+    table = pd.read_csv(out / "quantization.csv")
     teacher_bytes = 4 * 2057  # the small teacher is S-16-8 in fp32
-    assert table.loc["kd_qat4", "ratio_to_teacher"] == pytest.approx(runs.loc["kd_qat4", "bytes"] / teacher_bytes)
+    kd_qat = table[table["variant"] == "kd_qat4"]
+    assert len(kd_qat) == 2  # against the fp32 fine-tuning and against plain qat
+    assert kd_qat["ratio_to_teacher"].tolist() == pytest.approx([runs.loc["kd_qat4", "bytes"] / teacher_bytes] * 2)
+    against = kd_qat.set_index("control").loc[f"{FINE_TUNED} (finetune)"]
+    assert against["control_test_esr"] == pytest.approx(tuned["test_esr"])
+    assert against["esr_change_pct"] == pytest.approx(100 * (runs.loc["kd_qat4", "test_esr"] - tuned["test_esr"])
+                                                      / tuned["test_esr"])
+    ptq = table[table["variant"] == "ptq8"].iloc[0]
+    assert ptq["control"] == f"{SOURCE_AS_IS} (baseline)"
     assert (out / "pareto.png").is_file()
 
 
@@ -292,9 +318,12 @@ def test_slimmable_recipe_trains_once_and_cuts_every_width(tmp_path, capsys):
     out = tmp_path / "out"
     frame = run_study(load_study(write_study(tmp_path, SLIM)), out).set_index("variant")
     wn = frame[frame["arch"] == "wavenet"]
-    # the slimmable WaveNet at 1.0 / 0.5 / 0.25, and the quarter-width layout trained alone
+    # the slimmable WaveNet at 1.0 / 0.5 / 0.25, and each width's layout trained alone with the same
+    # budget: the quarter width by the study's baseline entry, the others as the recipe's controls
     assert sorted(zip(wn["recipe"], wn["width"], wn["layers"], strict=True)) == [
-        ("baseline", 1.0, "4-2"), ("slimmable", 0.25, "4-2"), ("slimmable", 0.5, "8-4"), ("slimmable", 1.0, "16-8")]
+        ("baseline", 1.0, "16-8"), ("baseline", 1.0, "4-2"), ("baseline", 1.0, "8-4"),
+        ("slimmable", 0.25, "4-2"), ("slimmable", 0.5, "8-4"), ("slimmable", 1.0, "16-8")]
+    assert sorted(wn.index[wn["recipe"] == "baseline"]) == ["alone", "alone", "baseline"]
     full = wn[(wn["recipe"] == "slimmable") & (wn["width"] == 1.0)].iloc[0]
     quarter = wn[(wn["recipe"] == "slimmable") & (wn["width"] == 0.25)].iloc[0]
     assert full["params"] == 13_801 and quarter["init_run"] == full["run_id"]
@@ -323,7 +352,9 @@ def test_slimmable_recipe_trains_once_and_cuts_every_width(tmp_path, capsys):
     baseline_quarter = wn[wn["recipe"] == "baseline"].iloc[0]
     assert wn_sweep.loc[0.25, "independent_run"] == baseline_quarter["run_id"]
     assert wn_sweep.loc[0.25, "independent_test_esr"] == pytest.approx(baseline_quarter["test_esr"])
-    assert pd.isna(wn_sweep.loc[0.5, "independent_test_esr"])
+    half_alone = wn[(wn["recipe"] == "baseline") & (wn["layers"] == "8-4")].iloc[0]
+    assert wn_sweep.loc[0.5, "independent_run"] == half_alone["run_id"]
+    assert set(wn_sweep["control"]) == {TRAINED_ALONE}
     assert (out / "width_sweep.png").is_file()
     assert from_preset("slimmable").receptive_field - 1 == 4092
     config = __import__("json").loads((out / "runs" / full["run_id"] / "config.json").read_text())

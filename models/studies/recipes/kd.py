@@ -11,6 +11,7 @@ import numpy as np
 from models.errors import ConfigError
 from models.nets.architectures import label, of
 from models.studies.recipes.registry import (
+    Control,
     Expansion,
     Job,
     Recipe,
@@ -56,6 +57,9 @@ def teacher_distillation(run: RunConfig, job: Job) -> Distillation:
     return Distillation(run.distill, targets, weights)
 
 
+WITHOUT_DISTILLATION = "baseline: same data, seed and training budget, no teacher"
+
+
 class KnowledgeDistillation(Recipe):
     name: ClassVar[str] = "kd"
     colour: ClassVar[str] = "#D55E00"
@@ -83,6 +87,14 @@ class KnowledgeDistillation(Recipe):
                                   teacher=name, teacher_run=teacher_run.run_id, distill=spec.distill,
                                   training=at.training, seed=at.seed))
         return runs
+
+    def controls(self, spec: Any, at: Expansion, made: list[RunConfig]) -> list[Control]:
+        """The student trained alone (``baseline``) with the same data, seed and training budget;
+        one study entry ``baseline`` with the study's training makes the same run."""
+        if not made:
+            return []
+        alone = RunConfig(dataset=at.dataset, model=at.net, training=at.training, seed=at.seed)
+        return [Control(alone, tuple(run.run_id for run in made), WITHOUT_DISTILLATION)]
 
     def validate_run(self, run: RunConfig) -> None:
         check_full_width(run)

@@ -8,10 +8,13 @@ from typing import Any, ClassVar
 from models.errors import ConfigError
 from models.nets.architectures import of
 from models.studies.recipes.kd import check_distillable_student, check_distils, teacher_distillation
+from models.studies.recipes.qat import QAT
 from models.studies.recipes.quantized import QuantizedRecipe, fake_quantizer
-from models.studies.recipes.registry import Job, check_full_width, get, register
+from models.studies.recipes.registry import Control, Expansion, Job, check_full_width, get, register
 from models.studies.run_config import RunConfig
 from models.training.steps import DistillationStep
+
+WITHOUT_TEACHER = "qat: same source, bits and epochs, no teacher"
 
 
 class QuantizedDistillation(QuantizedRecipe):
@@ -29,6 +32,17 @@ class QuantizedDistillation(QuantizedRecipe):
 
     def applies_to(self, net: Any) -> bool:
         return of(net).distillable
+
+    def controls(self, spec: Any, at: Expansion, made: list[RunConfig]) -> list[Control]:
+        """Besides the fp32 fine-tuning (with the same distillation), plain quantization-aware
+        training of the same source at the same bits for the same epochs: what the teacher adds."""
+        out = super().controls(spec, at, made)
+        for run in made:
+            plain = RunConfig(dataset=run.dataset, model=run.model, recipe=QAT.name, variant=f"{QAT.name}{run.bits}",
+                              teacher=run.teacher, training=run.training, seed=run.seed, bits=run.bits,
+                              init_run=run.init_run)
+            out.append(Control(plain, (run.run_id,), WITHOUT_TEACHER))
+        return out
 
     def validate_run(self, run: RunConfig) -> None:
         check_full_width(run)

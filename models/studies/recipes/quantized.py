@@ -9,10 +9,14 @@ from typing import Any, ClassVar
 
 from models.errors import ConfigError
 from models.nets.quantize import check_bits, fake_quantized_parameters
-from models.studies.recipes.registry import Expansion, Recipe, check_full_width
+from models.studies.recipes.finetune import fine_tuning
+from models.studies.recipes.registry import Control, Expansion, Recipe, check_full_width
 from models.studies.run_config import RunConfig
 from models.studies.run_files import QUANTIZED, finalise_quantized
 from models.training.steps import WeightTransform
+
+FINE_TUNED = "fp32 fine-tuned: same source, loss and epochs, no quantizer"
+SOURCE_AS_IS = "fp32 source: no further training (ptq does not train)"
 
 
 def fake_quantizer(bits: int) -> WeightTransform:
@@ -45,6 +49,19 @@ class QuantizedRecipe(Recipe):
                                       distill=spec.distill if self.distils else None, training=at.training,
                                       seed=at.seed, bits=bits, init_run=source.run_id))
         return runs
+
+    def controls(self, spec: Any, at: Expansion, made: list[RunConfig]) -> list[Control]:
+        """A run that trains gets the fp32 fine-tuning of its source for the same epochs with the
+        same loss (``finetune``); one that does not (``ptq``) has its source as its control."""
+        sources = {source.run_id: source for source in at.made.get(spec.source, {}).values()}
+        out = []
+        for run in made:
+            if self.trains(run):
+                out.append(Control(fine_tuning(run, run.training, init_run=run.init_run), (run.run_id,),
+                                   FINE_TUNED))
+            elif run.init_run in sources:
+                out.append(Control(sources[run.init_run], (run.run_id,), SOURCE_AS_IS))
+        return out
 
     def validate_run(self, run: RunConfig) -> None:
         check_full_width(run)

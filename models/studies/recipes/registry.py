@@ -42,6 +42,20 @@ class Expansion:
     made: dict[str, dict[str | None, Any]]
 
 
+@dataclass(frozen=True)
+class Control:
+    """A run the study compares other runs with because it had the same training budget.
+
+    ``run`` is its run config (trained by the study like any run, or one of the study's runs
+    already, such as a ``ptq`` run's fp32 source); ``of`` the run ids it is the control of;
+    ``kind`` says what it is in the study's tables (``controls.csv``, ``quantization.csv``).
+    """
+
+    run: Any  # RunConfig
+    of: tuple[str, ...]
+    kind: str
+
+
 @dataclass
 class Job:
     """A run being executed: what its loss step or its transform works with.
@@ -96,10 +110,11 @@ class Recipe(ABC):
             readers = [n for n in names() if "slimmable" in get(n).spec_keys]
             raise ConfigError(f"recipe {spec.label!r}: slimmable options apply to the {listing(readers)} "
                               f"recipe{'s' if len(readers) > 1 else ''} only")
-        unread = [key for key in ("bits", "source") if getattr(spec, key) and key not in self.spec_keys]
-        if unread:
-            readers = [n for n in names() if set(unread) & set(get(n).spec_keys)]
-            raise ConfigError(f"recipe {spec.label!r}: bits and source apply to {listing(readers)} only")
+        for key in ("bits", "source"):
+            if getattr(spec, key) and key not in self.spec_keys:
+                readers = [n for n in names() if key in get(n).spec_keys]
+                raise ConfigError(f"recipe {spec.label!r}: {key} applies to the {listing(readers)} "
+                                  f"recipe{'s' if len(readers) > 1 else ''} only")
 
     def takes_source(self) -> bool:
         """Starts from the runs another recipe entry of the study (its ``source``) makes, so it is
@@ -126,6 +141,13 @@ class Recipe(ABC):
     def expand(self, spec: Any, at: Expansion) -> list[Any]:
         """The run configs ``spec`` makes of ``at.net``, each dependency before its dependents."""
         raise NotImplementedError
+
+    def controls(self, spec: Any, at: Expansion, made: list[Any]) -> list[Control]:
+        """The budget-matched controls of the runs ``made`` (what :meth:`expand` returned): runs
+        that differ from them only in what the recipe does (no teacher, no quantizer, no slimming),
+        with the same data, seed, starting weights and training budget. The study trains them
+        unless the entry says ``controls: false``."""
+        return []
 
     # -- a run config ------------------------------------------------------------------------
 
@@ -198,6 +220,15 @@ def register(recipe: Recipe) -> Recipe:
 def unregister(name: str) -> None:
     """Forget a recipe (tests that register one of their own clean up with this)."""
     _REGISTRY.pop(name, None)
+
+
+def put_first(recipes: tuple[Recipe, ...]) -> None:
+    """List ``recipes`` first, in this order: registration follows import order, which a module
+    importing one recipe module before the others would change."""
+    rest = {name: recipe for name, recipe in _REGISTRY.items() if recipe not in recipes}
+    _REGISTRY.clear()
+    _REGISTRY.update({recipe.name: recipe for recipe in recipes})
+    _REGISTRY.update(rest)
 
 
 def names() -> list[str]:

@@ -9,13 +9,17 @@ from typing import Any, ClassVar
 from models.errors import ConfigError
 from models.nets.architectures import label, net_to_dict, of
 from models.nets.slimmable import SlimmableConfig, slim
-from models.studies.recipes.registry import Expansion, Job, Recipe, check_fp32, register
+from models.studies.recipes.registry import Control, Expansion, Job, Recipe, check_fp32, register
 from models.studies.run_config import RunConfig
 from models.training.checkpoints import CHECKPOINT, save_atomic
 from models.training.steps import SlimmableStep
 
 WIDTHS_PER_BATCH = {"uniform": 1, "sandwich": 4}
 """Widths one mini-batch trains at by rule, where the settings give no ``count``."""
+
+
+ALONE = "alone"
+TRAINED_ALONE = "the same width trained alone: same data, seed and training budget"
 
 
 class Slimmable(Recipe):
@@ -44,6 +48,16 @@ class Slimmable(Recipe):
                                   variant=f"{spec.label}{round(100 * width)}", training=at.training,
                                   seed=at.seed, width=width, init_run=full.run_id))
         return runs
+
+    def controls(self, spec: Any, at: Expansion, made: list[RunConfig]) -> list[Control]:
+        """Each width's network trained alone (``baseline``, variant ``alone``) for the same epochs on
+        the same windows and seed — the full width too, the comparison the slimmable NAM paper makes."""
+        out = []
+        for run in made:
+            net = at.net if run.width == 1.0 else of(at.net).slimmed_config(at.net, run.width)
+            alone = RunConfig(dataset=at.dataset, model=net, variant=ALONE, training=at.training, seed=at.seed)
+            out.append(Control(alone, (run.run_id,), TRAINED_ALONE))
+        return out
 
     def validate_run(self, run: RunConfig) -> None:
         if run.width == 1.0 and (run.slimmable is None or run.init_run is not None):
