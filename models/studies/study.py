@@ -34,6 +34,7 @@ from models.studies.runs import RunConfig, execute_run, is_complete
 from models.studies.tables import (
     CONTROLS_COLUMNS,
     comparison,
+    comparison_markdown,
     model_labels,
     quantization_table,
     width_sweep,
@@ -230,6 +231,8 @@ def expansion(study: StudyConfig) -> tuple[list[RunConfig], pd.DataFrame]:
     same_budget = {_budget_key(run): run for run in reversed(runs.values())}
     controls: list[dict[str, str]] = []
     for control in requested:
+        if control.if_trained and _budget_key(control.run) not in same_budget:
+            continue
         run = same_budget.setdefault(_budget_key(control.run), control.run)
         runs.setdefault(run.run_id, run)
         controls += [{"run_id": run_id, "control_run": run.run_id, "control": control.kind} for run_id in control.of]
@@ -264,6 +267,7 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path, controls: pd.DataFr
     _write_csv_atomic(table, out_dir / "comparison.csv")
     if not table.empty:
         comparison_figure(table, out_dir / "comparison.png")
+        write_file_atomic(out_dir / "comparison.md", comparison_markdown(table), OutputError)
     quantized = quantization_table(frame, controls)
     if not quantized.empty:
         _write_csv_atomic(quantized, out_dir / "quantization.csv")

@@ -284,3 +284,44 @@ def pareto_points(runs: pd.DataFrame) -> pd.DataFrame:
                        "test_esr_ci95_low": low, "test_esr_ci95_high": high, "seeds": len(seeds)})
     return pd.DataFrame(points, columns=cell + ["bytes", "rtf_stream", "test_esr", "test_esr_ci95_low",
                                                 "test_esr_ci95_high", "seeds"])
+
+
+METRIC_NAMES = {"test_esr": "ESR", "test_esr_pre": "ESR (pre-emphasis)", "test_mae": "MAE", "test_mse": "MSE",
+                "test_mrstft": "MR-STFT"}
+
+
+def comparison_markdown(table: pd.DataFrame) -> str:
+    """The comparison as the paper's Table 2, in Markdown: a row per dataset, teacher, variant and
+    student; the baseline's and the distilled student's mean test ESR; per metric the paired
+    improvement by distillation in % of the baseline's error, ``mean [95 % CI]`` and the verdict
+    (``+`` better, ``−`` worse, ``~`` within noise), or the one-seed wording."""
+    metrics = [m for m in METRIC_NAMES if m in set(table["metric"])]
+    marks = {paired.BETTER: "+", paired.WORSE: "−", paired.WITHIN_NOISE: "~"}
+    seeds = sorted(set(int(n) for n in table["seeds"]))
+    header = ["dataset", "teacher", "student", "ESR alone", "ESR distilled"] + [METRIC_NAMES.get(m, m) for m in metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
+    cells = table.set_index(["dataset", "teacher", "variant", "layers", "metric"])
+    for (dataset, teacher, variant, layers), _ in table.groupby(["dataset", "teacher", "variant", "layers"], sort=False):
+        esr = cells.loc[(dataset, teacher, variant, layers, "test_esr")] if "test_esr" in metrics else None
+        who = teacher if variant in names() else f"{teacher} ({variant})"
+        row = [dataset, who, f"S-{layers}", f"{esr['baseline']:.4f}" if esr is not None else "",
+               f"{esr['distilled']:.4f}" if esr is not None else ""]
+        for metric in metrics:
+            cell = cells.loc[(dataset, teacher, variant, layers, metric)]
+            if cell["seeds"] >= 2:
+                row.append(f"{cell['improvement_pct']:+.1f} [{cell['improvement_ci95_low_pct']:+.1f}, "
+                           f"{cell['improvement_ci95_high_pct']:+.1f}] {marks.get(cell['verdict'], '?')}")
+            elif cell["seeds"] == 1:
+                row.append(f"{cell['improvement_pct']:+.1f} (1 seed)")
+            else:
+                row.append(paired.NO_PAIRS)
+        lines.append("| " + " | ".join(row) + " |")
+    if seeds and seeds[-1] >= 2:
+        counted = f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
+        how = (f"mean over {counted} seeds of the paired (same-seed) improvement [95 % t-interval]; + better, "
+               "− worse, ~ within noise (the interval contains 0)")
+    else:
+        how = "one seed: no uncertainty, so no difference here can be told from seed noise"
+    lines += ["", f"Improvement by distillation in % of the baseline's error (positive: lower error), {how}. "
+              "ESR columns: mean test ESR over the same seeds."]
+    return "\n".join(lines) + "\n"

@@ -70,19 +70,37 @@ def test_every_control_matches_its_run_but_for_what_the_recipe_does(tmp_path):
             assert plain.training == student.training
         # one fine-tuning per source, shared by the 8- and 4-bit students
         assert len(by(recipe="finetune", seed=seed)) == 1
-        # slimmable: each width trained alone, with the slimmable entry's budget
+        # slimmable: the slimmed width trained alone, with the slimmable entry's budget; the full
+        # width is not compressed and the study trains no full-width network alone: no control
         full, = by(recipe="slimmable", seed=seed, width=1.0)
         half, = by(recipe="slimmable", seed=seed, width=0.5)
-        for run, label in ((full, "WN-nano"), (half, "WN-nano@50%")):
-            alone = _controls_of(runs, controls, run.run_id)[TRAINED_ALONE]
-            assert (alone.recipe, alone.variant, alone.width, alone.seed) == ("baseline", "alone", 1.0, seed)
-            assert alone.model.label == label and alone.training == full.training
-            assert alone.training.batch_size == 2 and alone.training.window_samples == 512
+        alone = _controls_of(runs, controls, half.run_id)[TRAINED_ALONE]
+        assert (alone.recipe, alone.variant, alone.width, alone.seed) == ("baseline", "alone", 1.0, seed)
+        assert alone.model.label == "WN-nano@50%" and alone.training == full.training
+        assert alone.training.batch_size == 2 and alone.training.window_samples == 512
+        assert _controls_of(runs, controls, full.run_id) == {}
+        assert not by(recipe="baseline", model=full.model)
     # Every control comes before nothing that depends on it: sources precede their fine-tuning.
     position = {run.run_id: i for i, run in enumerate(order)}
     for run in runs.values():
         if run.init_run:
             assert position[run.init_run] < position[run.run_id]
+
+
+def test_the_full_width_is_compared_with_a_network_trained_alone_where_the_study_trains_one(tmp_path):
+    slim = STUDY["recipes"][-1]
+    entry = {"recipe": "baseline", "name": "alone", "students": ["WN-nano"], "training": slim["training"]}
+    runs, controls, _ = _expand(tmp_path, {**STUDY, "recipes": [entry, *STUDY["recipes"]]})
+    for seed in (0, 1):
+        full, = [r for r in runs.values() if r.recipe == "slimmable" and r.width == 1.0 and r.seed == seed]
+        alone = _controls_of(runs, controls, full.run_id)[TRAINED_ALONE]
+        assert (alone.recipe, alone.variant, alone.model, alone.training) == ("baseline", "alone", full.model,
+                                                                             full.training)
+    # another budget is not a control
+    other = {**entry, "training": {"batch_size": 4}}
+    runs, controls, _ = _expand(tmp_path, {**STUDY, "recipes": [other, *STUDY["recipes"]]})
+    full_ids = [r.run_id for r in runs.values() if r.recipe == "slimmable" and r.width == 1.0]
+    assert not controls["run_id"].isin(full_ids).any()
 
 
 def test_controls_false_trains_none(tmp_path):

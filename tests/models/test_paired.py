@@ -18,6 +18,7 @@ from models.studies.tables import (
     COMPARED_METRICS,
     CONTROLS_COLUMNS,
     comparison,
+    comparison_markdown,
     quantization_table,
     width_sweep,
 )
@@ -327,3 +328,18 @@ def test_pareto_figure_plots_means_with_intervals(tmp_path, monkeypatch):
     assert "3 seeds" in figures[0].texts[0].get_text()
     assert not figures[1].axes[0].containers
     assert figures[1].texts[0].get_text() == "1 seed per model: no uncertainty"
+
+
+def test_comparison_markdown_is_table_2_with_intervals():
+    text = comparison_markdown(comparison(three_seed_runs()))
+    header, rule, row = text.splitlines()[:3]
+    assert header.split(" | ")[5:7] == ["ESR", "ESR (pre-emphasis)"]
+    ci = stats.ttest_1samp(list(IMPROVEMENT_PCT.values()), 0.0).confidence_interval()
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # every metric moved by the same 10/12/14 %: the same cell in each metric column
+    assert cells[:3] == ["od", "small", "S-8-8"]
+    assert cells[3] == f"{np.mean(list(BASELINE.values())):.4f}"
+    assert cells[5:] == [f"+12.0 [{ci.low:+.1f}, {ci.high:+.1f}] +"] * 5
+    assert "mean over 3 seeds" in text
+    one = comparison_markdown(comparison(three_seed_runs()[lambda f: f["seed"] == 1]))
+    assert "| +12.0 (1 seed) |" in one and "one seed: no uncertainty" in one

@@ -49,11 +49,14 @@ class Control:
     ``run`` is its run config (trained by the study like any run, or one of the study's runs
     already, such as a ``ptq`` run's fp32 source); ``of`` the run ids it is the control of;
     ``kind`` says what it is in the study's tables (``controls.csv``, ``quantization.csv``).
+    ``if_trained``: a control worth comparing with but not worth training for its own sake; it
+    counts only where an entry of the study makes the same run.
     """
 
     run: Any  # RunConfig
     of: tuple[str, ...]
     kind: str
+    if_trained: bool = False
 
 
 @dataclass
