@@ -18,7 +18,7 @@ from common.outputs import write_file_atomic  # noqa: E402
 from models.errors import OutputError  # noqa: E402
 from models.nets.architectures import find as find_arch  # noqa: E402
 from models.studies.recipes.builtin import find, names  # noqa: E402
-from models.studies.tables import COMPARED_METRICS, pareto_points  # noqa: E402
+from models.studies.tables import METRIC_NAMES, pareto_points  # noqa: E402
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -34,7 +34,7 @@ def comparison_figure(table: pd.DataFrame, path: Path) -> None:
     metric, a line per teacher (and kd variant); error bars are the 95 % paired-by-seed intervals
     where a point has two seeds or more."""
     datasets = sorted(table["dataset"].unique())
-    metrics = [m for m in COMPARED_METRICS if m in set(table["metric"])]
+    metrics = [m for m in METRIC_NAMES if m in set(table["metric"])]
     uncertain = bool((table["seeds"] >= 2).any())
     fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(3.2 * len(metrics), 2.8 * len(datasets)),
                              squeeze=False, sharex=True)
@@ -56,7 +56,10 @@ def comparison_figure(table: pd.DataFrame, path: Path) -> None:
             ax.set_xscale("log", base=2)
             units = sorted(table["student_units"].unique())
             ax.set_xticks(units, [str(u) for u in units])
-            ax.set_title(f"{dataset}: {metric.removeprefix('test_')}", fontsize=9)
+            ax.minorticks_off()
+            # Half an octave either side: a lone student size would otherwise get a degenerate axis.
+            ax.set_xlim(units[0] / 2 ** 0.5, units[-1] * 2 ** 0.5)
+            ax.set_title(f"{dataset}: {METRIC_NAMES.get(metric, metric)}", fontsize=9)
             if j == 0:
                 ax.set_ylabel("improvement by KD (%)" if uncertain else "improvement by KD (%, 1 seed)")
             if i == len(datasets) - 1:

@@ -343,3 +343,10 @@ def test_comparison_markdown_is_table_2_with_intervals():
     assert "mean over 3 seeds" in text
     one = comparison_markdown(comparison(three_seed_runs()[lambda f: f["seed"] == 1]))
     assert "| +12.0 (1 seed) |" in one and "one seed: no uncertainty" in one
+
+
+def test_comparison_figure_with_one_student_size_has_a_usable_axis(tmp_path, monkeypatch):
+    figures = _captured_figures(monkeypatch)
+    comparison_figure(comparison(three_seed_runs()), tmp_path / "one.png")
+    low, high = figures[0].axes[0].get_xlim()
+    assert low == pytest.approx(8 / 2 ** 0.5) and high == pytest.approx(8 * 2 ** 0.5)  # half an octave each side
