@@ -84,6 +84,7 @@ def describe(mean: float, ci_low: float, ci_high: float, n_seeds: int, verdict_t
     """One table cell: ``+12.3 % [+4.1, +20.5] (3 seeds) better``, or the one-seed wording."""
     if n_seeds == 0 or not math.isfinite(mean):
         return NO_PAIRS
+    value = f"{mean:+.1f} {unit}" if unit else f"{mean:+.1f}"
     if n_seeds == 1:
-        return f"{mean:+.1f} {unit} ({ONE_SEED})"
-    return f"{mean:+.1f} {unit} [{ci_low:+.1f}, {ci_high:+.1f}] ({n_seeds} seeds) {verdict_text}"
+        return f"{value} ({ONE_SEED})"
+    return f"{value} [{ci_low:+.1f}, {ci_high:+.1f}] ({n_seeds} seeds) {verdict_text}"

@@ -65,11 +65,17 @@ def test_every_control_matches_its_run_but_for_what_the_recipe_does(tmp_path):
             assert tuned.distill == student.distill and tuned.distill.alpha == 2.0
             assert tuned.training == student.training and tuned.training.max_epochs == 3
             assert tuned.training.learning_rate == 0.001 and tuned.seed == seed
-            # plain qat of the same source at the same bits and budget: no teacher
+            assert tuned.variant == "kd_finetune"
+            # plain qat of the same source at the same bits and budget: no teacher; being quantized
+            # itself, it has its own control, the plain fp32 fine-tuning
             assert (plain.recipe, plain.bits, plain.init_run, plain.teacher_run) == ("qat", bits, kd.run_id, None)
             assert plain.training == student.training
-        # one fine-tuning per source, shared by the 8- and 4-bit students
-        assert len(by(recipe="finetune", seed=seed)) == 1
+            plain_tuned = _controls_of(runs, controls, plain.run_id)[FINE_TUNED]
+            assert (plain_tuned.recipe, plain_tuned.variant, plain_tuned.init_run) == ("finetune", "finetune", kd.run_id)
+            assert (plain_tuned.teacher_run, plain_tuned.distill) == (None, None)
+            assert plain_tuned.training == student.training
+        # one distilled and one plain fine-tuning per source, shared by the 8- and 4-bit students
+        assert sorted(r.variant for r in by(recipe="finetune", seed=seed)) == ["finetune", "kd_finetune"]
         # slimmable: the slimmed width trained alone, with the slimmable entry's budget; the full
         # width is not compressed and the study trains no full-width network alone: no control
         full, = by(recipe="slimmable", seed=seed, width=1.0)
@@ -117,7 +123,8 @@ def test_dry_run_lists_the_controls(tmp_path, capsys):
     path.write_text(yaml.safe_dump({**STUDY, "output_dir": str(tmp_path / "out")}))
     assert main(["study", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "od_S-8-8_finetune-small_s0_" in out and "od_S-8-8_qat4-small_s1_" in out
+    assert "od_S-8-8_kd_finetune-small_s0_" in out and "od_S-8-8_finetune-small_s0_" in out
+    assert "od_S-8-8_qat4-small_s1_" in out
     assert "od_WN-nano@50%_alone_s0_" in out
 
 

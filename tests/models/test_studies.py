@@ -181,15 +181,18 @@ def test_quantized_recipes_in_a_study(tmp_path):
     frame = run_study(load_study(write_study(tmp_path, data)), out)
     every = frame[frame["layers"] == "8-8"]
     # the recipes' runs and their budget-matched controls: fp32 fine-tuning of each qat source (the
-    # kd_qat one distilled), and plain qat of the kd source at 4 bits (the kd_qat's "no teacher")
+    # kd_qat one distilled), plain qat of the kd source at 4 bits (the kd_qat's "no teacher") and
+    # that qat run's own plain fp32 fine-tuning
     assert sorted(zip(every["variant"], every["teacher"].fillna(""), strict=True)) == sorted([
         ("baseline", ""), ("kd", "small"), ("ptq8", ""), ("ptq2", ""), ("qat4", ""), ("kd_qat4", "small"),
-        ("finetune", ""), ("finetune", "small"), ("qat4", "small")])
+        ("finetune", ""), ("kd_finetune", "small"), ("qat4", "small"), ("finetune", "small")])
     controls = pd.read_csv(out / "controls.csv")
-    tuned = every[(every["recipe"] == "finetune") & (every["teacher"] == "small")].iloc[0]
+    tuned = every[every["variant"] == "kd_finetune"].iloc[0]
     assert tuned["teacher_run"] == every.set_index("variant").loc["kd", "teacher_run"]
     runs = every[(every["teacher"].fillna("") == "") | (every["recipe"] != "qat")]
     runs = runs[runs["recipe"] != "finetune"].set_index("variant")
+    # every quantized run is compared with a budget-matched fp32 control: no "budget not matched"
+    assert not pd.read_csv(out / "quantization.csv")["control"].str.contains("not matched").any()
     kd_qat_id = runs.loc["kd_qat4", "run_id"]
     assert set(controls.loc[controls["run_id"] == kd_qat_id, "control_run"]) == {
         tuned["run_id"], every[(every["recipe"] == "qat") & (every["teacher"] == "small")].iloc[0]["run_id"]}
@@ -212,7 +215,7 @@ def test_quantized_recipes_in_a_study(tmp_path):
     kd_qat = table[table["variant"] == "kd_qat4"]
     assert len(kd_qat) == 2  # against the fp32 fine-tuning and against plain qat
     assert kd_qat["ratio_to_teacher"].tolist() == pytest.approx([runs.loc["kd_qat4", "bytes"] / teacher_bytes] * 2)
-    against = kd_qat.set_index("control").loc[f"{FINE_TUNED} (finetune)"]
+    against = kd_qat.set_index("control").loc[f"{FINE_TUNED} (kd_finetune)"]
     assert against["control_test_esr"] == pytest.approx(tuned["test_esr"])
     assert against["esr_change_pct"] == pytest.approx(100 * (runs.loc["kd_qat4", "test_esr"] - tuned["test_esr"])
                                                       / tuned["test_esr"])

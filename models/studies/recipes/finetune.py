@@ -57,10 +57,13 @@ class FineTuning(Recipe):
         return DistillationStep(teacher_distillation(run, job), job.net)
 
 
-def fine_tuning(like: RunConfig, training: Any, variant: str = "finetune", init_run: str | None = None) -> RunConfig:
+def fine_tuning(like: RunConfig, training: Any, variant: str | None = None, init_run: str | None = None) -> RunConfig:
     """The fp32 fine-tuning run matching ``like``: its dataset, network, seed, teacher and
     distillation settings (none when ``like`` has no teacher run), trained for ``training`` from
-    ``init_run`` (default: ``like`` itself, a source run; a quantized run passes its own source)."""
+    ``init_run`` (default: ``like`` itself, a source run; a quantized run passes its own source).
+    As a control it is named ``kd_finetune`` when it distils, else ``finetune``."""
+    if variant is None:
+        variant = f"kd_{FineTuning.name}" if like.teacher_run else FineTuning.name
     return RunConfig(dataset=like.dataset, model=like.model, recipe=FINETUNE.name, variant=variant,
                      teacher=like.teacher, teacher_run=like.teacher_run,
                      distill=like.distill if like.teacher_run else None, training=training, seed=like.seed,

@@ -35,13 +35,15 @@ class QuantizedDistillation(QuantizedRecipe):
 
     def controls(self, spec: Any, at: Expansion, made: list[RunConfig]) -> list[Control]:
         """Besides the fp32 fine-tuning (with the same distillation), plain quantization-aware
-        training of the same source at the same bits for the same epochs: what the teacher adds."""
+        training of the same source at the same bits for the same epochs: what the teacher adds.
+        That ``qat`` run is quantized too, so it gets its own control (plain fp32 fine-tuning)."""
         out = super().controls(spec, at, made)
         for run in made:
             plain = RunConfig(dataset=run.dataset, model=run.model, recipe=QAT.name, variant=f"{QAT.name}{run.bits}",
                               teacher=run.teacher, training=run.training, seed=run.seed, bits=run.bits,
                               init_run=run.init_run)
             out.append(Control(plain, (run.run_id,), WITHOUT_TEACHER))
+            out += QAT.controls(spec, at, [plain])
         return out
 
     def validate_run(self, run: RunConfig) -> None:
