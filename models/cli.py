@@ -152,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["pt", "nam", "both"], default="pt", dest="format",
                    help="pt (default): .pt + .json manifest, works for every run; nam: a .nam file, for "
                    "WaveNets without knobs (an LSTM stack is refused: its input skip has no NAM equivalent); "
-                   "both: all three files, the manifest naming the .nam")
+                   "both: all three files, the manifest naming the .nam — for a network NAM cannot hold, "
+                   "the .pt and .json, and a line saying why there is no .nam")
     p.add_argument("--width", type=float, default=None, metavar="W",
                    help="export the network cut to this fraction of its channels (0 < W <= 1, at least one "
                    "channel of the widest layer; models.nets.slimmable.slim), meant for slimmable runs; quantized "
@@ -430,6 +431,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     result = export_run(args.run_dir, args.out, fmt=args.format, width=args.width, name=args.name)
     for path in result["paths"].values():
         print(f"wrote {path} ({path.stat().st_size} bytes)")
+    for kind, reason in result["not_written"].items():
+        print(f"not written: the .{kind} file — {reason}")
     manifest = result["manifest"]
     if manifest is not None:
         loudness = manifest["loudness"]["output_lufs"]

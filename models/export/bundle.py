@@ -426,11 +426,12 @@ def build_manifest(source: RunSource, name: str, net: Any, model: nn.Module,
 
 def export_run(run_dir: str | Path, out_dir: str | Path, fmt: Format = "pt", width: float | None = None,
                name: str | None = None) -> dict[str, Any]:
-    """Export a trained run into ``out_dir``; returns ``{"manifest", "paths"}``.
+    """Export a trained run into ``out_dir``; returns ``{"manifest", "paths", "not_written"}``.
 
     ``fmt``: ``pt`` writes ``<name>.pt`` + ``<name>.json``; ``nam`` writes ``<name>.nam`` (WaveNets
     and NAM LSTMs only; an LSTMStack is refused by :func:`models.export.nam_format.export_nam`); ``both``
-    writes all three, the manifest naming the ``.nam`` and its sha256. ``width`` cuts the network
+    writes all three, the manifest naming the ``.nam`` and its sha256 — or, for a network NAM cannot
+    hold, the two it can, with ``not_written`` mapping ``nam`` to the reason. ``width`` cuts the network
     with :func:`models.nets.slimmable.slim` first. ``name`` defaults to the run id (``_w50`` appended at
     width 0.5). ``manifest`` is None for ``nam`` alone.
     """
@@ -450,6 +451,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fmt: Format = "pt", wid
             quantized = _slim_quantized(source.model, source.quantized, width, model)
     sample_rate = int(source.payload["sample_rate"])
     paths: dict[str, Path] = {}
+    not_written: dict[str, str] = {}
     nam = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -457,11 +459,17 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fmt: Format = "pt", wid
             from models.export.nam_format import export_nam
 
             nam_path = out_dir / f"{name}.nam"
-            # Already cut to `width`: the .nam holds exactly the network the .pt holds.
-            export_nam(model, nam_path, sample_rate, metadata={
-                "name": name, "earshot_run_id": source.payload.get("run_id"), "bits": source.bits})
-            paths["nam"] = nam_path
-            nam = {"file": nam_path.name, "sha256": _sha256(nam_path)}
+            try:
+                # Already cut to `width`: the .nam holds exactly the network the .pt holds.
+                export_nam(model, nam_path, sample_rate, metadata={
+                    "name": name, "earshot_run_id": source.payload.get("run_id"), "bits": source.bits})
+            except ConfigError as exc:
+                if fmt == "nam":
+                    raise
+                not_written["nam"] = str(exc)  # `both`: the .pt and manifest still hold the model
+            else:
+                paths["nam"] = nam_path
+                nam = {"file": nam_path.name, "sha256": _sha256(nam_path)}
         manifest = None
         if fmt in ("pt", "both"):
             manifest, pt_path, json_path = _write_pt(source, out_dir, name, net, model, quantized, width, nam)
@@ -472,7 +480,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fmt: Format = "pt", wid
         raise ExportError(f"cannot write the export into {out_dir}: {exc.strerror or exc}") from None
     log.info("exported %s (%s, %d-bit, width %g) to %s", source.run_dir.name, label(net), source.bits, width,
              ", ".join(str(p) for p in paths.values()))
-    return {"manifest": manifest, "paths": paths}
+    return {"manifest": manifest, "paths": paths, "not_written": not_written}
 
 
 def _write_pt(source: RunSource, out_dir: Path, name: str, net: Any, model: nn.Module,

@@ -256,6 +256,15 @@ def test_cli_exports_a_run_and_explains_its_options(runs, tmp_path, capsys):
     assert "LSTM stack is refused" in text and "0 < W <= 1" in text
 
 
+def test_both_formats_of_an_lstm_stack_write_what_they_can_and_say_what_they_cannot(runs, tmp_path, capsys):
+    assert main(["-q", "export", str(runs["lstm"]), "--out", str(tmp_path), "--format", "both", "--name", "s"]) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.pt"]
+    assert "wrote" in out and "not written: the .nam file — cannot export S-8-4 as a .nam LSTM" in out
+    model, manifest = load_export(tmp_path / "s")
+    assert manifest["files"] == {"weights": "s.pt"}
+
+
 @pytest.mark.parametrize("case", ["nam_of_lstm", "not_a_run", "untrained", "width_high", "width_zero", "width_tiny",
                                   "bad_name", "unfinished_quantized"])
 def test_cli_refuses_bad_input_with_a_message_and_exit_code_2(case, runs, tmp_path, capsys):
