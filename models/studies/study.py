@@ -81,9 +81,9 @@ class RecipeSpec:
     ``controls`` (default true) trains the budget-matched controls the recipe asks for, which the
     tables compare with: ``kd`` the student trained alone; ``qat`` and ``kd_qat`` the fp32 source
     fine-tuned for the same epochs with the same loss (``finetune``), ``kd_qat`` also plain ``qat``;
-    ``ptq`` its source as it is; ``slimmable`` every width of ``widths`` trained alone (variant
-    ``alone``). With false, the tables fall back to the source run and to any baseline of the same
-    network, and say so.
+    ``ptq`` its source as it is; ``slimmable`` every width of ``widths`` below 1 trained alone
+    (variant ``alone``; the full width where the study trains it alone anyway). With false, the
+    tables fall back to the source run and to any baseline of the same network, and say so.
     """
 
     recipe: str
