@@ -3,8 +3,10 @@
 ``nn.LSTM`` over a whole file at batch 1 is slow on a CPU because every time step is a separate
 small matrix product. Offline rendering cuts the file into chunks that overlap by a warm-up
 stretch, runs them all as one batch and drops each chunk's warm-up output: the recurrent state
-forgets where it started within the warm-up, so the result matches whole-file rendering to
-within float noise while the sequential loop is a chunk long instead of a file long.
+forgets where it started within the warm-up — and where it does not, the state check (see
+:func:`render`) runs the chunk again from its predecessor's state — so the result matches
+whole-file rendering to within float noise while the sequential loop is a chunk long instead of a
+file long.
 
 An :class:`models.nets.lstm.LSTMStack` runs its layers time-major here (``(time, batch, units)``, the
 layout oneDNN's LSTM computes in): the batch-first module converts every layer's output, which
@@ -20,10 +22,12 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
 
+from models.nets.architectures import find as find_architecture
 from models.nets.lstm import LSTMStack
 from models.training.compute import CPU, on_device
 
@@ -43,8 +47,10 @@ TARGET_BATCH = 64
 TIME_TILE = 512
 MIN_CHUNK_SAMPLES = 2048
 # Largest |h| or |c| difference between a chunk's post-warm-up state and its predecessor's final
-# state that counts as forgotten: float noise between batch layouts is about 1e-7.
-STATE_TOLERANCE = 1e-5
+# state that counts as forgotten: float noise between batch layouts is about 1e-7. At 1e-6 the demo
+# S-64-8 runs none of its 64 chunks again on two 10 s bench programmes (11 and 17 at 1e-7, which is
+# the noise), and an accepted gap leaves the output within about 1e-6 of whole-file rendering.
+STATE_TOLERANCE = 1e-6
 DEFAULT_MAX_BATCH = 256
 
 
@@ -70,7 +76,8 @@ def _knob_tensor(knobs: Sequence[float] | None, batch: int, device: torch.device
 
 def render_whole(model: torch.nn.Module, audio: np.ndarray, knobs: Sequence[float] | None = None,
                  device: torch.device | str = CPU) -> np.ndarray:
-    """Reference rendering: the whole file at batch 1 from a zero state. audio: (time,) → (time,).
+    """Reference rendering: the whole file at batch 1 from the network's start state (zeros; a NAM
+    LSTM's stored initial state). audio: (time,) → (time,).
 
     The model runs on ``device`` (moved there for the call and back afterwards); the output is a
     NumPy array either way."""
@@ -131,23 +138,6 @@ def _stacked(states: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     return torch.cat([t[0] for pair in states for t in pair], dim=-1)
 
 
-def _run_batch(model: torch.nn.Module, frames: torch.Tensor, knobs: Sequence[float] | None, warmup: int
-               ) -> tuple[np.ndarray, torch.Tensor | None, torch.Tensor | None]:
-    """frames (batch, time) → outputs (batch, time) from zero (or silence) states, and for an LSTM
-    stack every chunk's stacked states after the warm-up and at its end (see :func:`_stacked`)."""
-    k = _knob_tensor(knobs, frames.shape[0], frames.device)
-    with torch.inference_mode():
-        if _lstm_path(model, k):
-            y, warm, final = _lstm_stack_time_major(model, frames.t().contiguous()[:, :, None], k, split=warmup)
-            return y.t().contiguous().cpu().numpy(), _stacked(warm), _stacked(final)
-        y, _ = model(frames[:, :, None], k)
-        return y[:, :, 0].cpu().numpy(), None, None
-
-
-def _lstm_path(model: torch.nn.Module, knobs: torch.Tensor | None) -> bool:
-    return isinstance(model, LSTMStack) and model.config.n_knobs == (0 if knobs is None else knobs.shape[1])
-
-
 def _unstack(model: LSTMStack, row: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One chunk's stacked states (see :func:`_stacked`) back to per-layer (h, c), each (1, 1, units)."""
     states, at = [], 0
@@ -156,6 +146,112 @@ def _unstack(model: LSTMStack, row: torch.Tensor) -> list[tuple[torch.Tensor, to
         states.append((row[at:at + units].reshape(1, 1, units), row[at + units:at + 2 * units].reshape(1, 1, units)))
         at += 2 * units
     return states
+
+
+def _state_leaves(state: Any) -> list[torch.Tensor]:
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return [leaf for part in state for leaf in _state_leaves(part)]
+
+
+def _state_rows(state: Any) -> torch.Tensor:
+    """A recurrent state (tensors each (layers, batch, units), nested in lists/tuples) as one row per
+    batch entry: (batch, Σ layers·units)."""
+    return torch.cat([t.transpose(0, 1).reshape(t.shape[1], -1) for t in _state_leaves(state)], dim=1)
+
+
+def _state_from_row(template: Any, row: torch.Tensor, at: int = 0) -> tuple[Any, int]:
+    """One row of :func:`_state_rows` back into ``template``'s structure at batch 1."""
+    if isinstance(template, torch.Tensor):
+        layers, _, units = template.shape
+        return row[at:at + layers * units].reshape(layers, 1, units).contiguous(), at + layers * units
+    parts = []
+    for part in template:
+        value, at = _state_from_row(part, row, at)
+        parts.append(value)
+    return (tuple(parts) if isinstance(template, tuple) else parts), at
+
+
+class _Chunks:
+    """How a batch of chunks runs: outputs, and for a recurrent network each chunk's state after the
+    warm-up and at its end (one row per chunk), and a chunk run again from a given state."""
+
+    def __init__(self, model: torch.nn.Module, knobs: Sequence[float] | None):
+        self.model = model
+        self.knobs = knobs
+
+    def run(self, frames: torch.Tensor, warmup: int) -> tuple[np.ndarray, torch.Tensor | None, torch.Tensor | None]:
+        """frames (batch, time) → outputs (batch, time), states after the warm-up, final states."""
+        k = _knob_tensor(self.knobs, frames.shape[0], frames.device)
+        with torch.inference_mode():
+            y, _ = self.model(frames[:, :, None], k)
+        return y[:, :, 0].cpu().numpy(), None, None
+
+    def rerun(self, kept: torch.Tensor, row: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """kept (time,) from the state ``row`` → outputs (time,) and the final state's row."""
+        raise NotImplementedError(f"{type(self.model).__name__} carries no state between chunks")
+
+
+class _LSTMStackChunks(_Chunks):
+    """An LSTM stack, time-major in TIME_TILE steps (:func:`_lstm_stack_time_major`)."""
+
+    def run(self, frames, warmup):
+        k = _knob_tensor(self.knobs, frames.shape[0], frames.device)
+        with torch.inference_mode():
+            y, warm, final = _lstm_stack_time_major(self.model, frames.t().contiguous()[:, :, None], k, split=warmup)
+        return y.t().contiguous().cpu().numpy(), _stacked(warm), _stacked(final)
+
+    def rerun(self, kept, row):
+        k = _knob_tensor(self.knobs, 1, kept.device)
+        with torch.inference_mode():
+            y, _, final = _lstm_stack_time_major(self.model, kept.reshape(-1, 1, 1), k,
+                                                 states=_unstack(self.model, row))
+        return y[:, 0].cpu().numpy(), _stacked(final)[0]
+
+
+class _RecurrentChunks(_Chunks):
+    """A network whose forward takes and returns its recurrent state (an architecture with
+    ``recurrent``, e.g. a NAM LSTM): the warm-up and the rest of a chunk run as two calls, the
+    state handed over between them."""
+
+    template: Any = None
+
+    def run(self, frames, warmup):
+        k = _knob_tensor(self.knobs, frames.shape[0], frames.device)
+        x = frames[:, :, None]
+        with torch.inference_mode():
+            if warmup:
+                y_warm, state = self.model(x[:, :warmup], k)
+                y_rest, final = self.model(x[:, warmup:], k, state)
+                y = torch.cat([y_warm, y_rest], dim=1)
+                warm = _state_rows(state)
+            else:
+                y, final = self.model(x, k)
+                # No warm-up: the start state is not known to be the predecessor's, so every chunk
+                # after the first differs by more than any tolerance and runs again from it.
+                warm = torch.full_like(_state_rows(final), math.inf)
+        self.template = final
+        return y[:, :, 0].cpu().numpy(), warm, _state_rows(final)
+
+    def rerun(self, kept, row):
+        k = _knob_tensor(self.knobs, 1, kept.device)
+        state, _ = _state_from_row(self.template, row)
+        with torch.inference_mode():
+            y, final = self.model(kept.reshape(1, -1, 1), k, state)
+        return y[0, :, 0].cpu().numpy(), _state_rows(final)[0]
+
+
+def _chunks(model: torch.nn.Module, knobs: Sequence[float] | None) -> _Chunks:
+    """How ``model``'s chunks run: an LSTM stack time-major (its knob count matching), another
+    network of a ``recurrent`` architecture through its forward with the state checked, anything
+    else (a WaveNet, whose warm-up covers its receptive field) as one batch."""
+    n_knobs = 0 if knobs is None else len(knobs)
+    if isinstance(model, LSTMStack) and model.config.n_knobs == n_knobs:
+        return _LSTMStackChunks(model, knobs)
+    architecture = find_architecture(getattr(getattr(model, "config", None), "arch", None))
+    if architecture is not None and architecture.recurrent:
+        return _RecurrentChunks(model, knobs)
+    return _Chunks(model, knobs)
 
 
 def render(
@@ -171,7 +267,7 @@ def render(
 ) -> np.ndarray:
     """Offline rendering in overlapping chunks processed as one batch. audio: (time,) → (time,).
 
-    Chunk 0 is the first ``warmup + chunk`` samples from a zero state, exactly as whole-file
+    Chunk 0 is the first ``warmup + chunk`` samples from the start state, exactly as whole-file
     rendering starts; chunk k ≥ 1 reads ``audio[k·C : k·C + W + C]`` and keeps its last C outputs.
     ``chunk_samples`` None picks C for about TARGET_BATCH chunks per thread. ``max_batch`` bounds
     memory on very long files by running the chunks in groups. A network with a finite
@@ -179,11 +275,13 @@ def render(
     chunking exact. ``threads`` (None: torch's current count) worker threads each run a slice of
     the batch on one intra-op thread.
 
-    An LSTM stack's warm-up is checked, not trusted: chunk k's state after its warm-up and chunk
-    k − 1's state at its end are the states of the same time step. Where any layer's h or c differs
-    by more than ``state_tolerance`` (None: no check), the warm-up did not forget the zero start
-    (it happens: a trained S-64-8 keeps a state for over 512 samples in some quiet passages), and
-    chunk k is run again from chunk k − 1's final state, as whole-file rendering would run it.
+    The warm-up of a recurrent network (an architecture with ``recurrent``: an LSTM stack, a NAM
+    LSTM) is checked, not trusted: chunk k's state after its warm-up and chunk k − 1's state at its
+    end are the states of the same time step. Where any layer's h or c differs by more than
+    ``state_tolerance`` (None: no check), the warm-up did not forget its start (it happens: a
+    trained S-64-8 keeps a state for over 512 samples in some quiet passages, and a NAM LSTM's
+    chunks all start from its stored initial state), and chunk k is run again from chunk k − 1's
+    final state, as whole-file rendering would run it.
 
     ``device`` (default the CPU) is where the model runs, moved there for the call and back
     afterwards; the chunking does not depend on it, and the output is a NumPy array either way.
@@ -217,8 +315,10 @@ def render(
     warm_states: list[torch.Tensor | None] = [None] * n_chunks
     final_states: list[torch.Tensor | None] = [None] * n_chunks
 
+    chunks = _chunks(model, knobs)
+
     def work(a: int, b: int) -> None:
-        ys[a:b], warm, final = _run_batch(model, frames[a:b], knobs, warmup_samples)
+        ys[a:b], warm, final = chunks.run(frames[a:b], warmup_samples)
         if warm is not None:
             warm_states[a:b], final_states[a:b] = list(warm), list(final)
 
@@ -233,32 +333,27 @@ def render(
                     for future in [pool.submit(work, a, b) for a, b in slices]:
                         future.result()
         if state_tolerance is not None and warm_states[0] is not None:
-            _rerun_unsettled(model, frames, knobs, warmup_samples, ys, warm_states, final_states, state_tolerance)
+            _rerun_unsettled(chunks, frames, warmup_samples, ys, warm_states, final_states, state_tolerance)
     out = np.empty(n_chunks * chunk_samples + warmup_samples, dtype=np.float32)
     out[: warmup_samples + chunk_samples] = ys[0]
     out[warmup_samples + chunk_samples :] = ys[1:, warmup_samples:].reshape(-1)
     return out[:total].copy()
 
 
-def _rerun_unsettled(model, frames, knobs, warmup, ys, warm_states, final_states, tolerance) -> None:
+def _rerun_unsettled(chunks: _Chunks, frames, warmup, ys, warm_states, final_states, tolerance) -> None:
     """Run again, in order, every chunk whose post-warm-up state differs from its predecessor's final one."""
-    k = _knob_tensor(knobs, 1, frames.device)
     gaps = (torch.stack(warm_states[1:]) - torch.stack(final_states[:-1])).abs().amax(dim=1)
     rerun = 0
     previous_changed = False
-    with torch.inference_mode():
-        for chunk in range(1, len(warm_states)):
-            if previous_changed:
-                gap = (warm_states[chunk] - final_states[chunk - 1]).abs().max().item()
-            else:
-                gap = gaps[chunk - 1].item()
-            previous_changed = gap > tolerance
-            if not previous_changed:
-                continue
-            kept = frames[chunk, warmup:].reshape(-1, 1, 1)
-            y, _, final = _lstm_stack_time_major(model, kept, k, states=_unstack(model, final_states[chunk - 1]))
-            ys[chunk, warmup:] = y[:, 0].cpu().numpy()
-            final_states[chunk] = _stacked(final)[0]
-            rerun += 1
+    for chunk in range(1, len(warm_states)):
+        if previous_changed:
+            gap = (warm_states[chunk] - final_states[chunk - 1]).abs().max().item()
+        else:
+            gap = gaps[chunk - 1].item()
+        previous_changed = gap > tolerance
+        if not previous_changed:
+            continue
+        ys[chunk, warmup:], final_states[chunk] = chunks.rerun(frames[chunk, warmup:], final_states[chunk - 1])
+        rerun += 1
     if rerun:
         log.debug("chunked rendering: %d of %d chunks run again from their predecessor's state", rerun, len(ys))

@@ -22,7 +22,7 @@ from models.nets.slimmable import lstm_forward_at_width, lstm_widths, slim_lstm
 class LSTMArchitecture(Architecture):
     """Stacked LSTMs → dense(1) + the input sample; sized by ``layers``, slimmable by units,
     distillable layer by layer. NAM has no such network (its LSTM has no input skip), so there is
-    no ``.nam`` export."""
+    no ``.nam`` export: the refusal names the study entry of a NAM-shaped student (``nam_lstm``)."""
 
     name: ClassVar[str] = "lstm"
     config_class: ClassVar[type] = LSTMConfig
@@ -30,6 +30,7 @@ class LSTMArchitecture(Architecture):
     legacy_keys: ClassVar[dict[str, Any]] = {"preset": None, "width": 1.0}
     slimmable: ClassVar[bool] = True
     distillable: ClassVar[bool] = True
+    recurrent: ClassVar[bool] = True
     streaming_engine: ClassVar[str] = "lstm_stack"
 
     def student(self, keys: dict[str, Any], conditioning: str, where: str) -> LSTMConfig:
@@ -75,9 +76,12 @@ class LSTMArchitecture(Architecture):
             reasons.append(f"its layers differ in size {list(config.layers)} (NAM stacks layers of one hidden_size)")
         if config.n_knobs:
             reasons.append(f"it takes {config.n_knobs} knob value(s) (NAM's LSTM takes audio only)")
+        without_knobs = " on a dataset without knobs" if config.n_knobs else ""
         raise ConfigError(
             f"cannot export {config.label} as a .nam LSTM: " + "; ".join(reasons)
-            + ". Train a NAM LSTM (arch nam_lstm, models.nets.nam_lstm.NamLSTM) or a WaveNet to get a NAM model.")
+            + f". Train a NAM-shaped student instead{without_knobs}: `{{arch: nam_lstm, hidden_size: "
+            f"{max(config.layers)}}}` in the study's students (every recipe applies to it), then export "
+            "its run with --format nam")
 
     def forward_at_width(self, model: nn.Module, x: torch.Tensor, knobs: torch.Tensor | None, state: Any,
                          return_features: bool, width: float) -> Any:

@@ -1,19 +1,24 @@
 """NAM's LSTM (``arch: nam_lstm``): ``num_layers`` stacked layers of one ``hidden_size`` and a linear
 head, with no input skip — the LSTM a ``.nam`` file holds — and its registered architecture.
 
-A study names it ``{arch: nam_lstm, hidden_size: 16, num_layers: 1}``.
+A study names it ``{arch: nam_lstm, hidden_size: 16, num_layers: 1}``, as a student (every recipe:
+its LSTM output distils through a projection head, it quantizes per gate row as the LSTM stack
+does and slims to its first units per gate block) or as a teacher (``{name: …, model: {arch:
+nam_lstm, …}}``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from models.errors import ConfigError
 from models.nets.registry import Architecture, register
+from models.nets.slimmable import nam_lstm_forward_at_width, nam_lstm_units, slim_nam_lstm
 
 SETTLE_SECONDS = 1.0
 
@@ -48,7 +53,8 @@ class NamLSTM(nn.Module):
 
     A missing state starts from the buffers ``initial_hidden`` / ``initial_cell`` (num_layers,
     hidden_size): zeros for a fresh network, the file's state for one read by :func:`load_nam`.
-    The state is ``(h, c)``, each (num_layers, batch, hidden_size).
+    The state is ``(h, c)``, each (num_layers, batch, hidden_size). Its features (for
+    distillation) are every layer's output, (batch, time, hidden_size) each.
     """
 
     def __init__(self, config: NamLSTMConfig):
@@ -61,18 +67,18 @@ class NamLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor, knobs: torch.Tensor | None = None,
                 state: tuple[torch.Tensor, torch.Tensor] | None = None, return_features: bool = False):
-        """x: (batch, time, 1) → ``(y, new_state)`` or ``(y, new_state, [last layer output])``."""
+        """x: (batch, time, 1) → ``(y, new_state)`` or ``(y, new_state, [every layer's output])``."""
         if knobs is not None and knobs.numel():
             raise ConfigError(f"NAM's LSTM takes no knob values, found {tuple(knobs.shape)}")
+        if return_features:
+            # Layer by layer, so that every layer's output can be aligned with a teacher's.
+            return nam_lstm_forward_at_width(self, x, knobs, state, True, 1.0)
         if state is None:
             batch = x.shape[0]
             state = (self.initial_hidden[:, None, :].expand(-1, batch, -1).contiguous(),
                      self.initial_cell[:, None, :].expand(-1, batch, -1).contiguous())
         out, new_state = self.lstm(x, state)
-        y = self.head(out)
-        if return_features:
-            return y, new_state, [out]
-        return y, new_state
+        return self.head(out), new_state
 
     @torch.no_grad()
     def settled_state(self, sample_rate: float, seconds: float = SETTLE_SECONDS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,12 +109,17 @@ def lstm_weights(model: NamLSTM, sample_rate: float) -> list[float]:
 
 
 class NamLSTMArchitecture(Architecture):
-    """NAM's LSTM: neither slimmable nor distillable here; exported as a ``.nam`` LSTM with its
-    state settled after one second of silence."""
+    """NAM's LSTM: distillable (every layer's output is a feature), slimmable by units (the first
+    units of every gate block, as the LSTM stack) and exported as a ``.nam`` LSTM with its state
+    settled after one second of silence."""
 
     name: ClassVar[str] = "nam_lstm"
     config_class: ClassVar[type] = NamLSTMConfig
     student_keys: ClassVar[tuple[str, ...]] = ("hidden_size", "num_layers")
+    slimmable: ClassVar[bool] = True
+    distillable: ClassVar[bool] = True
+    recurrent: ClassVar[bool] = True
+    size_names_model: ClassVar[bool] = False
 
     def build(self, config: NamLSTMConfig) -> NamLSTM:
         return NamLSTM(config)
@@ -127,9 +138,30 @@ class NamLSTMArchitecture(Architecture):
             inputs = config.hidden_size
         return macs + config.hidden_size
 
+    def feature_size(self, config: NamLSTMConfig, layer: int) -> int:
+        n = config.num_layers
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
+            raise ConfigError(f"layer index {layer!r} is out of range for {config.label} ({n} LSTM layer"
+                              f"{'s' if n > 1 else ''} of {config.hidden_size} units); expected -1, the LSTM "
+                              f"output its head reads{f', or 0 … {n - 1}' if n > 1 else ''}")
+        return config.hidden_size
+
+    def allowed_widths(self, config: NamLSTMConfig) -> tuple[float, ...]:
+        return tuple(k / config.hidden_size for k in range(1, config.hidden_size + 1))
+
+    def slimmed_config(self, config: NamLSTMConfig, width: float) -> NamLSTMConfig:
+        return dataclasses.replace(config, hidden_size=nam_lstm_units(config, width))
+
+    def slim(self, model: nn.Module, width: float) -> nn.Module:
+        return slim_nam_lstm(model, width)
+
+    def forward_at_width(self, model: nn.Module, x: torch.Tensor, knobs: torch.Tensor | None, state: Any,
+                         return_features: bool, width: float) -> Any:
+        return nam_lstm_forward_at_width(model, x, knobs, state, return_features, width)
+
     def nam_document(self, model: nn.Module, sample_rate: float, width: float | None) -> tuple[str, dict, list, nn.Module]:
         if width is not None and width != 1.0:
-            raise ConfigError(f"cannot export a NAM LSTM at width {width}: slim an LSTM before wrapping it")
+            model = slim_nam_lstm(model, width).eval()
         config = {"input_size": model.config.input_size, "hidden_size": model.config.hidden_size,
                   "num_layers": model.config.num_layers}
         return "LSTM", config, lstm_weights(model, sample_rate), model

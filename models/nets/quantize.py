@@ -1,7 +1,9 @@
 """k-bit weight quantization: symmetric, per output channel, biases kept in fp32.
 
-Weights of ``nn.LSTM`` (per gate row), ``nn.Linear`` (per output row) and ``nn.Conv1d`` (per
-output channel) become integers in [−(2^(k−1) − 1), 2^(k−1) − 1] times one fp32 scale per row.
+Weights of ``nn.LSTM`` (per gate row, every layer of a multi-layer module such as a NAM LSTM's),
+``nn.Linear`` (per output row) and ``nn.Conv1d`` (per output channel) become integers in
+[−(2^(k−1) − 1), 2^(k−1) − 1] times one fp32 scale per row; biases and buffers (a NAM LSTM's
+initial state) stay fp32.
 Hand-written rather than ``torch.ao``: torch's quantization stack offers int8 only, is deprecated
 for these modules, and makes small LSTMs slower (docs/zoo-methods.md); what k-bit weights honestly buy here is
 size, so the integers are bit-packed on disk and the model renders with exactly the dequantized

@@ -51,6 +51,11 @@ class Architecture(ABC):
     size_names_model: ClassVar[bool] = True
     """Whether the size label alone tells its networks apart (an LSTM stack's ``16-8``), so figures
     print it beside a run; otherwise they print the model label."""
+    recurrent: ClassVar[bool] = False
+    """Whether its forward takes and returns a recurrent ``state`` (tensors, or lists/tuples of them,
+    each ``(layers, batch, units)`` as torch's recurrent modules keep them) that carries everything
+    before the block: the chunked renderer (:func:`models.inference.rendering.render`) then checks
+    each chunk's warm-up against its predecessor's state and runs it again from there where it differs."""
     streaming_engine: ClassVar[str] = "torch"
     """What :func:`models.inference.streaming.stream` runs it with by default: ``torch`` (its own
     forward per block), ``lstm_stack`` (the LSTM stack's fused streamer) or ``numpy`` (WaveNets)."""

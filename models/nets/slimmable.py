@@ -1,7 +1,8 @@
-"""Slimmable networks: run or cut a WaveNet or an LSTM stack at a fraction of its width.
+"""Slimmable networks: run or cut a WaveNet, an LSTM stack or NAM's LSTM at a fraction of its width.
 
 Width c → c′ keeps the first c′ channels (WaveNet) or hidden units (LSTM, in each of the four
-gate blocks) of every weight, so the network stays mono in and mono out. Two ways to use it:
+gate blocks; a NAM LSTM's initial state too) of every weight, so the network stays mono in and
+mono out. Two ways to use it:
 
 - :func:`forward_at_width` slices the weights on the fly (views of the parameters: gradients
   reach only the kept entries), for slimmable training;
@@ -17,6 +18,7 @@ of the slimmer widths (in-place distillation).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -158,11 +160,97 @@ def lstm_forward_at_width(
     return y, new_state
 
 
+def nam_lstm_units(config, width: float) -> int:
+    """Hidden units of every layer of a NAM LSTM (``NamLSTMConfig``) kept at ``width``."""
+    return width_channels(config.hidden_size, width)
+
+
+def nam_lstm_weights_at(model: nn.Module, width: float | None) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """A NAM LSTM's weights cut to ``width``: ``layers`` (per layer ``[w_ih, w_hh, b_ih, b_hh]``,
+    the rows of the first kept units of each i, f, g, o gate block and, past the first layer, the
+    columns of the kept units), ``head_w`` (1, kept), ``head_b`` and the initial ``h0``/``c0``
+    (layers, kept). At full width these are the parameters and buffers themselves."""
+    width = _check_width(width)
+    lstm, units = model.lstm, model.config.hidden_size
+    kept = nam_lstm_units(model.config, width)
+    full = kept == units
+    rows = _gate_rows(units, kept, 4)
+    layers = []
+    for i in range(lstm.num_layers):
+        w_ih, w_hh = getattr(lstm, f"weight_ih_l{i}"), getattr(lstm, f"weight_hh_l{i}")
+        b_ih, b_hh = getattr(lstm, f"bias_ih_l{i}"), getattr(lstm, f"bias_hh_l{i}")
+        if not full:
+            w_ih = w_ih[rows] if i == 0 else w_ih[rows][:, :kept]
+            w_hh, b_ih, b_hh = w_hh[rows][:, :kept], b_ih[rows], b_hh[rows]
+        layers.append([w_ih, w_hh, b_ih, b_hh])
+    head_w = model.head.weight if full else model.head.weight[:, :kept]
+    return {"layers": layers, "head_w": head_w, "head_b": model.head.bias,
+            "h0": model.initial_hidden[:, :kept], "c0": model.initial_cell[:, :kept]}
+
+
+def run_lstm_layers(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], layers: list[list[torch.Tensor]],
+                    training: bool, per_layer: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], list]:
+    """Stacked batch-first LSTM layers of one size through the kernel ``nn.LSTM`` calls.
+
+    x: (batch, time, inputs); state: (h, c), each (layers, batch, units); ``layers``: per layer
+    ``[w_ih, w_hh, b_ih, b_hh]``. Returns the last layer's output (batch, time, units), the new
+    (h, c) and, with ``per_layer``, every layer's output (the layers run one call each; without
+    it, one call runs them all and the list holds the last output only)."""
+    if not per_layer:
+        flat = [w for layer in layers for w in layer]
+        out, h_n, c_n = torch._VF.lstm(x, state, flat, True, len(layers), 0.0, training, False, True)
+        return out, (h_n, c_n), [out]
+    h, c = state
+    out, features, hs, cs = x, [], [], []
+    for i, weights in enumerate(layers):
+        out, h_i, c_i = torch._VF.lstm(out, (h[i:i + 1], c[i:i + 1]), weights, True, 1, 0.0, training, False, True)
+        features.append(out)
+        hs.append(h_i)
+        cs.append(c_i)
+    return out, (torch.cat(hs), torch.cat(cs)), features
+
+
+def nam_lstm_forward_at_width(model: nn.Module, x: torch.Tensor, knobs: torch.Tensor | None = None,
+                              state: tuple[torch.Tensor, torch.Tensor] | None = None,
+                              return_features: bool = False, width: float | None = None):
+    """:meth:`NamLSTM.forward` with every layer cut to ``width`` of its units (see
+    :func:`nam_lstm_weights_at`); the state holds the kept units, each (layers, batch, kept)."""
+    if knobs is not None and knobs.numel():
+        raise ConfigError(f"NAM's LSTM takes no knob values, found {tuple(knobs.shape)}")
+    weights = nam_lstm_weights_at(model, width)
+    if state is None:
+        batch = x.shape[0]
+        state = (weights["h0"][:, None, :].expand(-1, batch, -1).contiguous(),
+                 weights["c0"][:, None, :].expand(-1, batch, -1).contiguous())
+    out, new_state, features = run_lstm_layers(x, state, weights["layers"], model.training, return_features)
+    y = F.linear(out, weights["head_w"], weights["head_b"])
+    if return_features:
+        return y, new_state, features
+    return y, new_state
+
+
+@torch.no_grad()
+def slim_nam_lstm(model: nn.Module, width: float) -> nn.Module:
+    """A smaller NAM LSTM holding the kept units' weights and initial state (see :func:`nam_lstm_weights_at`)."""
+    width = _check_width(width)
+    config = dataclasses.replace(model.config, hidden_size=nam_lstm_units(model.config, width))
+    small = registry.build_model(config).to(model.head.weight.device)
+    weights = nam_lstm_weights_at(model, width)
+    for i, layer in enumerate(weights["layers"]):
+        for name, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), layer, strict=True):
+            getattr(small.lstm, f"{name}_l{i}").copy_(value)
+    small.head.weight.copy_(weights["head_w"])
+    small.head.bias.copy_(weights["head_b"])
+    small.initial_hidden.copy_(weights["h0"])
+    small.initial_cell.copy_(weights["c0"])
+    return small.train(model.training)
+
+
 def _architecture(model: nn.Module) -> registry.Architecture:
     if not hasattr(model, "config"):
         slimmable = [n for n in registry.names() if registry.get(n).slimmable]
         raise ConfigError(f"slimming: expected a network of a slimmable architecture ({', '.join(slimmable)}: "
-                          f"an LSTMStack or a WaveNet), found {type(model).__name__}")
+                          f"an LSTMStack, a NamLSTM or a WaveNet), found {type(model).__name__}")
     return registry.of_model(model)
 
 

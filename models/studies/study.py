@@ -21,8 +21,10 @@ from common.outputs import write_file_atomic
 from models.config import from_dict, load_yaml, to_dict
 from models.data.datasets import DatasetConfig
 from models.errors import ConfigError, OutputError
+from models.nets.architectures import get as get_arch
 from models.nets.architectures import label as net_label
 from models.nets.architectures import macs_per_sample, of, student_config
+from models.nets.architectures import names as arch_names
 from models.nets.lstm import LSTMConfig
 from models.nets.slimmable import SlimmableConfig
 from models.processes import study_lock, watch_parent
@@ -53,12 +55,32 @@ RUNS_COLUMNS = [
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """A teacher: trained with the baseline recipe, then distilled from. ``training`` overrides
-    keys of the study's ``teacher_training``/``training`` for this teacher only."""
+    """A teacher: trained with the baseline recipe, then distilled from. ``layers`` makes it an LSTM
+    stack; ``model`` any network of a distillable architecture, written as a student entry is
+    (``{arch: nam_lstm, hidden_size: 32, num_layers: 2}``). ``training`` overrides keys of the
+    study's ``teacher_training``/``training`` for this teacher only."""
 
     name: str
-    layers: tuple[int, ...]
+    layers: tuple[int, ...] = ()
+    model: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if bool(self.layers) == (self.model is not None):
+            found = "both" if self.layers else "neither"
+            raise ConfigError(f"teacher {self.name!r}: expected layers (an LSTM stack, e.g. [64, 8]) or model "
+                              f"(e.g. {{arch: nam_lstm, hidden_size: 32}}), found {found}")
+
+    def net(self, conditioning: str) -> Any:
+        """The teacher's network config (the study's ``conditioning`` for networks that take knobs)."""
+        if self.model is None:
+            return LSTMConfig(layers=self.layers, conditioning=conditioning)
+        net = student_config(self.model, conditioning, f"teacher {self.name!r}: model")
+        if not of(net).distillable:
+            distillable = [name for name in arch_names() if get_arch(name).distillable]
+            raise ConfigError(f"teacher {self.name!r}: model: a teacher's features are distilled from; expected "
+                              f"a distillable architecture ({', '.join(distillable)}), found {net.arch!r}")
+        return net
 
 
 @dataclass(frozen=True)
@@ -129,6 +151,7 @@ class StudyConfig:
     def __post_init__(self) -> None:
         for i, entry in enumerate(self.students):
             student_config(entry, self.conditioning, f"students[{i}]")  # refuses a bad entry now
+        self.teacher_nets()  # refuses a bad teacher now
         dataset_names = [d.name for d in self.datasets]
         if len(set(dataset_names)) != len(dataset_names):
             raise ConfigError(f"study {self.name!r}: dataset names must be unique, found {dataset_names}")
@@ -146,7 +169,9 @@ class StudyConfig:
                 raise ConfigError(f"study {self.name!r}: recipe {recipe.label!r} names unknown student(s) {unknown} "
                                   f"(known: {student_labels})")
             for net in self.nets():
-                if recipe.students and net_label(net) in recipe.students:
+                # Every student the entry makes runs of, named or by default: a distilled one whose
+                # layer does not align with a teacher's is refused now, not when its run starts.
+                if recipe.applies_to(net):
                     recipe_named(recipe.recipe).validate_student(recipe, net, self)
         labels = [r.label for r in self.recipes]
         if len(set(labels)) != len(labels):
@@ -165,6 +190,10 @@ class StudyConfig:
     def nets(self) -> list[Any]:
         """The students' network configs."""
         return [student_config(entry, self.conditioning, f"students[{i}]") for i, entry in enumerate(self.students)]
+
+    def teacher_nets(self) -> dict[str, Any]:
+        """The teachers' network configs by name."""
+        return {teacher.name: teacher.net(self.conditioning) for teacher in self.teachers}
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -206,8 +235,7 @@ def expansion(study: StudyConfig) -> tuple[list[RunConfig], pd.DataFrame]:
             teacher_runs: dict[str, RunConfig] = {}
             for teacher in study.teachers:
                 training = _training(study.training, {**study.teacher_training, **teacher.training}, "teacher")
-                run = RunConfig(dataset=dataset, model=LSTMConfig(layers=teacher.layers, conditioning=study.conditioning),
-                                training=training, seed=seed)
+                run = RunConfig(dataset=dataset, model=teacher.net(study.conditioning), training=training, seed=seed)
                 teacher_runs[teacher.name] = run
                 runs.setdefault(run.run_id, run)
             for net in study.nets():

@@ -33,7 +33,7 @@ none: a folder written before controls existed, or an entry with ``controls: fal
 
 COMPARISON_COLUMNS = ["dataset", "teacher", "variant", "layers", "student_units", "metric", "baseline", "distilled",
                       "improvement_pct", "seeds", "improvement_ci95_low_pct", "improvement_ci95_high_pct", "verdict",
-                      "control"]
+                      "control", "model"]
 
 
 def _per_seed(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -64,6 +64,8 @@ def comparison(runs: pd.DataFrame, controls: pd.DataFrame | None = None) -> pd.D
     """
     # Students a teacher distils into, whose size labels are units per layer (a WaveNet's
     # channels "16-8" are not the LSTM S-16-8).
+    if "model" not in runs.columns:
+        runs = runs.assign(model=model_labels(runs))
     distillable = runs[runs["arch"].map(lambda arch: bool(getattr(find_arch(arch), "distillable", False)))
                        .astype(bool)]
     kd = distillable[distillable["recipe"].isin(_recipes_where(lambda r: r.distils and not r.quantized))]
@@ -73,7 +75,9 @@ def comparison(runs: pd.DataFrame, controls: pd.DataFrame | None = None) -> pd.D
     by_id = runs.set_index("run_id")
     listed = listed_controls(controls)
     rows = []
-    for (dataset, teacher, variant, layers), group in kd.groupby(["dataset", "teacher", "variant", "layers"]):
+    # The model label too: a NAM LSTM's size label "16" is also a one-layer LSTM stack's.
+    for (dataset, teacher, variant, layers, model), group in kd.groupby(["dataset", "teacher", "variant", "layers",
+                                                                          "model"]):
         pairs, kinds = [], set()
         for _, run in group.iterrows():
             matched = [(c, kind) for c, kind in listed.get(run["run_id"], []) if c in by_id.index]
@@ -81,7 +85,8 @@ def comparison(runs: pd.DataFrame, controls: pd.DataFrame | None = None) -> pd.D
                 alone = by_id.loc[[c for c, _ in matched]]
                 kinds.update(kind for _, kind in matched)
             else:
-                alone = base[(base["dataset"] == dataset) & (base["layers"] == layers) & (base["seed"] == run["seed"])]
+                alone = base[(base["dataset"] == dataset) & (base["layers"] == layers) & (base["model"] == model)
+                             & (base["seed"] == run["seed"])]
                 if len(alone):
                     kinds.add(f"baseline of the same student and seed: {UNMATCHED}")
             if len(alone):
@@ -100,7 +105,7 @@ def comparison(runs: pd.DataFrame, controls: pd.DataFrame | None = None) -> pd.D
                          "baseline": float(b.mean()), "distilled": float(d.mean()), "improvement_pct": summary.mean,
                          "seeds": summary.n_seeds, "improvement_ci95_low_pct": summary.ci_low,
                          "improvement_ci95_high_pct": summary.ci_high, "verdict": summary.verdict,
-                         "control": " / ".join(sorted(kinds))})
+                         "control": " / ".join(sorted(kinds)), "model": model})
     return (pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
             .sort_values(["dataset", "teacher", "variant", "metric", "student_units"]))
 
@@ -300,14 +305,17 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     seeds = sorted(set(int(n) for n in table["seeds"]))
     header = ["dataset", "teacher", "student", "ESR alone", "ESR distilled"] + [METRIC_NAMES.get(m, m) for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
-    cells = table.set_index(["dataset", "teacher", "variant", "layers", "metric"])
-    for (dataset, teacher, variant, layers), _ in table.groupby(["dataset", "teacher", "variant", "layers"], sort=False):
-        esr = cells.loc[(dataset, teacher, variant, layers, "test_esr")] if "test_esr" in metrics else None
+    keys = ["dataset", "teacher", "variant", "layers"] + (["model"] if "model" in table.columns else [])
+    cells = table.set_index(keys + ["metric"])
+    for key, _ in table.groupby(keys, sort=False, dropna=False):
+        dataset, teacher, variant, layers = key[:4]
+        esr = cells.loc[key + ("test_esr",)] if "test_esr" in metrics else None
         who = teacher if variant in names() else f"{teacher} ({variant})"
-        row = [dataset, who, f"S-{layers}", f"{esr['baseline']:.4f}" if esr is not None else "",
+        student = key[4] if len(key) > 4 and isinstance(key[4], str) else f"S-{layers}"
+        row = [dataset, who, student, f"{esr['baseline']:.4f}" if esr is not None else "",
                f"{esr['distilled']:.4f}" if esr is not None else ""]
         for metric in metrics:
-            cell = cells.loc[(dataset, teacher, variant, layers, metric)]
+            cell = cells.loc[key + (metric,)]
             if cell["seeds"] >= 2:
                 row.append(f"{cell['improvement_pct']:+.1f} [{cell['improvement_ci95_low_pct']:+.1f}, "
                            f"{cell['improvement_ci95_high_pct']:+.1f}] {marks.get(cell['verdict'], '?')}")

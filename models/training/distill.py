@@ -30,7 +30,8 @@ class DistillConfig:
     """How a student learns from a teacher (the ``kd`` recipe's options).
 
     ``student_layer`` / ``teacher_layer`` index LSTM layers (negative from the end); the default
-    aligns the student's second LSTM with the teacher's last, as the paper does. ``feature_loss``
+    aligns the student's second LSTM with the teacher's last, as the paper does (a one-layer NAM
+    LSTM student has only ``-1``: its LSTM output, which its head reads). ``feature_loss``
     ``kl`` is the paper's temporal-softmax KL; ``l1``/``mse``/``cosine`` compare features through a
     learned linear projection (student units → teacher units) that is dropped after training.
     Total loss = task loss + ``alpha`` · feature loss + ``response_alpha`` · task loss against the
@@ -65,6 +66,30 @@ class DistillConfig:
         return self.feature_loss != "kl" if self.projection is None else self.projection
 
 
+def aligned_units(config: DistillConfig, student, teacher) -> tuple[int, int]:
+    """Units of the student's and the teacher's aligned layers (network configs of distillable
+    architectures); ConfigError for a layer a network does not have, or for sizes that differ
+    without a projection head."""
+    for who, net in (("student", student), ("teacher", teacher)):
+        if not of(net).distillable:
+            raise ConfigError(f"distill: the {who} {of(net).label(net)} (arch {net.arch!r}) has no LSTM features "
+                              "to align")
+    try:
+        s_units = of(student).feature_size(student, config.student_layer)
+    except ConfigError as exc:
+        raise ConfigError(f"distill.student_layer: {exc}") from None
+    try:
+        t_units = of(teacher).feature_size(teacher, config.teacher_layer)
+    except ConfigError as exc:
+        raise ConfigError(f"distill.teacher_layer: {exc}") from None
+    if not config.uses_projection() and s_units != t_units:
+        raise ConfigError(
+            f"distill: student layer {config.student_layer} has {s_units} units but teacher layer "
+            f"{config.teacher_layer} has {t_units}; set projection: true (or feature_loss: l1, mse or cosine) "
+            "to align them through a projection head")
+    return s_units, t_units
+
+
 class FeatureAligner(nn.Module):
     """Maps student features to the teacher's space (or passes them through) and scores them."""
 
@@ -72,15 +97,9 @@ class FeatureAligner(nn.Module):
         """student, teacher: network configs of a distillable architecture."""
         super().__init__()
         self.config = config
-        s_units = of(student).feature_size(student, config.student_layer)
-        t_units = of(teacher).feature_size(teacher, config.teacher_layer)
+        s_units, t_units = aligned_units(config, student, teacher)
         if config.uses_projection():
             self.projection: nn.Module = nn.Linear(s_units, t_units)
-        elif s_units != t_units:
-            raise ConfigError(
-                f"distill: student layer {config.student_layer} has {s_units} units but teacher layer "
-                f"{config.teacher_layer} has {t_units}; set projection: true to align them"
-            )
         else:
             self.projection = nn.Identity()
 
@@ -126,7 +145,7 @@ def teacher_targets(
 ) -> TeacherTargets:
     """Run the teacher over all windows once when the cache fits in ``cache_limit_mb``."""
     teacher.eval()
-    t_units = teacher.config.layers[config.teacher_layer]
+    t_units = of(teacher.config).feature_size(teacher.config, config.teacher_layer)
     window = windows.inputs.shape[1] - windows.warmup_samples
     cache_mb = len(windows) * window * (t_units + 1) * 4 / 2**20
     if cache_mb > config.cache_limit_mb:

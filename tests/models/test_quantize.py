@@ -94,3 +94,34 @@ def test_fake_quantize_forward_equals_quantize_and_gradient_passes_straight_thro
     (fq * torch.arange(32.0).reshape(8, 4)).sum().backward()
     # round() contributes an identity gradient; the detached scale contributes none
     torch.testing.assert_close(w.grad, torch.arange(32.0).reshape(8, 4))
+
+
+def test_nam_lstm_is_quantized_as_the_lstm_stack_is(tmp_path):
+    """NAM's LSTM (one nn.LSTM of two layers + a linear head): every gate row and the head row get
+    their own scale, biases and the initial state stay fp32, and the file reloads bit-exactly."""
+    from models.nets.nam_lstm import NamLSTMConfig
+
+    torch.manual_seed(0)
+    model = build_model(NamLSTMConfig(hidden_size=4, num_layers=2))
+    assert quantized_names(model) == ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.weight_ih_l1",
+                                      "lstm.weight_hh_l1", "head.weight"]
+    weights = quantize_model(model, 4)
+    # weights 16·1 + 16·4 + 16·4 + 16·4 + 4 = 212 (4 bits: 8 + 32 + 32 + 32 + 2 bytes); rows 16·4 + 1 = 65
+    # scales; fp32: biases 4·16 + head 1, initial h and c 2·(2·4)
+    assert weights.quantized_params == 212
+    assert sorted(weights.floats) == ["head.bias", "initial_cell", "initial_hidden", "lstm.bias_hh_l0",
+                                      "lstm.bias_hh_l1", "lstm.bias_ih_l0", "lstm.bias_ih_l1"]
+    assert weights.packed_bytes == (8 + 32 + 32 + 32 + 2) + 4 * 65 + 4 * (65 + 16)
+    w = model.lstm.weight_hh_l1.detach()
+    for row in (0, 5, 15):  # each gate row's scale is its own peak / 7
+        assert float(weights.scales["lstm.weight_hh_l1"][row]) == pytest.approx(float(w[row].abs().max()) / 7)
+    save_quantized(weights, tmp_path / "q.pt")
+    again, _ = load_quantized(tmp_path / "q.pt")
+    dequantized = again.state_dict()
+    for name, tensor in weights.state_dict().items():
+        assert torch.equal(dequantized[name], tensor), name
+    # the dequantized weights load into a NAM LSTM and stay within half a step of the originals
+    copy = build_model(NamLSTMConfig(hidden_size=4, num_layers=2))
+    copy.load_state_dict(dequantized)
+    step = weights.scales["lstm.weight_hh_l1"][:, None]
+    assert ((copy.lstm.weight_hh_l1 - model.lstm.weight_hh_l1).abs() <= step / 2 + 1e-7).all()

@@ -131,3 +131,91 @@ def test_time_major_lstm_path_with_knobs_matches_the_module():
         expected = render_whole(net, x, [0.2, 0.8])
         np.testing.assert_allclose(render(net, x, [0.2, 0.8], chunk_samples=1300, warmup_samples=3000),
                                    expected, atol=1e-5)
+
+
+def _long_memory_nam_lstm() -> torch.nn.Module:
+    """A NAM LSTM that remembers: a forget-gate bias of 8 keeps σ(f) ≈ 0.99966, so its cell state
+    decays with a time constant of about 1 / (1 − 0.99966) ≈ 3 000 samples, far beyond a 512-sample
+    warm-up (PyTorch's gate blocks are i, f, g, o: rows H … 2H are the forget gate)."""
+    from models.nets.nam_lstm import NamLSTMConfig
+
+    torch.manual_seed(3)
+    net = build_model(NamLSTMConfig(hidden_size=8, num_layers=2)).eval()
+    with torch.no_grad():
+        for layer in range(2):
+            getattr(net.lstm, f"bias_ih_l{layer}")[8:16] = 8.0
+    return net
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunked_nam_lstm_with_a_long_memory_matches_whole_file(audio, threads):
+    net = _long_memory_nam_lstm()
+    whole = render_whole(net, audio)
+    # Unchecked, every chunk's warm-up still remembers its start: the seams show.
+    unchecked = render(net, audio, chunk_samples=2000, state_tolerance=None)
+    assert np.abs(unchecked - whole).max() > 1e-4
+    np.testing.assert_allclose(render(net, audio, threads=threads), whole, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(render(net, audio, chunk_samples=2000, warmup_samples=0), whole, rtol=0, atol=1e-6)
+
+
+def test_chunked_nam_lstm_read_from_a_nam_file_starts_from_its_initial_state(audio, tmp_path):
+    from models.export.nam_format import export_nam, load_nam
+
+    export_nam(_long_memory_nam_lstm(), tmp_path / "long.nam", 48000)
+    net, _ = load_nam(tmp_path / "long.nam")
+    # The file holds the state reached after a second of silence, not zeros: whole-file rendering
+    # starts from it, and so must chunk 0.
+    assert net.initial_cell.abs().max() > 0.1
+    # With a DC offset the remembering cell drifts away from the stored state, so chunks that
+    # start from it (all of them, unchecked) leave seams.
+    shifted = audio + 0.3
+    whole = render_whole(net, shifted)
+    assert np.abs(render(net, shifted, chunk_samples=2000, state_tolerance=None) - whole).max() > 1e-2
+    np.testing.assert_allclose(render(net, shifted, chunk_samples=2000), whole, rtol=0, atol=1e-6)
+
+
+def test_chunked_nam_reference_lstm_matches_whole_file():
+    """NAM's own example LSTM (tests/data/nam-reference, MIT): a non-zero initial state in the file."""
+    from pathlib import Path
+
+    from models.dsp.signals import program
+    from models.export.nam_read import load_nam
+
+    net, _ = load_nam(Path(__file__).resolve().parents[1] / "data" / "nam-reference" / "models" / "lstm.nam")
+    assert net.initial_hidden.abs().max() > 0.1
+    audio = program(3.0, 48000, seed=4)
+    np.testing.assert_allclose(render(net, audio, chunk_samples=2000), render_whole(net, audio), rtol=0, atol=1e-6)
+
+
+def test_chunked_trained_nam_lstm_matches_whole_file():
+    """A NAM LSTM trained briefly on the overdrive (60 Adam steps, under a second), as the fixture
+    above trains an S-16-8."""
+    from models.dsp.devices import get_device
+    from models.dsp.signals import program
+    from models.nets.nam_lstm import NamLSTMConfig
+
+    rate = 16000
+    x = program(8.0, rate, seed=2)
+    y = get_device("overdrive").process(x, rate)
+    torch.manual_seed(0)
+    net = build_model(NamLSTMConfig(hidden_size=8))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    rng = np.random.default_rng(0)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    losses = []
+    for _ in range(60):
+        starts = rng.integers(0, x.size - 768, 8)
+        out, _ = net(torch.stack([xt[s : s + 768] for s in starts])[:, :, None])
+        loss = (out[:, 256:, 0] - torch.stack([yt[s + 256 : s + 768] for s in starts])).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.3 * np.mean(losses[:5])  # it did learn
+    net.eval()
+    audio = program(6.0, rate, seed=5)
+    whole = render_whole(net, audio)
+    np.testing.assert_allclose(render(net, audio, threads=1), whole, rtol=0, atol=1e-6)
+    # the chunks really were cut short: without a warm-up the seams show
+    unchecked = render(net, audio, chunk_samples=2000, warmup_samples=0, state_tolerance=None)
+    assert np.abs(unchecked - whole).max() > 1e-3

@@ -236,3 +236,72 @@ def test_sandwich_training_with_inplace_distillation_improves_every_width():
     after = errors()
     assert after[1.0] < 0.3 * before[1.0]
     assert after[widths[0]] < 0.8 * before[widths[0]]
+
+
+def _nam_lstm(hidden_size=2, num_layers=2):
+    """A NAM LSTM whose every weight, bias and initial-state entry is its own index (0, 1, 2, …), so
+    what a cut keeps can be read off by hand."""
+    from models.nets.nam_lstm import NamLSTMConfig
+
+    model = build_model(NamLSTMConfig(hidden_size=hidden_size, num_layers=num_layers)).eval()
+    with torch.no_grad():
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            tensor.copy_(torch.arange(tensor.numel(), dtype=torch.float32).reshape(tensor.shape) / 100)
+    return model
+
+
+def test_slimmed_nam_lstm_keeps_the_first_unit_of_every_gate_block():
+    model = _nam_lstm()  # 2 units, gate blocks i, f, g, o of 2 rows each: rows 0, 2, 4, 6 are kept
+    small = slim(model, 0.5)
+    assert small.config.hidden_size == 1 and small.config.num_layers == 2
+    assert allowed_widths(model) == (0.5, 1.0)
+    # layer 0: W_ih (8, 1) holds 0 … 7; W_hh (8, 2) holds 0 … 15 row-major, row r = [2r, 2r + 1]
+    assert small.lstm.weight_ih_l0.flatten().tolist() == pytest.approx([0.00, 0.02, 0.04, 0.06])
+    assert small.lstm.weight_hh_l0.flatten().tolist() == pytest.approx([0.00, 0.04, 0.08, 0.12])
+    assert small.lstm.bias_ih_l0.tolist() == pytest.approx([0.00, 0.02, 0.04, 0.06])
+    # layer 1 reads layer 0's kept unit only: column 0 of the kept rows
+    assert small.lstm.weight_ih_l1.flatten().tolist() == pytest.approx([0.00, 0.04, 0.08, 0.12])
+    assert small.lstm.bias_hh_l1.tolist() == pytest.approx([0.00, 0.02, 0.04, 0.06])
+    # the head reads the kept unit; its bias stays; the initial state (2 layers × 2 units: 0 … 3)
+    # keeps each layer's first unit
+    assert small.head.weight.flatten().tolist() == pytest.approx([0.00])
+    assert small.head.bias.tolist() == pytest.approx([0.00])
+    assert small.initial_hidden.flatten().tolist() == pytest.approx([0.00, 0.02])
+    assert small.initial_cell.flatten().tolist() == pytest.approx([0.00, 0.02])
+    # 1 unit, 2 layers: 4·1·(1 + 1) + 8 + 4·1·(1 + 1) + 8 + head 2
+    assert parameter_count(small) == 8 + 8 + 8 + 8 + 2
+
+
+@pytest.mark.parametrize("width", [1.0, 0.75, 0.5, 0.25])
+def test_slimmed_nam_lstm_equals_on_the_fly_slicing(width, audio):
+    from models.nets.nam_lstm import NamLSTMConfig
+
+    torch.manual_seed(4)
+    model = build_model(NamLSTMConfig(hidden_size=8, num_layers=2)).eval()
+    with torch.no_grad():
+        model.initial_hidden.normal_()  # a stored initial state (as a .nam file has) is cut too
+        expected = forward_at_width(model, audio, width=width)
+        small = slim(model, width)
+        assert torch.allclose(small(audio)[0], expected[0], atol=1e-6, rtol=0)
+        if width == 1.0:
+            assert torch.equal(small(audio)[0], model(audio)[0])
+            assert torch.allclose(expected[0], model(audio)[0], atol=1e-6, rtol=0)
+        else:
+            assert not torch.allclose(expected[0], model(audio)[0])
+        assert expected[1][0].shape == (2, 2, small.config.hidden_size)
+
+
+def test_nam_lstm_gradients_reach_only_the_kept_slices(audio):
+    from models.nets.nam_lstm import NamLSTMConfig
+
+    torch.manual_seed(0)
+    model = build_model(NamLSTMConfig(hidden_size=8, num_layers=2)).train()
+    y, _ = forward_at_width(model, audio, width=0.5)
+    y.square().mean().backward()
+    for name in ("weight_hh_l0", "weight_ih_l1"):
+        grad = getattr(model.lstm, name).grad  # 8 units → 4 kept in each gate block
+        for g in range(4):
+            assert grad[g * 8:g * 8 + 4, :4].abs().sum() > 0
+            assert grad[g * 8 + 4:(g + 1) * 8].abs().sum() == 0
+        assert grad[:, 4:].abs().sum() == 0
+    assert model.head.weight.grad[:, 4:].abs().sum() == 0 and model.head.weight.grad[:, :4].abs().sum() > 0

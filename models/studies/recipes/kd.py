@@ -22,7 +22,12 @@ from models.studies.recipes.registry import (
 from models.studies.run_config import RunConfig
 from models.studies.run_files import resolve_run
 from models.training.checkpoints import load_model
-from models.training.distill import balanced_weights, teacher_targets, window_embeddings
+from models.training.distill import (
+    aligned_units,
+    balanced_weights,
+    teacher_targets,
+    window_embeddings,
+)
 from models.training.steps import Distillation, DistillationStep
 
 log = logging.getLogger(__name__)
@@ -36,10 +41,22 @@ def check_distils(run: RunConfig) -> None:
         raise ConfigError(f"a {run.recipe} run needs teacher_run and distill settings")
 
 
-def check_distillable_student(spec: Any, net: Any, study: Any) -> None:
+def check_distillable_student(spec: Any, net: Any, study: Any, teachers: tuple[str, ...] | None = None) -> None:
+    """The student's layer aligns with every teacher's the entry distils from (``teachers``, default
+    the entry's, else all): both layers exist, and their sizes match or a projection head maps one
+    onto the other."""
+    teachers = spec.teachers if teachers is None else teachers
     if not of(net).distillable:
         raise ConfigError(f"study {study.name!r}: recipe {spec.label!r} distils LSTM features; "
                           f"student {label(net)} is a {net.arch}")
+    for name, teacher in study.teacher_nets().items():
+        if (teachers is not None and name not in teachers) or teacher == net:
+            continue
+        try:
+            aligned_units(spec.distill, net, teacher)
+        except ConfigError as exc:
+            raise ConfigError(f"study {study.name!r}: recipe {spec.label!r}, student {label(net)}, teacher "
+                              f"{name!r}: {exc}") from None
 
 
 def teacher_distillation(run: RunConfig, job: Job) -> Distillation:

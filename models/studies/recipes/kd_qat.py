@@ -23,7 +23,11 @@ class QuantizedDistillation(QuantizedRecipe):
     distils: ClassVar[bool] = True
 
     def validate_student(self, spec: Any, net: Any, study: Any) -> None:
-        check_distillable_student(spec, net, study)
+        # Its runs distil from the teachers of its kd source's runs, for the students that source trains.
+        source = next((entry for entry in study.recipes if entry.label == spec.source), None)
+        if source is not None and not source.applies_to(net):
+            return
+        check_distillable_student(spec, net, study, None if source is None else source.teachers)
 
     def validate_source(self, spec: Any, source: Any, study: Any) -> None:
         if not get(source.recipe).distils:
