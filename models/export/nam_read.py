@@ -1,6 +1,27 @@
 """Reading Neural Amp Modeler's ``.nam`` files into networks Earshot renders, trains from and measures.
 
-See :mod:`models.export.nam_format` for the layouts and weight orders.
+Every file NeuralAmpModelerCore (the engine inside NAM's plug-in) reads is read here, formats
+0.5.0 to 0.7.x, and renders as the engine renders it:
+
+- ``WaveNet``: a file in the 0.5.x layout that the zoo's :class:`models.nets.wavenet.WaveNet`
+  expresses (the trainable network of :mod:`models.export.nam_format`) loads into it; every other
+  WaveNet (format 0.6/0.7: per-layer kernel sizes and activations, bottleneck, gating and blending,
+  head1x1/layer1x1, grouped convolutions, FiLM, ``condition_dsp``, post-stack head, slimmable
+  arrays) loads into :class:`models.nets.nam_wavenet.NamWaveNet` (see
+  :mod:`models.export.nam_wavenet_read`);
+- ``LSTM``: into :class:`models.nets.nam_lstm.NamLSTM`, its start state advanced over the engine's
+  pre-warm (half a second of silence from the file's state);
+- ``SlimmableContainer``: a list of ``{max_value, model}`` submodels; the slim value ``s`` picks the
+  first submodel with ``s < max_value`` (the last when none), as the engine's ``SetSlimmableSize``;
+  without a slim value the engine plays the last (largest) one.
+
+A slimmable WaveNet takes the same slim value (per array ``allowed_channels[min(floor(s·n), n − 1)]``
+channels); without one it plays at full width. ``state=None`` of every network read here is the
+state the engine reaches by its pre-warm. Anything the engine reads that this reader does not
+reproduce, and any key the engine does not read, is a :class:`CheckpointError` naming the file,
+the key, the value and the format version.
+
+See :mod:`models.export.nam_format` for the 0.5.x layouts and weight orders the zoo writes.
 """
 
 from __future__ import annotations
@@ -14,8 +35,23 @@ import torch
 from torch import nn
 
 from models.errors import CheckpointError, ConfigError
+from models.export.nam_wavenet_read import (
+    Where,
+    as_int,
+    as_number,
+    as_object,
+    build_wavenet,
+    channels_for,
+    check_keys,
+    parse_version,
+    parse_wavenet,
+    require,
+    slim_breakpoints,
+    slimmed,
+)
 from models.nets import architectures
 from models.nets.nam_lstm import NamLSTM, NamLSTMConfig
+from models.nets.nam_wavenet import NamWaveNet, NamWaveNetConfig
 from models.nets.wavenet import ACTIVATIONS, LayerArrayConfig, WaveNet, WaveNetConfig
 
 log = logging.getLogger(__name__)
@@ -23,57 +59,61 @@ log = logging.getLogger(__name__)
 DEFAULT_SAMPLE_RATE = 48000.0
 """The rate NAM assumes for a file without ``sample_rate`` (format 0.5.0 and older)."""
 
+LSTM_PREWARM_SECONDS = 0.5
+"""Silence NAM's engine runs through an LSTM on reset (``LSTM::GetPrewarmSamples``)."""
 
-def _require(mapping: Any, key: str, where: str) -> Any:
-    if not isinstance(mapping, dict) or key not in mapping:
-        raise CheckpointError(f"{where}: missing key {key!r}")
-    return mapping[key]
+_LEGACY_CONFIG_KEYS = frozenset({"layers", "head", "head_scale"})
+_LEGACY_ARRAY_KEYS = frozenset({"input_size", "condition_size", "head_size", "channels", "kernel_size", "dilations",
+                                "activation", "gated", "head_bias"})
 
 
-def _version(text: Any, path: Path) -> tuple[int, ...]:
+def _weights(where: Where, document: dict[str, Any]) -> torch.Tensor:
+    raw = require(where, document, "weights")
+    if not isinstance(raw, list):
+        raise where.at("weights").error("expected a flat list of numbers")
     try:
-        return tuple(int(part) for part in str(text).split("."))
-    except ValueError:
-        raise CheckpointError(f"{path}: version {text!r} is not a dotted version number") from None
+        return torch.tensor(raw, dtype=torch.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise where.at("weights").error("expected a flat list of numbers") from None
 
 
-def _take(weights: torch.Tensor, at: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, int]:
-    n = 1
-    for s in shape:
-        n *= s
-    return weights[at : at + n].reshape(shape), at + n
+def _fits_zoo_wavenet(version: tuple[int, int, int], config: Any) -> bool:
+    """Whether a WaveNet config is the 0.5.x layout the zoo's WaveNet expresses exactly."""
+    if version[:2] != (0, 5) or not isinstance(config, dict) or set(config) - _LEGACY_CONFIG_KEYS:
+        return False
+    if config.get("head") is not None or not isinstance(config.get("layers"), list) or not config["layers"]:
+        return False
+    for layer in config["layers"]:
+        if not isinstance(layer, dict) or set(layer) - _LEGACY_ARRAY_KEYS:
+            return False
+        if layer.get("condition_size") != 1 or layer.get("activation") not in ACTIVATIONS:
+            return False
+    return True
 
 
-def _load_wavenet(config: dict[str, Any], weights: torch.Tensor, path: Path) -> WaveNet:
-    if config.get("head") is not None:
-        raise CheckpointError(f"{path}: WaveNet with a post-head (config.head) is not supported")
-    layers = _require(config, "layers", f"{path}: config")
+def _load_zoo_wavenet(where: Where, config: dict[str, Any], weights: torch.Tensor) -> WaveNet:
     arrays = []
-    for i, lc in enumerate(layers):
-        where = f"{path}: config.layers[{i}]"
-        if _require(lc, "condition_size", where) != 1:
-            raise CheckpointError(f"{where}.condition_size: expected 1 (audio only), found {lc['condition_size']}")
-        activation = _require(lc, "activation", where)
-        if activation not in ACTIVATIONS:
-            raise CheckpointError(f"{where}.activation: expected one of {sorted(ACTIVATIONS)}, found {activation!r}")
+    for i, lc in enumerate(require(where, config, "layers")):
+        at = where.at("layers").at(i)
         try:
             arrays.append(LayerArrayConfig(
-                input_size=_require(lc, "input_size", where), channels=_require(lc, "channels", where),
-                head_size=_require(lc, "head_size", where), dilations=tuple(_require(lc, "dilations", where)),
-                kernel_size=_require(lc, "kernel_size", where), activation=activation,
-                gated=bool(_require(lc, "gated", where)), head_bias=bool(_require(lc, "head_bias", where))))
-        except ConfigError as exc:
-            raise CheckpointError(f"{where}: {exc}") from None
+                input_size=require(at, lc, "input_size"), channels=require(at, lc, "channels"),
+                head_size=require(at, lc, "head_size"), dilations=tuple(require(at, lc, "dilations")),
+                kernel_size=require(at, lc, "kernel_size"), activation=lc["activation"],
+                gated=bool(require(at, lc, "gated")), head_bias=bool(require(at, lc, "head_bias"))))
+        except (ConfigError, TypeError) as exc:
+            raise at.error(str(exc)) from None
     try:
         # The config's head_scale is the exact value; the float32 copy ends the weights.
-        head_scale = float(config.get("head_scale", weights[-1]))
+        head_scale = float(as_number(where.at("head_scale"), require(where, config, "head_scale")))
         net_config = WaveNetConfig(arrays=tuple(arrays), head_scale=head_scale)
     except ConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise where.error(str(exc)) from None
     model = WaveNet(net_config)
     expected = architectures.parameter_count(model) + 1
     if weights.numel() != expected:
-        raise CheckpointError(f"{path}: expected {expected} weights for this WaveNet config, found {weights.numel()}")
+        raise where.at("weights").error(f"expected {expected} weights for this WaveNet config, "
+                                        f"found {weights.numel()}")
     at = 0
     with torch.no_grad():
         for array in model.arrays:
@@ -84,52 +124,219 @@ def _load_wavenet(config: dict[str, Any], weights: torch.Tensor, path: Path) -> 
             ] + [array.head_rechannel.weight] + (
                 [] if array.head_rechannel.bias is None else [array.head_rechannel.bias]
             ):
-                value, at = _take(weights, at, tuple(p.shape))
-                p.copy_(value)
+                p.copy_(weights[at:at + p.numel()].reshape(p.shape))
+                at += p.numel()
     return model.eval()
 
 
-def _load_lstm(config: dict[str, Any], weights: torch.Tensor, path: Path) -> NamLSTM:
-    where = f"{path}: config"
-    try:
-        net_config = NamLSTMConfig(hidden_size=_require(config, "hidden_size", where),
-                                   num_layers=_require(config, "num_layers", where),
-                                   input_size=_require(config, "input_size", where))
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+def _load_lstm(where: Where, config: Any, weights: torch.Tensor, sample_rate: float | None) -> NamLSTM:
+    config = as_object(where, config)
+    check_keys(where, config, {"num_layers", "input_size", "hidden_size", "in_channels", "out_channels"})
+    for key in ("in_channels", "out_channels"):
+        if key in config and as_int(where.at(key), config[key]) != 1:
+            raise where.at(key).unsupported(config[key], "Earshot runs mono LSTMs only")
+    input_size = as_int(where.at("input_size"), require(where, config, "input_size"))
+    if input_size != 1:
+        raise where.at("input_size").unsupported(input_size, "Earshot runs mono LSTMs only")
+    net_config = NamLSTMConfig(hidden_size=as_int(where.at("hidden_size"), require(where, config, "hidden_size")),
+                               num_layers=as_int(where.at("num_layers"), require(where, config, "num_layers")),
+                               input_size=input_size)
     model = NamLSTM(net_config)
-    h_size, n_layers, i_size = net_config.hidden_size, net_config.num_layers, net_config.input_size
-    expected = sum(4 * h_size * ((i_size if i == 0 else h_size) + h_size) + 4 * h_size + 2 * h_size
+    h_size, n_layers = net_config.hidden_size, net_config.num_layers
+    expected = sum(4 * h_size * ((input_size if i == 0 else h_size) + h_size) + 4 * h_size + 2 * h_size
                    for i in range(n_layers)) + h_size + 1
     if weights.numel() != expected:
-        raise CheckpointError(f"{path}: expected {expected} weights for this LSTM config, found {weights.numel()}")
+        raise where.at("weights").error(f"expected {expected} weights for this LSTM config, found {weights.numel()}")
     at = 0
+
+    def take(*shape: int) -> torch.Tensor:
+        nonlocal at
+        n = 1
+        for s in shape:
+            n *= s
+        value = weights[at:at + n].reshape(shape)
+        at += n
+        return value
+
     lstm = model.lstm
     with torch.no_grad():
         for i in range(n_layers):
-            inputs = i_size if i == 0 else h_size
-            w, at = _take(weights, at, (4 * h_size, inputs + h_size))
-            b, at = _take(weights, at, (4 * h_size,))
-            h0, at = _take(weights, at, (h_size,))
-            c0, at = _take(weights, at, (h_size,))
+            inputs = input_size if i == 0 else h_size
+            w, b = take(4 * h_size, inputs + h_size), take(4 * h_size)
             getattr(lstm, f"weight_ih_l{i}").copy_(w[:, :inputs])
             getattr(lstm, f"weight_hh_l{i}").copy_(w[:, inputs:])
             getattr(lstm, f"bias_ih_l{i}").copy_(b)
             getattr(lstm, f"bias_hh_l{i}").zero_()
-            model.initial_hidden[i].copy_(h0)
-            model.initial_cell[i].copy_(c0)
-        head_w, at = _take(weights, at, (1, h_size))
-        model.head.weight.copy_(head_w)
-        model.head.bias.copy_(weights[at : at + 1])
+            model.initial_hidden[i].copy_(take(h_size))
+            model.initial_cell[i].copy_(take(h_size))
+        model.head.weight.copy_(take(1, h_size))
+        model.head.bias.copy_(take(1))
+        # NAM's engine starts from the file's state advanced over its pre-warm: LSTM_PREWARM_SECONDS
+        # of silence at the file's rate (one sample when the file has none).
+        steps = max(1, int(LSTM_PREWARM_SECONDS * sample_rate)) if sample_rate else 1
+        state = (model.initial_hidden[:, None].contiguous(), model.initial_cell[:, None].contiguous())
+        _, (h, c) = lstm(torch.zeros(1, steps, 1), state)
+        model.initial_hidden.copy_(h[:, 0])
+        model.initial_cell.copy_(c[:, 0])
     return model.eval()
 
 
-def load_nam(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Read a ``.nam`` file into a :class:`WaveNet` or :class:`NamLSTM`.
+def _check_slim(where: Where, slim: float | None) -> None:
+    if slim is not None and (isinstance(slim, bool) or not isinstance(slim, (int, float)) or not 0.0 <= slim <= 1.0):
+        raise where.error(f"slim: expected a number from 0 to 1, found {slim!r}")
 
-    Returns ``(model, info)``; info has ``version``, ``architecture``, ``sample_rate`` (48 kHz when
-    the file has none, as NAM assumes), ``metadata`` and ``path``. CheckpointError for a missing or
-    malformed file, an unsupported architecture, or a WaveNet in a format other than 0.5.x.
+
+def _read_wavenet(where: Where, document: dict[str, Any], version: tuple[int, int, int], sample_rate: float | None,
+                  slim: float | None, general: bool) -> tuple[nn.Module, dict[str, Any]]:
+    config = require(where, document, "config")
+    weights = _weights(where, document)
+    if not general and _fits_zoo_wavenet(version, config):
+        if slim is not None:
+            raise where.error(f"slim {slim}: this WaveNet has no slimmable layer arrays")
+        return _load_zoo_wavenet(where.at("config"), config, weights), {}
+    parsed = parse_wavenet(where.at("config"), config)
+    condition = None
+    if parsed.condition_dsp is not None:
+        condition = _read_condition(where.at("config").at("condition_dsp"), parsed.condition_dsp, sample_rate)
+    net_config: NamWaveNetConfig = parsed.config
+    if not general and (net_config.in_channels, net_config.out_channels) != (1, 1):
+        raise where.at("config").error(
+            f"a WaveNet of {net_config.in_channels} input and {net_config.out_channels} output channels is not "
+            f"supported (format {where.version}): Earshot renders mono networks")
+    extra: dict[str, Any] = {}
+    if net_config.slimmable:
+        # Checked at full width first: slimming walks the weights in the full network's order.
+        full = build_wavenet(where, net_config, weights, condition)
+        extra["levels"] = _wavenet_levels(where, net_config, weights, condition)
+        if slim is None:
+            return full, extra
+        cut_config, cut_weights = slimmed(where.at("config"), net_config, weights, channels_for(net_config, slim))
+        return build_wavenet(where, cut_config, cut_weights, condition), extra
+    if slim is not None:
+        raise where.error(f"slim {slim}: this WaveNet has no slimmable layer arrays")
+    return build_wavenet(where, net_config, weights, condition), extra
+
+
+def _wavenet_levels(where: Where, config: NamWaveNetConfig, weights: torch.Tensor,
+                    condition: NamWaveNet | None) -> list[dict[str, Any]]:
+    """The widths a slim value picks: level i for slim values below its ``max_value`` (the last: up to 1)."""
+    edges = slim_breakpoints(config) + [1.0]
+    levels, low = [], 0.0
+    condition_parameters = 0 if condition is None else architectures.parameter_count(condition)
+    for high in edges:
+        channels = channels_for(config, low)
+        try:
+            _, cut_weights = slimmed(where.at("config"), config, weights, channels)
+            parameters: int | None = cut_weights.numel() - 1 + condition_parameters
+        except CheckpointError:
+            parameters = None  # NAM's engine cannot cut this width either; it fails only when picked
+        levels.append({"max_value": high, "channels": list(channels), "parameters": parameters})
+        low = high
+    return levels
+
+
+def _read_condition(where: Where, document: dict[str, Any], sample_rate: float | None) -> NamWaveNet:
+    model, info = _read_document(where, document, None, general=True)
+    where = Where(where.file, info["version"], where.key)
+    if not isinstance(model, NamWaveNet):
+        raise where.at("architecture").unsupported(info["architecture"], "a condition_dsp must be a WaveNet here")
+    # The engine requires the same expected rate, an unknown one (-1) included.
+    if info["file_sample_rate"] != sample_rate:
+        raise where.at("sample_rate").error(f"expected the WaveNet's sample rate {sample_rate}, found "
+                                            f"{info['file_sample_rate']}")
+    return model
+
+
+def _read_container(where: Where, document: dict[str, Any], sample_rate: float | None,
+                    slim: float | None) -> tuple[nn.Module, dict[str, Any]]:
+    config = as_object(where.at("config"), require(where, document, "config"))
+    check_keys(where.at("config"), config, {"submodels"})
+    entries_where = where.at("config").at("submodels")
+    entries = require(where.at("config"), config, "submodels")
+    if not isinstance(entries, list) or not entries:
+        raise entries_where.error("expected a non-empty list of {max_value, model}")
+    models, levels, infos = [], [], []
+    for i, raw in enumerate(entries):
+        at = entries_where.at(i)
+        entry = as_object(at, raw)
+        check_keys(at, entry, {"max_value", "model"})
+        max_value = as_number(at.at("max_value"), require(at, entry, "max_value"))
+        if levels and max_value <= levels[-1]["max_value"]:
+            raise at.at("max_value").error(f"expected max_values in ascending order, found {max_value} after "
+                                           f"{levels[-1]['max_value']}")
+        model, info = _read_document(at.at("model"), as_object(at.at("model"), require(at, entry, "model")), None)
+        sub_rate = info["file_sample_rate"]
+        if sub_rate is not None and sample_rate is not None and sub_rate != sample_rate:
+            raise at.at("model").at("sample_rate").error(f"expected the container's rate {sample_rate}, found {sub_rate}")
+        models.append(model)
+        infos.append(info)
+        levels.append({"max_value": max_value, "architecture": info["architecture"],
+                       "parameters": architectures.parameter_count(model)})
+    if levels[-1]["max_value"] < 1.0:
+        raise entries_where.error(f"the last submodel's max_value must be >= 1, found {levels[-1]['max_value']}")
+    index = len(models) - 1
+    if slim is not None:
+        index = next((i for i, level in enumerate(levels) if slim < level["max_value"]), len(models) - 1)
+    chosen = infos[index]
+    info = {"levels": levels, "submodel": index, "metadata": chosen["metadata"] or None}
+    return models[index], info
+
+
+def _read_document(where: Where, document: dict[str, Any], slim: float | None,
+                   general: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """One model document (a file, a container's submodel or a condition network) → (model, info)."""
+    version_text = require(where, document, "version")
+    version = parse_version(where, version_text)
+    where = Where(where.file, version_text, where.key)
+    architecture = require(where, document, "architecture")
+    rate = document.get("sample_rate")
+    sample_rate = None if rate is None else as_number(where.at("sample_rate"), rate)
+    _check_slim(where, slim)
+    extra: dict[str, Any] = {}
+    if architecture == "WaveNet":
+        model, extra = _read_wavenet(where, document, version, sample_rate, slim, general)
+    elif architecture == "LSTM":
+        if slim is not None:
+            raise where.error(f"slim {slim}: an LSTM has no slimmable levels")
+        model = _load_lstm(where.at("config"), require(where, document, "config"), _weights(where, document),
+                           sample_rate)
+    elif architecture == "SlimmableContainer":
+        _weights(where, document)  # the engine requires the key (an empty list)
+        model, extra = _read_container(where, document, sample_rate, slim)
+    else:
+        raise where.at("architecture").unsupported(architecture, "Earshot reads WaveNet, LSTM and "
+                                                   "SlimmableContainer files")
+    metadata = document.get("metadata")
+    info = {
+        "version": version_text,
+        "architecture": architecture,
+        "file_sample_rate": sample_rate,
+        "metadata": metadata if isinstance(metadata, dict) else {},
+        "slim": None,
+    }
+    if extra.get("metadata"):
+        info["metadata"] = extra.pop("metadata")
+    extra.pop("metadata", None)
+    info.update(extra)
+    return model, info
+
+
+def load_nam(path: str | Path, slim: float | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Read a ``.nam`` file into a network that renders as NAM's engine renders it.
+
+    ``slim`` (0 to 1) is NAM's slimmable size: for a ``SlimmableContainer`` it picks the submodel,
+    for a WaveNet with slimmable layer arrays the channels (see the module docstring); None plays
+    what the engine plays by default (the last submodel, the full width). A slim value for a file
+    without such levels is a CheckpointError.
+
+    Returns ``(model, info)``: a :class:`WaveNet`, :class:`NamWaveNet` or :class:`NamLSTM`, and
+    ``version``, ``architecture`` (the file's), ``sample_rate`` (48 kHz when the file has none, as
+    NAM assumes), ``metadata`` (the chosen submodel's where it has its own: ``loudness``, ``gain``,
+    ...), ``slim`` (the value used, or None), ``path``, and for a container or slimmable WaveNet
+    ``levels``: per level ``max_value`` (the level plays for slim values below it and at or above
+    the previous one's; the last also at 1) and ``parameters``, plus ``architecture`` (a container's
+    submodel) or ``channels`` (per layer array); a container's info also has ``submodel``, the
+    index played. CheckpointError for a missing or malformed file and anything unsupported.
     """
     path = Path(path)
     if not path.is_file():
@@ -140,31 +347,15 @@ def load_nam(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise CheckpointError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc})") from None
-    version = _version(_require(document, "version", str(path)), path)
-    architecture = _require(document, "architecture", str(path))
-    config = _require(document, "config", str(path))
-    raw = _require(document, "weights", str(path))
-    if not isinstance(raw, list) or not raw:
-        raise CheckpointError(f"{path}: weights: expected a non-empty list of numbers")
-    try:
-        weights = torch.tensor(raw, dtype=torch.float32)
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{path}: weights: expected a flat list of numbers") from None
-    if architecture == "WaveNet":
-        if version[:2] != (0, 5):
-            raise CheckpointError(
-                f"{path}: WaveNet file in format {'.'.join(map(str, version))}; this loader reads the 0.5.x "
-                f"layout (NAM <= 0.12); format 0.7.x files come from NAM 0.13 and lay WaveNets out differently")
-        model: nn.Module = _load_wavenet(config, weights, path)
-    elif architecture == "LSTM":
-        model = _load_lstm(config, weights, path)
-    else:
-        raise CheckpointError(f"{path}: architecture {architecture!r} is not supported (expected WaveNet or LSTM)")
-    info = {
-        "version": ".".join(map(str, version)),
-        "architecture": architecture,
-        "sample_rate": float(document.get("sample_rate") or DEFAULT_SAMPLE_RATE),
-        "metadata": document.get("metadata") or {},
-        "path": str(path),
-    }
+    where = Where(path, "unknown")
+    if not isinstance(document, dict):
+        raise where.error("expected a JSON object with version, architecture, config and weights")
+    for key in ("version", "architecture", "config", "weights"):
+        require(where, document, key)
+    model, info = _read_document(where, document, slim)
+    file_rate = info.pop("file_sample_rate")
+    info["sample_rate"] = float(file_rate or DEFAULT_SAMPLE_RATE)
+    info["slim"] = None if slim is None else float(slim)
+    info["path"] = str(path)
+    log.debug("read %s: %s %s, slim %s", path, info["architecture"], info["version"], info["slim"])
     return model, info

@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from models.errors import ConfigError
 from models.inference.rendering import torch_threads
-from models.nets.architectures import of_model
+from models.nets.architectures import find
 from models.nets.lstm import LSTMStack
 from models.nets.wavenet import WaveNet
 
@@ -263,7 +263,10 @@ class LSTMStreamer:
 
 def _native_engine(model: torch.nn.Module) -> str:
     """The streamer its architecture runs with (``torch`` for a module no architecture built)."""
-    return of_model(model).streaming_engine if hasattr(model, "config") else "torch"
+    config = getattr(model, "config", None)
+    # A network read from a newer .nam file (NamWaveNet) has a config but no registered architecture.
+    architecture = find(getattr(config, "arch", None)) if config is not None else None
+    return architecture.streaming_engine if architecture is not None else "torch"
 
 
 def stream(

@@ -1,6 +1,8 @@
 """Block streaming (NumPy and PyTorch engines) equals whole-file rendering, and a WaveNet block costs
 work proportional to its length."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -134,3 +136,19 @@ def test_numpy_streamer_with_changing_block_lengths(wavenet, audio):
     assert edges[-1] <= audio.size
     out = np.concatenate([streamer.process(audio[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)])
     np.testing.assert_allclose(out, render_whole(wavenet, audio[: edges[-1]]), atol=1e-5, rtol=0)
+
+
+def test_a_network_read_from_a_newer_nam_file_streams_like_nams_engine():
+    """A 0.7 SlimmableContainer's small WaveNet (NamWaveNet, no registered architecture) streams in
+    NAM's plug-in block size and matches the render of NAM's C++ engine (tests/data/nam-reference)."""
+    import soundfile as sf
+
+    from models.export.nam_read import load_nam
+
+    root = Path(__file__).parents[1] / "data" / "nam-reference"
+    model, _ = load_nam(root / "models" / "A2.nam", slim=0.0)
+    x, _ = sf.read(root / "input.wav", dtype="float32")
+    expected, _ = sf.read(root / "renders" / "A2_slim0.0.wav", dtype="float32")
+    n = 4800
+    y = stream(model, x[:n], 64)
+    assert np.abs(y - expected[:n]).max() < 1e-5
