@@ -12,7 +12,9 @@ A trial: ``id`` (unique), ``item`` (the audio material; defaults to the id), ``g
 ``training`` (true: a training page, never analysed), ``reference`` (file) and ``conditions``.
 A condition: ``id`` (unique in its trial, one role across the set), ``role`` (:data:`ROLES`),
 ``file``; a system also carries the model facts (:data:`MODEL_FACTS`, at the top level of the
-condition or under ``model``) and ``objective`` (metric name → number).
+condition or under ``model``), ``objective`` (metric name → number) and, in sets built since model
+files can be systems, ``origin`` (``source``: one of :data:`ORIGINS`, and the run or the file:
+name, sha256 …).
 
 Audio paths (:func:`audio_path`): a bare file name lives in ``audio/<trial id>/``; a name with a
 folder is relative to the set folder. A path that leaves the set folder is refused.
@@ -55,8 +57,16 @@ REFERENCE_FILE = "reference.wav"
 
 MODEL_FACTS = ("run_id", "dataset", "arch", "model", "layers", "recipe", "variant", "teacher", "bits", "width",
                "params", "bytes", "macs_per_sample", "rtf_offline", "rtf_stream")
-"""The facts a system condition carries about the model that rendered it (from the run's
-metrics.json), in the order the builder writes them."""
+"""The facts a system condition carries about the model that rendered it (a study run's from its
+metrics.json; a model file's counted from the network and, ``rtf_offline``, measured by the
+builder), in the order the builder writes them."""
+
+ORIGIN_STUDY = "study"
+ORIGIN_NAM = "nam"
+ORIGIN_EXPORT = "export"
+ORIGINS = (ORIGIN_STUDY, ORIGIN_NAM, ORIGIN_EXPORT)
+"""What rendered a system, its condition's ``origin.source``: a run of the trained study, NAM's
+``.nam`` file or an Earshot export (``<name>.pt`` + ``<name>.json``)."""
 
 
 def condition_file(condition_id: str) -> str:
@@ -196,3 +206,12 @@ def model_facts(condition: dict[str, Any]) -> dict[str, Any]:
     one, else from the condition itself."""
     source = condition.get("model") if isinstance(condition.get("model"), dict) else condition
     return {key: source.get(key) for key in MODEL_FACTS}
+
+
+def system_origin(condition: dict[str, Any]) -> str | None:
+    """What rendered a system condition (:data:`ORIGINS`): its ``origin.source``; for a set built
+    before conditions had an origin, ``study`` when it names a run, else None."""
+    origin = condition.get("origin")
+    if isinstance(origin, dict) and isinstance(origin.get("source"), str):
+        return origin["source"]
+    return ORIGIN_STUDY if model_facts(condition).get("run_id") else None

@@ -208,8 +208,9 @@ def pareto_front(cost, score) -> np.ndarray:
 def cost_view(
     ratings: pd.DataFrame, conditions: pd.DataFrame, *, confidence: float = 0.95
 ) -> pd.DataFrame:
-    """Per model (group × condition, systems only): mean score with CI over listeners, the model
-    facts (``run_id, recipe, bits, width, params, bytes, macs_per_sample, rtf_offline``) and
+    """Per model (group × condition, systems only): mean score with CI over listeners, what
+    rendered it (``origin``: a study run, a ``.nam`` file or an export) and its model facts
+    (``run_id, arch, model, recipe, bits, width, params, bytes, macs_per_sample, rtf_offline``) and
     ``pareto_bytes`` / ``pareto_rtf`` flags."""
     systems = ratings[ratings["role"] == "system"]
     if systems.empty:
@@ -221,8 +222,10 @@ def cost_view(
     facts = [
         c
         for c in (
+            "origin",
             "run_id",
             "arch",
+            "model",
             "recipe",
             "bits",
             "width",

@@ -1,8 +1,9 @@
 """Stimulus-set manifests (``stimuli/<set>/manifest.json``) as the evaluation reads them.
 
 The manifest gives what the ratings do not carry: each trial's item and group, each condition's role,
-the model facts of systems (:data:`common.stimulus_set.MODEL_FACTS`) and objective metrics against
-the reference. The format is :mod:`common.stimulus_set`'s.
+the model facts of systems (:data:`common.stimulus_set.MODEL_FACTS`), what rendered them (``origin``:
+a study run, a ``.nam`` file or an export) and objective metrics against the reference. The format
+is :mod:`common.stimulus_set`'s.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.stimulus_set import model_facts, read_manifest, resolve_audio, validate_manifest
+from common.stimulus_set import (
+    model_facts,
+    read_manifest,
+    resolve_audio,
+    system_origin,
+    validate_manifest,
+)
 
 from .errors import ManifestError
 
@@ -25,7 +32,8 @@ class Manifest:
     """A loaded manifest.
 
     ``conditions`` has one row per trial × condition with columns ``trial, item, group, device,
-    training, condition, role, file`` (absolute path), the model facts and ``objective_<metric>``.
+    training, condition, role, file`` (absolute path), ``origin`` (systems: ``study``, ``nam`` or
+    ``export``), the model facts and ``objective_<metric>``.
     """
 
     path: Path
@@ -72,6 +80,7 @@ def load_manifest(source: Path | str) -> Manifest:
                 "role": cond["role"],
                 "file": str(resolve_audio(path.parent, trial["id"], cond["file"], where, ManifestError)),
             }
+            row["origin"] = system_origin(cond) if cond["role"] == "system" else None
             row.update(model_facts(cond))
             for name, value in (cond.get("objective") or {}).items():
                 row[f"objective_{name}"] = float("nan") if value is None else float(value)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .analysis import Analysis
 
 #: Table columns shown as counts: no decimals when the value is whole.
-_COUNT_COLUMNS = ("bits", "bytes", "params", "df", "df1", "df2", "mv_df1", "mv_df2", "n")
+_COUNT_COLUMNS = ("bits", "bytes", "params", "macs_per_sample", "df", "df1", "df2", "mv_df1", "mv_df2", "n")
 
 
 @dataclass(frozen=True)

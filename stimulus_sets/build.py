@@ -1,16 +1,21 @@
-"""Build a MUSHRA stimulus set (``stimuli/<set>/``) from a trained study: reference, hidden
-reference, the two BS.1534-3 anchors and the models' renders, loudness-aligned, ready to rate.
+"""Build a MUSHRA stimulus set (``stimuli/<set>/``) from a trained study and/or model files:
+reference, hidden reference, the two BS.1534-3 anchors and the models' renders, loudness-aligned,
+ready to rate.
 
 Per item (the audio material) the dry excerpt is read or synthesised with a margin of
-``max_latency_ms`` on both sides; the reference is the device's output (or the user's wet file).
-Each selected run renders the extended excerpt once; its latency against the reference is the
-lag of the cross-correlation peak within ±``max_latency_ms``, and the aligned stretch is cut out
-(the margin supplies the samples a shift needs). Anchors are the reference low-passed with zero
-phase. Every signal gets 5 ms raised-cosine fades, then a gain to the loudness target; a trial
-whose loudest true peak would pass the ceiling gets one common gain lowering all its signals.
-Objective metrics compare each system with the reference after the fades and before any gain,
-so the loudness difference is the model's own. Everything is written into a temporary folder
-beside the target and moved into place at the end.
+``max_latency_ms`` on both sides; the reference is the user's wet file, a reference model's output
+(a ``.nam`` capture, an export) or the study device's output (see :mod:`stimulus_sets.config`).
+Each system — a selected run or a model file (:mod:`stimulus_sets.model_files`), through the same
+code — renders the extended excerpt once; its latency against the reference is the lag of the
+cross-correlation peak within ±``max_latency_ms``, and the aligned stretch is cut out (the margin
+supplies the samples a shift needs). A model file's real-time factor is measured after rendering
+as the zoo measures its runs (:func:`models.studies.cost.measure_models`: one thread, offline
+rendering of 4 s of noise, median of 5 after a warm-up); a run's facts are its runs.csv row.
+Anchors are the reference low-passed with zero phase. Every signal gets 5 ms raised-cosine fades,
+then a gain to the loudness target; a trial whose loudest true peak would pass the ceiling gets
+one common gain lowering all its signals. Objective metrics compare each system with the
+reference after the fades and before any gain, so the loudness difference is the model's own.
+Everything is written into a temporary folder beside the target and moved into place at the end.
 
 Layout and manifest: docs/formats.md, :mod:`common.stimulus_set` (``stimuli/<set>/manifest.json``,
 ``stimuli/<set>/audio/<trial_id>/<condition_id>.wav``).
@@ -43,6 +48,7 @@ from common.stimulus_set import (
     HIDDEN_REFERENCE,
     HIDDEN_REFERENCE_ID,
     MANIFEST,
+    ORIGIN_STUDY,
     REFERENCE_FILE,
     SCHEMA,
     SYSTEM,
@@ -61,16 +67,25 @@ from models.dsp.loudness import (
     true_peak_dbfs,
 )
 from models.resources import memory_shortfall, unwritable_reason
-from stimulus_sets.config import ItemSpec, StimulusConfig
-from stimulus_sets.selection import Selection, select_runs
+from models.studies.cost import DEFAULT_REPEATS, OFFLINE_AUDIO_S
+from stimulus_sets.config import ItemSpec, ModelFileSpec, StimulusConfig
+from stimulus_sets.model_files import LoadedModel, file_key, load_model_file
+from stimulus_sets.selection import CAPTURE_KEY, SelectedRun, Selection, select_runs
 
 from .errors import StimulusConfigError, StimulusError
 
 log = logging.getLogger(__name__)
 
 SET_KIND = "stimulus set"  # the kind recorded in common.outputs' marker
-PEAK_MARGIN_DB = 0.01
-SILENT_BELOW_REFERENCE_LU = 40.0  # an output this much quieter than the reference is no render of it  # keeps PCM rounding from lifting a true peak above the ceiling
+PEAK_MARGIN_DB = 0.01  # keeps PCM rounding from lifting a true peak above the ceiling
+SILENT_BELOW_REFERENCE_LU = 40.0  # an output this much quieter than the reference is no render of it
+RECORDING = "recording"  # the trial's device for a wet recording without a study naming the device
+# How a model file's real-time factor is timed: as the zoo times its runs (models.studies.cost),
+# offline rendering only (a network read from a newer .nam layout need not stream block by block).
+RTF_REPEATS = DEFAULT_REPEATS
+RTF_AUDIO_S = OFFLINE_AUDIO_S
+RTF_METHOD = ("models.studies.cost.measure_models: offline rendering of seeded noise at -20 dBFS RMS on one thread, "
+              "one warm-up, then the median over the repeats; real-time factor = seconds of audio / seconds taken")
 OBJECTIVE_BASIS = ("each system against the reference after the 5 ms fades and latency compensation, "
                    "before the loudness gains (common.audio_metrics.compute_all)")
 
@@ -93,13 +108,15 @@ class PhaseTimes:
 @dataclass(frozen=True)
 class Item:
     """One item's audio, each ``(num_samples + 2·margin,)`` float64: the dry input and the wet
-    reference, the excerpt proper starting at ``margin``."""
+    reference, the excerpt proper starting at ``margin``; ``device`` names what made the reference
+    (the trial's ``device``)."""
 
     spec: ItemSpec
     dry: np.ndarray
     wet: np.ndarray
     margin: int
     source: dict[str, Any]
+    device: str
 
 
 def _set_violations(config: StimulusConfig) -> list[str]:
@@ -150,9 +167,25 @@ def _read_wav(path: Path, sample_rate: int, needed: int, start: int, margin: int
     return out
 
 
-def load_items(config: StimulusConfig, selection: Selection, sample_rate: int) -> list[Item]:
-    """Every item's extended dry input and wet reference at ``sample_rate``; the reference is the
-    selected runs' device's output unless the item brings its own."""
+def reference_model(spec: ItemSpec, config: StimulusConfig, selection: Selection) -> tuple[ModelFileSpec, str] | None:
+    """The model file rendering ``spec``'s reference and where the config names it (None: the
+    item's wet file or the study's device is the reference)."""
+    if spec.wet is not None:
+        return None
+    if spec.reference is not None:
+        return spec.reference.model_file, f"item {spec.name!r}: reference"
+    if config.reference is not None:
+        return config.reference.model_file, "reference"
+    if selection.capture is not None:
+        return selection.capture, f"study_dir: the dataset's {CAPTURE_KEY}"
+    return None
+
+
+def load_items(config: StimulusConfig, selection: Selection, sample_rate: int,
+               references: dict[str, LoadedModel] | None = None, threads: int | None = 1) -> list[Item]:
+    """Every item's extended dry input and wet reference at ``sample_rate``: the item's wet file,
+    the output of its reference model (``references``: loaded by :func:`stimulus_sets.model_files.file_key`),
+    or the selected runs' device's output."""
     from models.dsp.devices import get_device
     from models.dsp.signals import excerpt
 
@@ -171,22 +204,40 @@ def load_items(config: StimulusConfig, selection: Selection, sample_rate: int) -
             start = int(round(spec.start_s * sample_rate))
             dry = _read_wav(Path(spec.dry), sample_rate, n, start, margin, f"{where}: dry")
             source = {"dry": spec.dry, "start_s": spec.start_s}
+        model = reference_model(spec, config, selection)
         if spec.wet is not None:
             wet = _read_wav(Path(spec.wet), sample_rate, n, int(round(spec.start_s * sample_rate)), margin,
                             f"{where}: wet")
             source["wet"] = spec.wet
+            made_by = selection.device or selection.dataset or RECORDING
+        elif model is not None:
+            loaded = (references or {})[file_key(model[0])]
+            wet = render_dry(loaded.model, loaded.payload, dry, config.knobs, threads)
+            _check_finite(wet, f"{where}: the reference ({loaded.describe})")
+            source["reference"] = loaded.describe
+            source["reference_model"] = loaded.origin
+            made_by = loaded.name
         elif device is not None:
             wet = device.process(dry, sample_rate, config.knobs or None).astype(np.float64)
             source["reference"] = f"built-in device {device.name!r}"
+            made_by = device.name
         else:
-            raise StimulusConfigError(f"{where}: the study's dataset {selection.dataset!r} is recordings, not a built-in device, "
-                                      "so the reference must be given: add 'wet' (the dry file through the real device)")
+            raise StimulusConfigError(f"{where}: the study's dataset {selection.dataset!r} is recordings, not a built-in "
+                                      "device, so the reference must be given: add 'wet' (the dry file through the "
+                                      "real device) or 'reference: {nam: FILE}' (a capture of it)")
         loudness = integrated_loudness(wet[margin : margin + n], sample_rate)
         if not loudness > SILENCE_LUFS:
             raise StimulusError(f"{where}: the reference is silent ({loudness:.1f} LUFS, below {SILENCE_LUFS:g}); "
                                 "expected audible material")
-        items.append(Item(spec, dry, wet, margin, source))
+        items.append(Item(spec, dry, wet, margin, source, made_by))
     return items
+
+
+def _check_finite(y: np.ndarray, where: str) -> None:
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        raise StimulusError(f"{where}: the output holds {y[bad[0]]} at sample {bad[0]} "
+                            f"({bad.size} non-finite samples); expected finite audio")
 
 
 # --- rendering and alignment ---------------------------------------------------------------------
@@ -210,12 +261,91 @@ def align(output: np.ndarray, reference: np.ndarray, margin: int) -> tuple[np.nd
 
 def render_item(model, payload: dict, item: Item, knobs: dict[str, float], threads: int | None) -> np.ndarray:
     """The model's output for the item's extended dry input. (time + 2·margin,) float64."""
+    return render_dry(model, payload, item.dry, knobs, threads)
+
+
+def render_dry(model, payload: dict, dry: np.ndarray, knobs: dict[str, float], threads: int | None) -> np.ndarray:
+    """The model's output for ``dry`` (time,), its knobs (``payload["knob_names"]``) set from ``knobs``."""
     from models.inference.rendering import render, torch_threads
 
     names = list(payload.get("knob_names") or [])
     values = [float(knobs[k]) for k in names] if names else None
     with torch_threads(threads):
-        return render(model, item.dry.astype(np.float32), values).astype(np.float64)
+        return render(model, dry.astype(np.float32), values).astype(np.float64)
+
+
+def _check_rate(model: LoadedModel, sample_rate: int, where: str) -> None:
+    rate = model.sample_rate
+    if rate == sample_rate:
+        return
+    if model.origin.get("source") == ORIGIN_STUDY:
+        raise StimulusConfigError(f"{where}: the model was trained at {rate} Hz, but the set is at {sample_rate} Hz; "
+                                  "use models trained at one rate")
+    raise StimulusConfigError(f"{where}: the model runs at {rate} Hz (its file's sample rate), but the set is at "
+                              f"{sample_rate} Hz; models are not resampled: set sample_rate to {rate} or use a model "
+                              f"made at {sample_rate} Hz")
+
+
+def _load_run(run: SelectedRun, selection: Selection) -> LoadedModel:
+    from models.training.checkpoints import load_model
+
+    model, payload = load_model(run.run_dir)
+    study = selection.study.name if selection.study is not None else None
+    return LoadedModel(run.run_id, f"run {run.run_id}", model, payload, dict(run.facts),
+                       {"source": ORIGIN_STUDY, "study": study, "run_id": run.run_id, "run_dir": str(run.run_dir)})
+
+
+def _load_systems(config: StimulusConfig, selection: Selection
+                  ) -> tuple[dict[str, LoadedModel], dict[str, list[tuple[str, str]]], dict[str, LoadedModel]]:
+    """Every distinct system model (key → model), each group's ``[(condition_id, key)]`` and every
+    distinct reference model (:func:`file_key` → model)."""
+    systems: dict[str, LoadedModel] = {}
+    chosen: dict[str, list[tuple[str, str]]] = {}
+    for group, entries in selection.groups.items():
+        chosen[group] = []
+        for cid, system in entries:
+            if isinstance(system, SelectedRun):
+                key = system.run_id
+                if key not in systems:
+                    systems[key] = _load_run(system, selection)
+            else:
+                key = file_key(system)
+                if key not in systems:
+                    systems[key] = load_model_file(system, f"group {group!r}, system {cid!r}")
+            chosen[group].append((cid, key))
+    references: dict[str, LoadedModel] = {}
+    for spec in config.items:
+        model = reference_model(spec, config, selection)
+        if model is not None and file_key(model[0]) not in references:
+            references[file_key(model[0])] = load_model_file(*model)
+    return systems, chosen, references
+
+
+def _measure_files(systems: dict[str, LoadedModel], sample_rate: int) -> dict[str, Any] | None:
+    """Time every model file's offline rendering (:func:`models.studies.cost.measure_models`) and
+    put the median into its facts' ``rtf_offline``; returns how it was measured (None: no files)."""
+    from models.studies.cost import TimedModel, measure_models
+
+    files = {key: model for key, model in systems.items() if model.origin.get("source") != ORIGIN_STUDY}
+    if not files:
+        return None
+    table = measure_models([TimedModel(key, model.model, model.facts.get("model") or model.name, sample_rate,
+                                       len(model.knob_names)) for key, model in files.items()],
+                           repeats=RTF_REPEATS, offline_s=RTF_AUDIO_S, stream_s=None)
+    for row in table.to_dict("records"):
+        files[row["run_id"]].facts["rtf_offline"] = float(row["rtf_offline_median"])
+    first = table.iloc[0]
+    return {"systems": [model.name for model in files.values()], "method": RTF_METHOD,
+            "offline_audio_s": float(first["offline_audio_s"]), "repeats": int(first["repeats"]),
+            "threads": int(first["threads"]), "cpu_model": first["cpu_model"],
+            "cpu_count": None if first["cpu_count"] is None else int(first["cpu_count"]),
+            "load_avg_1min_before": _number(first["load_avg_1min_before"]),
+            "load_avg_1min_after": _number(first["load_avg_1min_after"]),
+            "busy": bool(first["busy"]), "measured_at": first["measured_at"]}
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def _check_knobs(config: StimulusConfig, payload: dict, where: str) -> None:
@@ -270,7 +400,6 @@ def build_stimulus_set(
     collects the seconds per phase.
     """
     from common.provenance import git_commit
-    from models.training.checkpoints import load_model
 
     times = times or PhaseTimes()
     out = Path(out)
@@ -294,45 +423,39 @@ def build_stimulus_set(
             log.warning("%d items for up to %d systems per trial: BS.1534-3 §7.1 suggests about 1.5 × the "
                         "number of systems (%d)", len(config.items), most_systems, math.ceil(1.5 * most_systems))
         selection = select_runs(config)
-        selected = selection.groups
-        models: dict[str, tuple[Any, dict]] = {}
-        for run in (run for chosen in selected.values() for _, run in chosen):
-            if run.run_id not in models:
-                models[run.run_id] = load_model(run.run_dir)
-        rates = sorted({int(payload.get("sample_rate") or 0) for _, payload in models.values()})
+        systems, selected, references = _load_systems(config, selection)
+        rates = sorted({int(model.sample_rate or 0) for model in systems.values()})
         sample_rate = config.sample_rate or rates[-1]
         for group, chosen in selected.items():
-            for cid, run in chosen:
-                payload = models[run.run_id][1]
-                where = f"group {group!r}, condition {cid!r} (run {run.run_id})"
-                if payload.get("sample_rate") != sample_rate:
-                    raise StimulusConfigError(f"{where}: the model was trained at {payload.get('sample_rate')} Hz, "
-                                              f"but the set is at {sample_rate} Hz; use models trained at one rate")
-                _check_knobs(config, payload, where)
+            for cid, key in chosen:
+                where = f"group {group!r}, condition {cid!r} ({systems[key].describe})"
+                _check_rate(systems[key], sample_rate, where)
+                _check_knobs(config, systems[key].payload, where)
+        for model in references.values():
+            where = f"reference {model.describe}"
+            _check_rate(model, sample_rate, where)
+            _check_knobs(config, model.payload, where)
         n = int(round(config.duration_s * sample_rate))
         # Held at once, float64: each item's dry and wet input, its reference and anchors, and every
         # model's render and its faded copy.
-        arrays = len(config.items) * (3 + len(ANCHORS) + 2 * len(models))
+        arrays = len(config.items) * (3 + len(ANCHORS) + 2 * len(systems))
         shortfall = memory_shortfall(8.0 * n * arrays)
         if shortfall is not None:
             raise StimulusConfigError(f"stimulus config: duration_s {config.duration_s:g} s at {sample_rate} Hz for "
-                                      f"{len(config.items)} items and {len(models)} models ({arrays} signals of 8 bytes "
+                                      f"{len(config.items)} items and {len(systems)} models ({arrays} signals of 8 bytes "
                                       f"per sample) needs {shortfall}; expected a shorter duration_s")
     with times.phase("rendering"):
-        items = load_items(config, selection, sample_rate)
+        items = load_items(config, selection, sample_rate, references, threads)
         renders: dict[tuple[str, str], np.ndarray] = {}
         lags: dict[tuple[str, str], int] = {}
         reference_lufs = {item.spec.name: integrated_loudness(item.wet[item.margin : item.margin + n], sample_rate)
                           for item in items}
         for item in items:
             reference = item.wet[item.margin : item.margin + n]
-            for run_id, (model, payload) in models.items():
-                y = render_item(model, payload, item, config.knobs, threads)
-                where = f"run {run_id} on item {item.spec.name!r}"
-                bad = np.flatnonzero(~np.isfinite(y))
-                if bad.size:
-                    raise StimulusError(f"{where}: the output holds {y[bad[0]]} at sample {bad[0]} "
-                                        f"({bad.size} non-finite samples); expected finite audio")
+            for key, system in systems.items():
+                y = render_item(system.model, system.payload, item, config.knobs, threads)
+                where = f"{system.describe} on item {item.spec.name!r}"
+                _check_finite(y, where)
                 aligned, lag = align(y, reference, item.margin)
                 loudness = integrated_loudness(aligned, sample_rate)
                 floor = max(SILENCE_LUFS, reference_lufs[item.spec.name] - SILENT_BELOW_REFERENCE_LU)
@@ -344,9 +467,13 @@ def build_stimulus_set(
                 if abs(lag) == item.margin and item.margin > 0:
                     log.warning("%s: latency %d samples is at the search limit (max_latency_ms %g)", where, lag,
                                 config.max_latency_ms)
-                renders[(item.spec.name, run_id)] = aligned
-                lags[(item.spec.name, run_id)] = lag
-            log.info("item %s: rendered %d run(s)", item.spec.name, len(models))
+                renders[(item.spec.name, key)] = aligned
+                lags[(item.spec.name, key)] = lag
+            log.info("item %s: rendered %d system(s)", item.spec.name, len(systems))
+    timing = None
+    if any(system.origin.get("source") != ORIGIN_STUDY for system in systems.values()):
+        with times.phase("measuring"):
+            timing = _measure_files(systems, sample_rate)
     fade_s = config.fade_ms / 1000.0
     signals: dict[tuple[str, str], np.ndarray] = {}  # (item, signal key) → faded float64 (time,)
     with times.phase("filtering"):
@@ -356,17 +483,17 @@ def build_stimulus_set(
             for anchor in ANCHORS:
                 filtered = lowpass_anchor(reference, sample_rate, anchor.cutoff_hz)
                 signals[(item.spec.name, anchor.id)] = raised_cosine_fades(filtered, fade_s, sample_rate)
-            for run_id in models:
+            for key in systems:
                 # the aligned render is not needed once faded: drop it to halve peak memory
-                signals[(item.spec.name, run_id)] = raised_cosine_fades(renders.pop((item.spec.name, run_id)),
-                                                                        fade_s, sample_rate)
+                signals[(item.spec.name, key)] = raised_cosine_fades(renders.pop((item.spec.name, key)),
+                                                                     fade_s, sample_rate)
     objective: dict[tuple[str, str], dict[str, float]] = {}
     with times.phase("metrics"):
         for item in items:
-            for run_id in models:
-                scores = compute_all(signals[(item.spec.name, run_id)], signals[(item.spec.name, "reference")],
+            for key in systems:
+                scores = compute_all(signals[(item.spec.name, key)], signals[(item.spec.name, "reference")],
                                      sample_rate)
-                objective[(item.spec.name, run_id)] = {k: float(v) for k, v in scores.items()}
+                objective[(item.spec.name, key)] = {k: float(v) for k, v in scores.items()}
     levels: dict[tuple[str, str], tuple[float, float]] = {}  # loudness LUFS, true peak dBFS (before gain)
     with times.phase("loudness"):
         for key, audio in signals.items():
@@ -374,8 +501,8 @@ def build_stimulus_set(
         trials = []
         for item in items:
             for group in config.groups:
-                trials.append(_trial(item, group.name, selected[group.name], levels, objective, lags, config,
-                                     selection.device or selection.dataset))
+                trials.append(_trial(item, group.name, selected[group.name], systems, levels, objective, lags,
+                                     config))
         for number, source in enumerate(_training_sources(trials, config.training_trials), start=1):
             trial = json.loads(json.dumps(source))
             trial.update(id=f"training_{number}", training=True, source_trial=source["id"])
@@ -400,12 +527,16 @@ def build_stimulus_set(
                     for a in ANCHORS],
         "objective_basis": OBJECTIVE_BASIS,
         "training_selection": "rated trials at evenly spaced ranks of their systems' mean log-ESR, most impaired first",
-        "study": {"name": selection.study.name,
-                  "file": None if selection.study.study_file is None else str(selection.study.study_file),
-                  "folder": str(selection.study.root), "dataset": selection.dataset, "device": selection.device,
-                  "knobs": dict(sorted(config.knobs.items()))},
+        "study": None if selection.study is None else {
+            "name": selection.study.name,
+            "file": None if selection.study.study_file is None else str(selection.study.study_file),
+            "folder": str(selection.study.root), "dataset": selection.dataset, "device": selection.device,
+            "capture": None if selection.capture is None else selection.capture.path,
+            "knobs": dict(sorted(config.knobs.items()))},
+        "knobs": dict(sorted(config.knobs.items())),
         "items": {item.spec.name: item.source for item in items},
-        "groups": {name: {cid: run.run_id for cid, run in chosen} for name, chosen in selected.items()},
+        "groups": {name: {cid: systems[key].name for cid, key in chosen} for name, chosen in selected.items()},
+        "rtf_measurement": timing,
         "provenance": {"command": command, "seed": config.seed, "git_commit": git_commit(),
                        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                        "config": to_dict(config)},
@@ -417,11 +548,12 @@ def build_stimulus_set(
     return manifest
 
 
-def _trial(item: Item, group: str, chosen, levels, objective, lags, config: StimulusConfig, device: str) -> dict:
+def _trial(item: Item, group: str, chosen: list[tuple[str, str]], systems: dict[str, LoadedModel], levels, objective,
+           lags, config: StimulusConfig) -> dict:
     name = item.spec.name
     keys = [(HIDDEN_REFERENCE_ID, HIDDEN_REFERENCE, "reference")]
     keys += [(a.id, a.role, a.id) for a in ANCHORS]
-    keys += [(cid, SYSTEM, run.run_id) for cid, run in chosen]
+    keys += [(cid, SYSTEM, key) for cid, key in chosen]
     target = config.loudness_target_lufs
     ceiling = config.peak_ceiling_dbfs - PEAK_MARGIN_DB
     loudest_peak = max(levels[(name, key)][1] + target - levels[(name, key)][0] for _, _, key in keys)
@@ -434,13 +566,13 @@ def _trial(item: Item, group: str, chosen, levels, objective, lags, config: Stim
                                  "loudness_before_lufs": round(loudness, 6),
                                  "true_peak_dbfs": round(peak + gain_db, 6), "signal": key}
         if role == SYSTEM:
-            run = next(r for c, r in chosen if c == cid)
-            entry.update(run.facts)
+            entry.update(systems[key].facts)
+            entry["origin"] = systems[key].origin
             entry["latency_samples"] = lags[(name, key)]
             entry["objective"] = objective[(name, key)]
         conditions.append(entry)
     reference_gain = conditions[0]["gain_db"]
-    return {"id": f"{name}_{group}", "item": name, "device": device, "group": group,
+    return {"id": f"{name}_{group}", "item": name, "device": item.device, "group": group,
             "training": False, "reference": REFERENCE_FILE, "reference_gain_db": reference_gain,
             "trial_gain_db": round(trial_gain_db, 6), "conditions": conditions}
 

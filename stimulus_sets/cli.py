@@ -12,18 +12,20 @@ from common.cli import run_verb, setup_logging
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stimulus_sets",
-        description="Earshot stimulus sets: select trained runs from a study's runs.csv, render them with "
-        "the reference and the BS.1534-3 anchors, align loudness, and write a MUSHRA set for the web app "
-        "and webMUSHRA; check a set; time the build.",
+        description="Earshot stimulus sets: select trained runs from a study's runs.csv (and .nam files or "
+        "Earshot exports), render them with the reference and the BS.1534-3 anchors, align loudness, and write "
+        "a MUSHRA set for the web app and webMUSHRA; check a set; time the build.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only, hide progress bars")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
-    p = verbs.add_parser("build", help="build a MUSHRA stimulus set from a trained study",
+    p = verbs.add_parser("build", help="build a MUSHRA stimulus set from a trained study and/or model files",
                          description="Build stimuli/<set>/ (manifest.json, audio/<trial>/<condition>.wav, "
                          "webmushra.yaml) from CONFIG: the runs its groups select from the runs.csv of its "
-                         "study_dir, rendered with the reference, hidden reference and the 3.5 and 7 kHz anchors, "
+                         "study_dir and the .nam files and exports they name (nam: FILE, export: FILE; their "
+                         "real-time factor is timed after rendering), rendered with the reference (a device, a "
+                         "recording or a model such as reference: {nam: FILE}), hidden reference and the 3.5 and 7 kHz anchors, "
                          "latency-compensated, loudness-aligned, with 5 ms fades and the BS.1534-3 limits "
                          "enforced. The set is written into a temporary folder and moved into place when complete.")
     p.add_argument("config", type=Path, metavar="CONFIG", help="stimulus config YAML, e.g. stimulus_sets/sets/demo.yaml")

@@ -1,5 +1,5 @@
-"""The stimulus-set config (``python -m stimulus_sets build CONFIG``): which trained study, which
-items, which groups of models per trial, and the levels and lengths of the signals.
+"""The stimulus-set config (``python -m stimulus_sets build CONFIG``): which systems, which
+items, which groups of systems per trial, and the levels and lengths of the signals.
 
 Example (see ``stimulus_sets/sets/demo.yaml``)::
 
@@ -13,10 +13,22 @@ Example (see ``stimulus_sets/sets/demo.yaml``)::
         systems:
           - {id: distilled, recipe: kd, teacher: hourglass}
           - {id: non_distilled, recipe: baseline}
+          - {id: capture, nam: captures/amp.nam}
+          - {id: student_q8, export: exports/student_q8.pt}
 
 ``study_dir`` is the folder ``python -m models study`` trained (``runs.csv`` and
-``runs/<run_id>/``); the systems select rows of its runs.csv (:mod:`stimulus_sets.selection`).
-Relative paths are relative to the working directory.
+``runs/<run_id>/``); a system either selects a row of its runs.csv (:mod:`stimulus_sets.selection`)
+or names a model file: ``nam`` (NAM's ``.nam``; ``slim`` is NAM's slim value for a file with slim
+levels, a ``SlimmableContainer`` or a slimmable WaveNet) or ``export`` (an Earshot export, its
+``.pt`` or ``.json``); ``width`` cuts a network of the zoo's architectures as exports at a width
+are cut (an export: only to a width its ``widths.allowed`` lists). Model files are rendered,
+aligned and levelled exactly as trained runs are (:mod:`stimulus_sets.model_files`).
+
+The reference of an item is, first to last: its ``wet`` WAV; its ``reference`` model
+(``reference: {nam: capture.nam}``); the set's ``reference`` model; the capture the study's dataset
+was rendered through (its ``teacher_nam``); the study's built-in device. A set whose systems are
+all model files and whose items all have a reference needs no ``study_dir``. Relative paths are
+relative to the working directory.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ from typing import Literal
 
 from common.anchors import ANCHORS
 from common.bs1534 import FADE_MS
-from common.stimulus_set import HIDDEN_REFERENCE_ID
+from common.stimulus_set import HIDDEN_REFERENCE_ID, ORIGIN_EXPORT, ORIGIN_NAM
 from common.typed_config import TypedConfig
 
 from .errors import ConfigError
@@ -50,12 +62,82 @@ def _check_name(value: str, where: str) -> None:
         )
 
 
+NAM, EXPORT = ORIGIN_NAM, ORIGIN_EXPORT
+"""The keys naming a model file: NAM's ``.nam``, or an Earshot export (``<name>.pt`` + ``<name>.json``)."""
+
+
+def _fraction(value: float | None, key: str, where: str, low_open: bool) -> None:
+    if value is None:
+        return
+    inside = (0.0 < value <= 1.0) if low_open else (0.0 <= value <= 1.0)
+    if not (math.isfinite(value) and inside):
+        raise ConfigError(f"{where}: {key} must lie in {'(0, 1]' if low_open else '[0, 1]'}, found {value}")
+
+
+@dataclass(frozen=True)
+class ModelFileSpec:
+    """A model read from a file: ``source`` (:data:`NAM` or :data:`EXPORT`), its ``path``, and the
+    ``slim`` value (NAM's, for a ``.nam`` with slim levels) and ``width`` (the fraction of channels
+    kept, :func:`models.nets.slimmable.slim`) to render it at."""
+
+    source: Literal["nam", "export"]
+    path: str
+    slim: float | None = None
+    width: float | None = None
+
+    @property
+    def label(self) -> str:
+        """``nam:amp.nam``, ``nam:A2.nam@slim=0.3``, ``export:student.pt@width=0.5``: how the
+        manifest names the system."""
+        cut = "".join(f"@{key}={value:g}" for key, value in (("slim", self.slim), ("width", self.width))
+                      if value is not None)
+        return f"{self.source}:{Path(self.path).name}{cut}"
+
+
+def _model_file(nam: str | None, export: str | None, slim: float | None, width: float | None,
+                where: str) -> ModelFileSpec | None:
+    """The model file named by ``nam``/``export`` (None when neither), its cut checked."""
+    if nam is not None and export is not None:
+        raise ConfigError(f"{where}: expected one of 'nam' (a .nam file) or 'export' (an Earshot export), found both")
+    if slim is not None and nam is None:
+        raise ConfigError(f"{where}: 'slim' is NAM's slim value (a SlimmableContainer's submodel, a slimmable "
+                          f"WaveNet's channels) and needs 'nam', found {'export' if export is not None else 'no model file'}")
+    _fraction(slim, "slim", where, low_open=False)
+    if nam is None and export is None:
+        return None
+    _fraction(width, "width", where, low_open=True)
+    return ModelFileSpec(NAM if nam is not None else EXPORT, nam if nam is not None else export, slim, width)
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """A reference rendered by a model: exactly one of ``nam`` (a capture) or ``export``, with
+    ``slim``/``width`` as for a system (``reference: {nam: capture.nam}``)."""
+
+    nam: str | None = None
+    export: str | None = None
+    slim: float | None = None
+    width: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.nam is None and self.export is None:
+            raise ConfigError("reference: expected 'nam' (a .nam file) or 'export' (an Earshot export), found neither")
+        _model_file(self.nam, self.export, self.slim, self.width, "reference")
+
+    @property
+    def model_file(self) -> ModelFileSpec:
+        if self.nam is not None:
+            return ModelFileSpec(NAM, self.nam, self.slim, self.width)
+        return ModelFileSpec(EXPORT, str(self.export), self.slim, self.width)
+
+
 @dataclass(frozen=True)
 class ItemSpec:
     """One piece of audio material. Either a built-in excerpt (``kind``: guitar, bass, drums;
     synthesised from ``seed``, by default derived from the set's seed and the item's position) or
-    the user's ``dry`` WAV, read from ``start_s``. The reference is the study device's output, or
-    the user's ``wet`` WAV (the same recording through the real device, sample-aligned with ``dry``)."""
+    the user's ``dry`` WAV, read from ``start_s``. The reference is the user's ``wet`` WAV (the same
+    recording through the real device, sample-aligned with ``dry``), or the dry input rendered by the
+    ``reference`` model (e.g. ``{nam: capture.nam}``), or the set's default (see the module)."""
 
     name: str
     kind: Literal["guitar", "bass", "drums"] | None = None
@@ -63,6 +145,7 @@ class ItemSpec:
     dry: str | None = None
     wet: str | None = None
     start_s: float = 0.0
+    reference: ReferenceSpec | None = None
 
     def __post_init__(self) -> None:
         where = f"item {self.name!r}"
@@ -74,6 +157,9 @@ class ItemSpec:
             )
         if self.wet is not None and self.dry is None:
             raise ConfigError(f"{where}: 'wet' needs the matching 'dry' file, found only 'wet'")
+        if self.wet is not None and self.reference is not None:
+            raise ConfigError(f"{where}: expected one reference, 'wet' (a recording) or 'reference' (a model), "
+                              "found both")
         if self.kind is not None and self.start_s != 0.0:
             raise ConfigError(f"{where}: 'start_s' applies to WAV files only, found start_s {self.start_s}")
         if not (math.isfinite(self.start_s) and self.start_s >= 0):
@@ -82,16 +168,29 @@ class ItemSpec:
             raise ConfigError(f"{where}: seed must be an integer >= 0, found {self.seed}")
 
 
+STUDY_SELECTORS = ("run_id", "recipe", "variant", "teacher", "layers", "seed", "bits", "model")
+"""SystemSpec keys that select a study run (``width`` selects one too, and cuts a model file)."""
+
+
 @dataclass(frozen=True)
 class SystemSpec:
     """One model condition of a group: ``id`` is the condition id, stable across trials
-    (``distilled``, ``non_distilled``, ``kd_q4``, ``slim_25`` …). The other keys select exactly one
-    row of the study's runs.csv by its columns: any of ``run_id``, ``recipe``, ``variant``,
-    ``teacher``, ``bits`` (quantized recipes, e.g. ``{id: kd_q4, recipe: kd_qat, bits: 4}``),
-    ``width`` (slimmable recipes, e.g. ``{id: slim_25, recipe: slimmable, width: 0.25}``),
-    ``layers`` (an LSTM's sizes) or ``model`` (a label such as ``WN-slimmable``; default: the
-    group's), ``seed`` (default: the study's first seed). ``teacher: none`` selects runs without
-    a teacher."""
+    (``distilled``, ``non_distilled``, ``kd_q4``, ``slim_25``, ``capture`` …).
+
+    A trained run: the other keys select exactly one row of the study's runs.csv by its columns:
+    any of ``run_id``, ``recipe``, ``variant``, ``teacher``, ``bits`` (quantized recipes, e.g.
+    ``{id: kd_q4, recipe: kd_qat, bits: 4}``), ``width`` (slimmable recipes, e.g. ``{id: slim_25,
+    recipe: slimmable, width: 0.25}``), ``layers`` (an LSTM's sizes) or ``model`` (a label such as
+    ``WN-slimmable``; default: the group's), ``seed`` (default: the study's first seed).
+    ``teacher: none`` selects runs without a teacher.
+
+    A model file: ``nam`` (``{id: capture, nam: amp.nam}``; ``slim`` in [0, 1] is NAM's slim value,
+    as its plug-in's slider sets it, for a file with slim levels: a ``SlimmableContainer`` picks a
+    submodel, a slimmable WaveNet its channels) or ``export`` (``{id: student_q8, export:
+    exports/student_q8.pt}``, the ``.pt`` or its ``.json``). ``width`` in (0, 1] cuts a network of
+    the zoo's architectures (a 0.5.x WaveNet, an LSTM) to the first channels of every weight, as
+    ``python -m models export --width`` does; an export only to a width its manifest allows. A model
+    file takes no study selector."""
 
     id: str
     run_id: str | None = None
@@ -103,6 +202,9 @@ class SystemSpec:
     bits: int | None = None
     width: float | None = None
     model: str | None = None
+    nam: str | None = None
+    export: str | None = None
+    slim: float | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.id, "system id")
@@ -111,6 +213,18 @@ class SystemSpec:
         if self.id in RESERVED_IDS:
             raise ConfigError(f"system id {self.id!r} is reserved for the reference and the anchors; "
                               f"choose another (reserved: {sorted(RESERVED_IDS)})")
+        where = f"system {self.id!r}"
+        spec = _model_file(self.nam, self.export, self.slim, self.width, where)
+        if spec is not None:
+            selectors = [key for key in STUDY_SELECTORS if getattr(self, key) is not None]
+            if selectors:
+                raise ConfigError(f"{where}: {selectors[0]!r} selects a study run, but the system is the model file "
+                                  f"{spec.path!r} ({spec.source}); a model file takes only 'slim' and 'width'")
+
+    @property
+    def model_file(self) -> ModelFileSpec | None:
+        """The model file this system renders (None: it selects a study run)."""
+        return _model_file(self.nam, self.export, self.slim, self.width, f"system {self.id!r}")
 
 
 @dataclass(frozen=True)
@@ -144,19 +258,23 @@ class GroupSpec:
 
 @dataclass(frozen=True)
 class StimulusConfig:
-    """A stimulus set: the runs of the trained study in ``study_dir`` × ``items`` × ``groups``,
-    plus levels and lengths.
+    """A stimulus set: the systems (runs of the trained study in ``study_dir``, model files) ×
+    ``items`` × ``groups``, plus levels and lengths.
 
-    ``dataset`` names the dataset the runs were trained on (needed when runs.csv holds several);
-    ``sample_rate`` defaults to the dataset's; ``loudness_target_lufs`` is the BS.1770 loudness
+    ``study_dir`` may be left out when every system is a model file and every item has a reference
+    (``wet``, its own ``reference`` or the set's ``reference``, a model rendering the dry input of
+    every item that has neither). ``dataset`` names the dataset the runs were trained on (needed
+    when runs.csv holds several); ``sample_rate`` defaults to the highest rate of the systems (every
+    system and reference model must run at the set's rate: a model is never resampled); ``loudness_target_lufs`` is the BS.1770 loudness
     every signal is aligned to before a common per-trial gain keeps every true peak at or below
     ``peak_ceiling_dbfs``. ``training_trials`` extra trials (flagged ``training: true``) repeat
     rated trials chosen to span the impairments. ``strict`` enforces the BS.1534-3 limits.
     """
 
-    study_dir: str
     items: tuple[ItemSpec, ...]
     groups: tuple[GroupSpec, ...]
+    study_dir: str | None = None
+    reference: ReferenceSpec | None = None
     dataset: str | None = None
     knobs: dict[str, float] = field(default_factory=dict)
     seed: int = 0
@@ -198,6 +316,29 @@ class StimulusConfig:
             raise ConfigError(f"stimulus config: max_latency_ms must be >= 0, found {self.max_latency_ms}")
         if self.seed < 0:
             raise ConfigError(f"stimulus config: seed must be an integer >= 0, found {self.seed}")
+        if self.study_dir is None:
+            self._check_without_study()
+
+    def _check_without_study(self) -> None:
+        """Without a study every system must be a model file and every item must have a reference."""
+        where = "stimulus config: no study_dir"
+        if self.dataset is not None:
+            raise ConfigError(f"{where}: 'dataset' names a dataset of the study's runs, found dataset "
+                              f"{self.dataset!r} without a study")
+        for group in self.groups:
+            if group.teacher is not None:
+                raise ConfigError(f"{where}: group {group.name!r}: 'teacher' adds a run of the study; name the "
+                                  "teacher's file as a system instead ({id: teacher, nam: FILE} or export: FILE)")
+            for system in group.systems:
+                if system.model_file is None:
+                    raise ConfigError(f"{where}: group {group.name!r}, system {system.id!r} selects a study run; "
+                                      "expected 'nam: FILE' or 'export: FILE', or give study_dir")
+        if self.reference is None:
+            for item in self.items:
+                if item.wet is None and item.reference is None:
+                    raise ConfigError(f"{where}: item {item.name!r} has no reference; expected 'wet' (a recording), "
+                                      "'reference: {nam: FILE}' on the item or on the set, or a study_dir whose "
+                                      "device renders it")
 
 
 def load_stimulus_config(path: str | Path) -> StimulusConfig:

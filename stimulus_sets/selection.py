@@ -1,5 +1,7 @@
-"""Which trained run renders each condition of a stimulus config: the config's selectors matched
-against the rows of the study folder's runs.csv (:mod:`stimulus_sets.study_folder`).
+"""Which model renders each condition of a stimulus config: a model file the system names
+(:class:`stimulus_sets.config.ModelFileSpec`, loaded by :mod:`stimulus_sets.model_files`), or the
+trained run its selectors match among the rows of the study folder's runs.csv
+(:mod:`stimulus_sets.study_folder`).
 
 A system selects by ``run_id`` alone, or by columns: ``model`` (a label, e.g. ``WN-slimmable``)
 or ``layers`` (an LSTM's sizes; the group's when the system names neither), ``recipe``,
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common.stimulus_set import MODEL_FACTS
-from stimulus_sets.config import GroupSpec, StimulusConfig, SystemSpec
+from stimulus_sets.config import NAM, GroupSpec, ModelFileSpec, StimulusConfig, SystemSpec
 from stimulus_sets.study_folder import TrainedStudy, load_trained_study, run_dataset
 
 from .errors import StimulusConfigError, StimulusError
@@ -25,6 +27,9 @@ from .errors import StimulusConfigError, StimulusError
 LAYERS_ARCH = "lstm"
 """The architecture whose sizes the ``layers`` selector names: a WaveNet's channels per layer
 array fill the same runs.csv column."""
+CAPTURE_KEY = "teacher_nam"
+"""The key of a run's dataset settings (config.json) naming the ``.nam`` capture whose output the
+dataset's targets are: the default reference of a set built from that study."""
 TEACHER_NONE = "none"  # the selector value for runs distilled from no teacher (runs.csv: empty)
 COLUMN_SELECTORS = ("recipe", "variant", "bits", "width")
 """SystemSpec fields that select the runs.csv column of the same name, value for value."""
@@ -43,13 +48,16 @@ class SelectedRun:
 
 @dataclass(frozen=True)
 class Selection:
-    """Every group's runs, ``{group: [(condition_id, run), …]}``, from one dataset of one study;
-    ``device`` is the dataset's built-in device (None for the user's recordings)."""
+    """Every group's systems, ``{group: [(condition_id, run or model file), …]}``; the runs come
+    from one dataset of one study. ``study`` is None for a set without one. ``device`` is the
+    dataset's built-in device (None for the user's recordings, a capture or no study), ``capture``
+    the ``.nam`` its targets were rendered through (None when they were not)."""
 
-    study: TrainedStudy
-    dataset: str
+    study: TrainedStudy | None
+    dataset: str | None
     device: str | None
-    groups: dict[str, list[tuple[str, SelectedRun]]]
+    groups: dict[str, list[tuple[str, SelectedRun | ModelFileSpec]]]
+    capture: ModelFileSpec | None = None
 
 
 def wanted_columns(spec: SystemSpec, group: GroupSpec, seed: int) -> dict[str, Any]:
@@ -144,15 +152,23 @@ def _teacher_row(study: TrainedStudy, rows: list[dict[str, Any]], group: GroupSp
 
 
 def select_runs(config: StimulusConfig) -> Selection:
-    """Resolve the study folder, its dataset and every group's runs. A selector matching no run or
-    several runs, or a run that is not trained, is an error naming the group and system."""
+    """Resolve the study folder, its dataset and every group's systems: a model file as named, a
+    run by its selectors. A selector matching no run or several runs, or a run that is not
+    trained, is an error naming the group and system."""
+    if config.study_dir is None:
+        files = {group.name: [(spec.id, spec.model_file) for spec in group.systems if spec.model_file is not None]
+                 for group in config.groups}
+        return Selection(None, None, None, files)
     study = load_trained_study(config.study_dir)
     dataset, rows = _dataset_rows(study, config.dataset)
     seed = rows[0]["seed"]
-    groups: dict[str, list[tuple[str, SelectedRun]]] = {}
+    groups: dict[str, list[tuple[str, SelectedRun | ModelFileSpec]]] = {}
     for group in config.groups:
-        chosen = []
+        chosen: list[tuple[str, SelectedRun | ModelFileSpec]] = []
         for spec in group.systems:
+            if spec.model_file is not None:
+                chosen.append((spec.id, spec.model_file))
+                continue
             where = f"group {group.name!r}, system {spec.id!r}"
             wanted = wanted_columns(spec, group, seed)
             hits = matching_runs(study, rows, wanted)
@@ -167,8 +183,16 @@ def select_runs(config: StimulusConfig) -> Selection:
             row = _teacher_row(study, rows, group, seed)
             chosen.append(("teacher", _selected(study, row, f"group {group.name!r}, teacher")))
         groups[group.name] = chosen
-    devices = {run.run_id: run_dataset(run.run_dir).get("device") for chosen in groups.values() for _, run in chosen}
-    if len(set(devices.values())) > 1:
-        raise StimulusError(f"{study.root}: the selected runs of dataset {dataset!r} were trained on different "
-                            f"devices ({devices}); expected one")
-    return Selection(study, dataset, next(iter(devices.values())), groups)
+    runs = [run for chosen in groups.values() for _, run in chosen if isinstance(run, SelectedRun)]
+    # A set of model files alone still takes its reference from the study's dataset.
+    run_dirs = {run.run_id: run.run_dir for run in runs} or {rows[0]["run_id"]: study.run_dir(rows[0]["run_id"])}
+    settings = {run_id: run_dataset(run_dir) for run_id, run_dir in run_dirs.items()}
+    for key in ("device", CAPTURE_KEY):
+        values = {run_id: dataset_settings.get(key) for run_id, dataset_settings in settings.items()}
+        if len(set(values.values())) > 1:
+            raise StimulusError(f"{study.root}: the selected runs of dataset {dataset!r} were trained on different "
+                                f"{'devices' if key == 'device' else 'captures'} ({values}); expected one")
+    first = next(iter(settings.values()))
+    capture = first.get(CAPTURE_KEY)
+    return Selection(study, dataset, first.get("device"), groups,
+                     ModelFileSpec(NAM, str(capture)) if capture else None)

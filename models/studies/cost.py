@@ -17,12 +17,14 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
+from torch import nn
 
 from common.outputs import write_file_atomic
 from common.provenance import cpu_model
@@ -84,20 +86,36 @@ def is_busy(load_before: float | None, load_after: float | None, cores: int | No
     return max(loads) > cores
 
 
-class _Timed:
-    """One run's model, signals and timings (real-time factors per repeat)."""
+@dataclass(frozen=True)
+class TimedModel:
+    """A model to time: ``name`` fills the table's ``run_id`` column and ``label`` its ``model``
+    column; ``n_knobs`` knob values are held at mid travel. Models without a run folder (a ``.nam``
+    file, an export) are timed through :func:`measure_models` as these."""
 
-    def __init__(self, run_id: str, run_dir: Path, offline_s: float, stream_s: float):
-        self.run_id = run_id
-        self.model, payload = load_model(run_dir)
-        self.label = label(net_from_dict(payload["net"], where=f"{run_dir / CHECKPOINT}: net"))
-        rate = payload.get("sample_rate")
-        if not isinstance(rate, int) or rate < 1:
-            raise ConfigError(f"{run_dir / CHECKPOINT}: expected the run's sample rate in the checkpoint, found {rate!r}")
-        self.sample_rate = rate
-        self.knobs = [KNOB_VALUE] * len(payload.get("knob_names") or []) or None
-        self.offline = measure_signal(rate, offline_s)
-        self.streamed = measure_signal(rate, stream_s)
+    name: str
+    model: nn.Module
+    label: str
+    sample_rate: int
+    n_knobs: int = 0
+
+
+def _run_model(run_dir: Path) -> TimedModel:
+    model, payload = load_model(run_dir)
+    rate = payload.get("sample_rate")
+    if not isinstance(rate, int) or rate < 1:
+        raise ConfigError(f"{run_dir / CHECKPOINT}: expected the run's sample rate in the checkpoint, found {rate!r}")
+    return TimedModel(run_dir.name, model, label(net_from_dict(payload["net"], where=f"{run_dir / CHECKPOINT}: net")),
+                      rate, len(payload.get("knob_names") or []))
+
+
+class _Timed:
+    """One model's signals and timings (real-time factors per repeat); not streamed when ``stream_s`` is None."""
+
+    def __init__(self, entry: TimedModel, offline_s: float, stream_s: float | None):
+        self.run_id, self.model, self.label, self.sample_rate = entry.name, entry.model, entry.label, entry.sample_rate
+        self.knobs = [KNOB_VALUE] * entry.n_knobs or None
+        self.offline = measure_signal(self.sample_rate, offline_s)
+        self.streamed = None if stream_s is None else measure_signal(self.sample_rate, stream_s)
         self.rtf_offline: list[float] = []
         self.rtf_stream: list[float] = []
 
@@ -105,15 +123,23 @@ class _Timed:
         render(self.model, self.offline, self.knobs, threads=1)
 
     def run_stream(self) -> None:
-        stream(self.model, self.streamed, STREAM_BLOCK_SAMPLES, self.knobs)
+        if self.streamed is not None:
+            stream(self.model, self.streamed, STREAM_BLOCK_SAMPLES, self.knobs)
 
     def time_once(self) -> None:
         started = _clock()
         self.run_offline()
         self.rtf_offline.append(len(self.offline) / self.sample_rate / (_clock() - started))
-        started = _clock()
-        self.run_stream()
-        self.rtf_stream.append(len(self.streamed) / self.sample_rate / (_clock() - started))
+        if self.streamed is not None:
+            started = _clock()
+            self.run_stream()
+            self.rtf_stream.append(len(self.streamed) / self.sample_rate / (_clock() - started))
+
+    def stream_figures(self) -> dict[str, float | None]:
+        if not self.rtf_stream:
+            return {"rtf_stream_median": None, "rtf_stream_min": None, "rtf_stream_max": None}
+        return {"rtf_stream_median": statistics.median(self.rtf_stream), "rtf_stream_min": min(self.rtf_stream),
+                "rtf_stream_max": max(self.rtf_stream)}
 
 
 def measure_runs(run_dirs: Sequence[Path], repeats: int = DEFAULT_REPEATS, offline_s: float = OFFLINE_AUDIO_S,
@@ -123,13 +149,31 @@ def measure_runs(run_dirs: Sequence[Path], repeats: int = DEFAULT_REPEATS, offli
     Every model is warmed up once (allocator, kernel selection), then timed in ``repeats`` rounds
     of every run in turn. Real-time factor = seconds of audio / seconds taken (above 1: faster
     than real time)."""
+    _check_measure(repeats, offline_s, stream_s)
+    return _measure([_run_model(Path(d)) for d in run_dirs], repeats, offline_s, stream_s, progress)
+
+
+def measure_models(models: Sequence[TimedModel], repeats: int = DEFAULT_REPEATS, offline_s: float = OFFLINE_AUDIO_S,
+                   stream_s: float | None = STREAM_AUDIO_S, progress: bool = False) -> pd.DataFrame:
+    """Time models that have no run folder exactly as :func:`measure_runs` times runs; with
+    ``stream_s`` None only offline rendering is timed (the ``rtf_stream_*`` and ``stream_*``
+    columns are then empty): a model no architecture registers may not stream block by block."""
+    _check_measure(repeats, offline_s, stream_s)
+    return _measure(list(models), repeats, offline_s, stream_s, progress)
+
+
+def _check_measure(repeats: int, offline_s: float, stream_s: float | None) -> None:
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"repeats: expected an integer >= 1, found {repeats!r}")
-    if offline_s <= 0 or stream_s <= 0:
+    if offline_s <= 0 or (stream_s is not None and stream_s <= 0):
         raise ConfigError(f"measure: expected signal lengths > 0 s, found offline {offline_s}, streaming {stream_s}")
+
+
+def _measure(entries: list[TimedModel], repeats: int, offline_s: float, stream_s: float | None,
+             progress: bool) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
-    timed = [_Timed(Path(d).name, Path(d), offline_s, stream_s) for d in run_dirs]
+    timed = [_Timed(entry, offline_s, stream_s) for entry in entries]
     cores = os.cpu_count()
     before = load_average()
     with (torch_threads(1), threadpool_limits(limits=1, user_api="blas"),
@@ -146,16 +190,16 @@ def measure_runs(run_dirs: Sequence[Path], repeats: int = DEFAULT_REPEATS, offli
     busy = is_busy(before, after, cores)
     if busy:
         log.warning("the machine was busy while measuring (1-minute load %s before, %s after, %s cores): the "
-                    "real-time factors are flagged busy in cost.csv; measure again on a quiet machine",
-                    before, after, cores)
-    common = {"offline_audio_s": offline_s, "stream_audio_s": stream_s, "stream_block_samples": STREAM_BLOCK_SAMPLES,
+                    "real-time factors are flagged busy (cost.csv, a stimulus set's rtf_measurement); measure again "
+                    "on a quiet machine", before, after, cores)
+    common = {"offline_audio_s": offline_s, "stream_audio_s": stream_s,
+              "stream_block_samples": None if stream_s is None else STREAM_BLOCK_SAMPLES,
               "repeats": repeats, "threads": 1, "cpu_model": cpu_model(), "cpu_count": cores,
               "load_avg_1min_before": before, "load_avg_1min_after": after, "busy": busy,
               "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %z")}
     rows = [{"run_id": run.run_id, "model": run.label,
              "rtf_offline_median": statistics.median(run.rtf_offline), "rtf_offline_min": min(run.rtf_offline),
-             "rtf_offline_max": max(run.rtf_offline), "rtf_stream_median": statistics.median(run.rtf_stream),
-             "rtf_stream_min": min(run.rtf_stream), "rtf_stream_max": max(run.rtf_stream), **common}
+             "rtf_offline_max": max(run.rtf_offline), **run.stream_figures(), **common}
             for run in timed]
     return pd.DataFrame(rows, columns=COST_COLUMNS)
 
@@ -199,4 +243,5 @@ def measure_study(out_dir: str | Path, repeats: int = DEFAULT_REPEATS, offline_s
     return table
 
 
-__all__ = ["COST_COLUMNS", "COST_FILE", "is_busy", "measure_runs", "measure_signal", "measure_study"]
+__all__ = ["COST_COLUMNS", "COST_FILE", "TimedModel", "is_busy", "measure_models", "measure_runs", "measure_signal",
+           "measure_study"]
