@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve-demo test venv bench lint clean-venv
+.PHONY: demo serve-demo test venv bench lint clean-venv nam-venvs nam-check
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,6 +38,24 @@ stimuli/demo/manifest.json: results/zoo/demo/runs.csv stimulus_sets/sets/demo.ya
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Neural Amp Modeler's Python package 0.12.x and 0.13.x, each in its own environment on the pinned CPU torch
+# (installed first, and named again, so that pip keeps it), outside .venv: `make nam-check` loads and renders
+# Earshot's .nam exports with both (models/export/nam_check.py). Only pip packages are downloaded.
+NAM_VENVS ?= .nam-venvs
+NAM_012 := 0.12.3
+NAM_013 := 0.13.0
+
+$(NAM_VENVS)/%/.installed: constraints.txt
+	@test -x $(NAM_VENVS)/$*/bin/python || $(PYTHON) -m venv $(NAM_VENVS)/$* || python3 -m venv $(NAM_VENVS)/$*
+	$(NAM_VENVS)/$*/bin/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(NAM_VENVS)/$*/bin/python -m pip install --quiet -c constraints.txt torch==2.13.0 "neural-amp-modeler==$(NAM_$(subst .,,$*))"
+	@touch $@
+
+nam-venvs: $(NAM_VENVS)/0.12/.installed $(NAM_VENVS)/0.13/.installed
+
+nam-check: $(STAMP) nam-venvs
+	$(PY) -m models.export.nam_check --venv-012 $(NAM_VENVS)/0.12 --venv-013 $(NAM_VENVS)/0.13
 
 bench: $(STAMP)
 	$(PY) -m models bench

@@ -144,14 +144,18 @@ def _parser() -> argparse.ArgumentParser:
                          "weights; a quantized run's bit-packed integers and per-row scales) and <name>.json "
                          "(architecture, parameters, multiply-adds, bits, widths, sample rate, loudness on a "
                          "fixed test signal, latency, test metrics, provenance with the .pt's sha256); load it "
-                         "with models.export.bundle.load_export. nam: Neural Amp Modeler's .nam (format 0.5.4), for "
-                         "WaveNets only. Files are written under temporary names and renamed when complete.")
+                         "with models.export.bundle.load_export. nam: Neural Amp Modeler's .nam (format "
+                         "--nam-version, with NAM's loudness and gain metadata), for WaveNets and NAM LSTMs; "
+                         "--nam-container adds a slimmable "
+                         "WaveNet's widths as one SlimmableContainer file. Files are written under temporary names "
+                         "and renamed when complete.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder (holding checkpoint.pt)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="folder to write the files into (created if missing; files of the same name are replaced)")
     p.add_argument("--format", choices=["pt", "nam", "both"], default="pt", dest="format",
                    help="pt (default): .pt + .json manifest, works for every run; nam: a .nam file, for "
-                   "WaveNets without knobs (an LSTM stack is refused: its input skip has no NAM equivalent); "
+                   "WaveNets without knobs and NAM LSTMs (arch nam_lstm); an LSTM stack is refused: its input skip has no "
+                   "NAM equivalent; "
                    "both: all three files, the manifest naming the .nam — for a network NAM cannot hold, "
                    "the .pt and .json, and a line saying why there is no .nam")
     p.add_argument("--width", type=float, default=None, metavar="W",
@@ -161,6 +165,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None,
                    help="base file name without extension (default: the run id, with _w<percent> at a width "
                    "below 1)")
+    p.add_argument("--nam-version", choices=["0.5.4", "0.7.0"], default="0.5.4", dest="nam_version",
+                   help="the .nam format. 0.5.4 (default): loads in NAM <= 0.12, in every NAM plug-in release "
+                   "and in NAM-compatible players, the widest reach; 0.7.0: what NAM 0.13 writes and its Python "
+                   "package needs (it refuses 0.5.x WaveNets), loads in plug-ins built on NeuralAmpModelerCore "
+                   ">= 0.4.1. LSTM files load in NAM 0.12 and 0.13 in either version")
+    p.add_argument("--nam-container", action="store_true", dest="nam_container",
+                   help="also write <name>_slimmable.nam: a slimmable WaveNet run's widths (its slimmable "
+                   "settings' widths, and 1.0) as one SlimmableContainer (format 0.7.0; NAM plug-ins pick the "
+                   "smallest width >= their slim value; NAM's Python package reads no containers). Only for "
+                   "full-width slimmable WaveNet runs, with --format nam or both")
     return parser
 
 
@@ -428,7 +442,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from models.export.bundle import export_run
 
-    result = export_run(args.run_dir, args.out, fmt=args.format, width=args.width, name=args.name)
+    result = export_run(args.run_dir, args.out, fmt=args.format, width=args.width, name=args.name,
+                        nam_version=args.nam_version, nam_container=args.nam_container)
     for path in result["paths"].values():
         print(f"wrote {path} ({path.stat().st_size} bytes)")
     for kind, reason in result["not_written"].items():

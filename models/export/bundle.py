@@ -364,7 +364,9 @@ def build_manifest(source: RunSource, name: str, net: Any, model: nn.Module,
     ``parameters``, ``macs_per_sample``, ``bits`` (32 for fp32), ``quantization`` (None, or the
     scheme, packing and the .pt keys of every integer, scale and float tensor), ``size`` (bytes),
     ``widths``, ``sample_rate``, ``loudness``, ``latency``, ``test_metrics`` (metrics.json's
-    test_* and real-time factors, None for unfinished runs) and ``provenance``.
+    test_* and real-time factors, None for unfinished runs), ``nam`` (None without a ``.nam``; else the
+    file's format ``version`` and ``container``: None, or the SlimmableContainer's file, version, widths and
+    ``max_values``) and ``provenance``.
     """
     sample_rate = int(source.payload["sample_rate"])
     knob_names = list(source.payload.get("knob_names") or [])
@@ -376,7 +378,9 @@ def build_manifest(source: RunSource, name: str, net: Any, model: nn.Module,
                         for k, v in metrics.items() if k.startswith(("test_", "rtf_"))}
     slimmable_config = source.config.get("slimmable") if isinstance(source.config.get("slimmable"), dict) else None
     fp32 = 4 * parameter_count(model)
-    files = {"weights": f"{name}.pt", **({"nam": nam["file"]} if nam else {})}
+    container = (nam or {}).get("container")
+    files = {"weights": f"{name}.pt", **({"nam": nam["file"]} if nam else {}),
+             **({"nam_container": container["file"]} if container else {})}
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -407,6 +411,11 @@ def build_manifest(source: RunSource, name: str, net: Any, model: nn.Module,
         "loudness": measure_loudness(model, sample_rate, knob_names),
         "latency": _latency(source, model, sample_rate),
         "test_metrics": test_metrics,
+        "nam": None if nam is None else {
+            "version": nam["version"],
+            "container": None if container is None else {k: container[k] for k in ("file", "version", "widths",
+                                                                                  "max_values")},
+        },
         "provenance": {
             "run_id": source.payload.get("run_id") or source.config.get("run_id"),
             "dataset": source.payload.get("dataset"),
@@ -420,12 +429,32 @@ def build_manifest(source: RunSource, name: str, net: Any, model: nn.Module,
             "exported_at": _datetime.datetime.now(_datetime.UTC).isoformat(timespec="seconds"),
             "weights_sha256": pt_sha256,
             **({"nam_sha256": nam["sha256"]} if nam else {}),
+            **({"nam_container_sha256": container["sha256"]} if container else {}),
         },
     }
 
 
+def container_widths(source: RunSource) -> list[float]:
+    """The widths a run's SlimmableContainer holds: the slimmable settings' ``widths`` (the widths the study
+    made into runs; the default settings' for the slimmable preset without settings), and 1.0.
+    ConfigError for a run that is not a full-width slimmable WaveNet."""
+    from models.nets.slimmable import SlimmableConfig
+
+    where = f"--nam-container ({source.run_dir})"
+    if of(source.net).name != "wavenet" or not source.slimmable:
+        raise ConfigError(f"{where}: a SlimmableContainer holds the widths of a slimmable WaveNet run "
+                          f"(recipe slimmable or preset slimmable), found {label(source.net)} "
+                          f"(recipe {source.config.get('recipe')!r})")
+    if getattr(source.net, "width", 1.0) != 1.0:
+        raise ConfigError(f"{where}: this run is {label(source.net)}, one width cut from a slimmable run; "
+                          f"export the full-width run ({source.config.get('init_run') or 'its init_run'})")
+    settings = source.config.get("slimmable")
+    widths = settings.get("widths") if isinstance(settings, dict) else None
+    return sorted({float(w) for w in (widths or SlimmableConfig().widths)} | {1.0})
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, fmt: Format = "pt", width: float | None = None,
-               name: str | None = None) -> dict[str, Any]:
+               name: str | None = None, nam_version: str = "0.5.4", nam_container: bool = False) -> dict[str, Any]:
     """Export a trained run into ``out_dir``; returns ``{"manifest", "paths", "not_written"}``.
 
     ``fmt``: ``pt`` writes ``<name>.pt`` + ``<name>.json``; ``nam`` writes ``<name>.nam`` (WaveNets
@@ -433,11 +462,21 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fmt: Format = "pt", wid
     writes all three, the manifest naming the ``.nam`` and its sha256 — or, for a network NAM cannot
     hold, the two it can, with ``not_written`` mapping ``nam`` to the reason. ``width`` cuts the network
     with :func:`models.nets.slimmable.slim` first. ``name`` defaults to the run id (``_w50`` appended at
-    width 0.5). ``manifest`` is None for ``nam`` alone.
+    width 0.5). ``manifest`` is None for ``nam`` alone. ``nam_version``: the ``.nam`` format, ``0.5.4``
+    (NAM <= 0.12 and every plug-in) or ``0.7.0`` (NAM 0.13); see :mod:`models.export.nam_format`.
+    ``nam_container`` (with ``nam`` or ``both``, for a full-width slimmable WaveNet run): also
+    ``<name>_slimmable.nam``, one format-0.7.0 SlimmableContainer of the widths :func:`container_widths`
+    names (paths key ``nam_container``).
     """
+    from models.export.nam_format import find_nam_version
+
     if fmt not in FORMATS:
         raise ConfigError(f"format: expected one of {list(FORMATS)}, found {fmt!r}")
+    find_nam_version(nam_version)
+    if nam_container and fmt == "pt":
+        raise ConfigError("--nam-container: the container is a .nam file; use --format nam or both, found pt")
     source = read_run(run_dir)
+    widths = container_widths(source) if nam_container else None
     width = _check_width(width, source)
     name = check_name(name) if name is not None else default_name(source, width)
     out_dir = Path(out_dir)
@@ -456,20 +495,29 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fmt: Format = "pt", wid
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         if fmt in ("nam", "both"):
-            from models.export.nam_format import export_nam
+            from models.export.nam_format import CONTAINER_VERSION, export_nam, export_nam_container
 
             nam_path = out_dir / f"{name}.nam"
+            nam_metadata = {"name": name, "earshot_run_id": source.payload.get("run_id"), "bits": source.bits,
+                            **_nam_weights_note(source.bits)}
             try:
                 # Already cut to `width`: the .nam holds exactly the network the .pt holds.
-                export_nam(model, nam_path, sample_rate, metadata={
-                    "name": name, "earshot_run_id": source.payload.get("run_id"), "bits": source.bits})
+                export_nam(model, nam_path, sample_rate, metadata=nam_metadata, nam_version=nam_version)
             except ConfigError as exc:
                 if fmt == "nam":
                     raise
                 not_written["nam"] = str(exc)  # `both`: the .pt and manifest still hold the model
             else:
                 paths["nam"] = nam_path
-                nam = {"file": nam_path.name, "sha256": _sha256(nam_path)}
+                nam = {"file": nam_path.name, "sha256": _sha256(nam_path), "version": nam_version}
+            if widths is not None and nam is not None:
+                container_path = out_dir / f"{name}_slimmable.nam"
+                document = export_nam_container(source.model, container_path, sample_rate, widths,
+                                                metadata={**nam_metadata, "name": f"{name}_slimmable"})
+                paths["nam_container"] = container_path
+                nam["container"] = {"file": container_path.name, "sha256": _sha256(container_path),
+                                    "version": CONTAINER_VERSION, "widths": widths,
+                                    "max_values": [s["max_value"] for s in document["config"]["submodels"]]}
         manifest = None
         if fmt in ("pt", "both"):
             manifest, pt_path, json_path = _write_pt(source, out_dir, name, net, model, quantized, width, nam)
@@ -481,6 +529,15 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fmt: Format = "pt", wid
     log.info("exported %s (%s, %d-bit, width %g) to %s", source.run_dir.name, label(net), source.bits, width,
              ", ".join(str(p) for p in paths.values()))
     return {"manifest": manifest, "paths": paths, "not_written": not_written}
+
+
+def _nam_weights_note(bits: int) -> dict[str, str]:
+    """What a ``.nam`` of a quantized run holds: NAM stores float weights, so it gets the dequantized ones."""
+    if bits == 32:
+        return {}
+    return {"earshot_weights": f"dequantized: each weight is its {bits}-bit integer times its row's scale, "
+                               "the values Earshot renders the quantized run with, written as floats (NAM "
+                               "has no quantized weights); the packed integers are in the .pt export"}
 
 
 def _write_pt(source: RunSource, out_dir: Path, name: str, net: Any, model: nn.Module,

@@ -60,8 +60,52 @@ def wavenet_nam_config(config: WaveNetConfig) -> dict[str, Any]:
     }
 
 
+def _activation_07(name: str) -> dict[str, Any]:
+    # NAM 0.13 writes Hardtanh with its bounds (``_export_pytorch_activation_config``); ours are torch's defaults.
+    return {"type": name, "min_val": -1.0, "max_val": 1.0} if name == "Hardtanh" else {"type": name}
+
+
+_FILM_KEYS_07 = ("conv_pre_film", "conv_post_film", "input_mixin_pre_film", "input_mixin_post_film",
+                 "activation_pre_film", "activation_post_film", "layer1x1_post_film", "head1x1_post_film")
+
+
+def wavenet_nam_config_07(config: WaveNetConfig) -> dict[str, Any]:
+    """The ``config`` block of a 0.7.x WaveNet ``.nam`` file, key for key as NAM 0.13 writes it
+    (``nam.models.wavenet._layer_array.LayerArray.export_config``) for the same network.
+
+    The 0.5.x network in 0.7.x words: each array's ``head`` is its head rechannel (1×1, ``head_size``
+    out, ``head_bias``); per layer ``kernel_sizes``, ``activation`` ``{"type": …}`` and ``gating_mode``
+    ``gated`` (secondary activation Sigmoid on the second half of the rows, as 0.5.x gates) or ``none``;
+    ``bottleneck`` = ``channels`` (no bottleneck); ``layer1x1`` active (the residual 1×1), ``head1x1``
+    inactive (the post-activation signal itself is summed into the head); one group everywhere; no FiLM;
+    not slimmable (a slimmed width is a network of its own).
+    """
+    layers = []
+    for a in config.arrays:
+        n = len(a.dilations)
+        layers.append({
+            "input_size": a.input_size,
+            "condition_size": config.condition_size,
+            "head": {"out_channels": a.head_size, "kernel_size": 1, "bias": a.head_bias},
+            "channels": a.channels,
+            "kernel_sizes": [a.kernel_size] * n,
+            "dilations": list(a.dilations),
+            "activation": [_activation_07(a.activation) for _ in range(n)],
+            "bottleneck": a.channels,
+            "head1x1": {"active": False, "out_channels": 1, "groups": 1},
+            "layer1x1": {"active": True, "groups": 1},
+            "groups_input": 1,
+            "groups_input_mixin": 1,
+            **{key: {"active": False, "shift": True, "groups": 1} for key in _FILM_KEYS_07},
+            "gating_mode": ["gated" if a.gated else "none"] * n,
+            "secondary_activation": [{"type": "Sigmoid"} if a.gated else None for _ in range(n)],
+            "slimmable": None,
+        })
+    return {"layers": layers, "head": None, "head_scale": config.head_scale}
+
+
 def wavenet_weights(model: WaveNet) -> list[float]:
-    """The flat weight list of a WaveNet in NAM's order (head scale last)."""
+    """The flat weight list of a WaveNet in NAM's order (head scale last); formats 0.5.x and 0.7.x alike."""
     values: list[float] = []
     for array in model.arrays:
         values += _flat(array.rechannel.weight)

@@ -302,3 +302,66 @@ def test_exported_files_are_ordinary_files_others_can_read(runs, tmp_path):
         os.umask(old)
     modes = {p.suffix: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     assert modes == {".pt": 0o644, ".json": 0o644, ".nam": 0o644}
+
+
+def _two_width_run(root):
+    """A slimmable WaveNet run whose slimmable settings name two widths."""
+    run_dir = _write_run(root, "tiny_WN-slimmable2", WaveNetPresetConfig(preset="slimmable"), recipe="slimmable",
+                         seed=6)
+    config = json.loads((run_dir / "config.json").read_text())
+    write_json_atomic({**config, "slimmable": {"widths": [0.5, 1.0], "rule": "uniform"}}, run_dir / "config.json")
+    return run_dir
+
+
+@pytest.mark.slow  # three loudness measures of NAM's standard WaveNet: ~5-13 s
+def test_cli_writes_a_070_nam_and_a_slimmable_container_and_the_manifest_says_so(tmp_path, capsys):
+    run_dir = _two_width_run(tmp_path / "runs")
+    out = tmp_path / "out"
+    assert main(["-q", "export", str(run_dir), "--out", str(out), "--format", "both", "--nam-version", "0.7.0",
+                 "--nam-container", "--name", "wn"]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["wn.json", "wn.nam", "wn.pt", "wn_slimmable.nam"]
+    assert "wn_slimmable.nam" in printed
+    single = json.loads((out / "wn.nam").read_text())
+    assert single["version"] == "0.7.0" and "head" in single["config"]["layers"][0]
+    container = json.loads((out / "wn_slimmable.nam").read_text())
+    assert (container["version"], container["architecture"]) == ("0.7.0", "SlimmableContainer")
+    submodels = container["config"]["submodels"]
+    # The slimmable preset has 16 and 8 channels; half width keeps 8 and 4.
+    assert [[a["channels"] for a in s["model"]["config"]["layers"]] for s in submodels] == [[8, 4], [16, 8]]
+    assert [s["max_value"] for s in submodels] == [0.5000000000000001, 1.0]
+    assert submodels[1]["model"]["weights"] == single["weights"]
+    manifest = json.loads((out / "wn.json").read_text())
+    assert manifest["files"] == {"weights": "wn.pt", "nam": "wn.nam", "nam_container": "wn_slimmable.nam"}
+    assert manifest["nam"] == {"version": "0.7.0", "container": {
+        "file": "wn_slimmable.nam", "version": "0.7.0", "widths": [0.5, 1.0], "max_values": [0.5000000000000001, 1.0]}}
+    assert manifest["provenance"]["nam_container_sha256"] == hashlib.sha256(
+        (out / "wn_slimmable.nam").read_bytes()).hexdigest()
+
+
+def test_the_default_nam_version_is_054_and_the_manifest_records_it(runs, tmp_path):
+    manifest = export_run(runs["wavenet"], tmp_path, fmt="both", width=0.25, name="q")["manifest"]
+    assert manifest["nam"] == {"version": "0.5.4", "container": None}
+    assert json.loads((tmp_path / "q.nam").read_text())["version"] == "0.5.4"
+    assert export_run(runs["lstm"], tmp_path, fmt="pt", name="p")["manifest"]["nam"] is None
+
+
+@pytest.mark.parametrize("case", ["lstm", "baseline_wavenet", "pt_only", "a_cut_width"])
+def test_cli_refuses_a_container_where_there_is_none_in_one_line_with_exit_code_2(case, runs, tmp_path, capsys):
+    if case == "baseline_wavenet":
+        run_dir = _write_run(tmp_path, "nano", WaveNetPresetConfig(preset="nano"), seed=7)
+    elif case == "a_cut_width":
+        run_dir = _write_run(tmp_path, "nano50", WaveNetPresetConfig(preset="slimmable", width=0.5),
+                             recipe="slimmable", seed=8)
+    else:
+        run_dir = runs["wavenet" if case == "pt_only" else "lstm"]
+    fmt = "pt" if case == "pt_only" else "nam"
+    message = {"lstm": "a SlimmableContainer holds the widths of a slimmable WaveNet run",
+               "baseline_wavenet": "found WN-nano (recipe 'baseline')",
+               "pt_only": "the container is a .nam file; use --format nam or both, found pt",
+               "a_cut_width": "one width cut from a slimmable run; export the full-width run"}[case]
+    out = tmp_path / "out"
+    assert main(["export", str(run_dir), "--out", str(out), "--format", fmt, "--nam-container"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())

@@ -1,14 +1,28 @@
 """.nam export and import: NAM's weight order on hand-built networks, round trips that render identically,
 clear refusals."""
 
+import hashlib
 import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from models.errors import CheckpointError, ConfigError
-from models.export.nam_format import FORMAT_VERSION, NamLSTM, NamLSTMConfig, export_nam, load_nam
+from models.export import nam_loudness
+from models.export.nam_format import (
+    FORMAT_VERSION,
+    NamLSTM,
+    NamLSTMConfig,
+    container_thresholds,
+    export_nam,
+    export_nam_container,
+    load_nam,
+    wavenet_nam_config_07,
+    wavenet_weights,
+)
 from models.inference.rendering import render_whole
 from models.nets.architectures import build_model
 from models.nets.lstm import LSTMConfig
@@ -160,8 +174,6 @@ def test_load_errors_say_what_is_wrong(tmp_path):
     (tmp_path / "bad.nam").write_text("{\n\"version\": ")
     with pytest.raises(CheckpointError, match="line 2: not valid JSON"):
         load_nam(tmp_path / "bad.nam")
-    with pytest.raises(CheckpointError, match="0.7.x files come from NAM 0.13"):
-        load_nam(_write(tmp_path / "new.nam", {**good, "version": "0.7.0"}))
     with pytest.raises(CheckpointError, match="expected 842 weights .* found 841"):
         load_nam(_write(tmp_path / "short.nam", {**good, "weights": good["weights"][:-1]}))
     with pytest.raises(CheckpointError, match="'ConvNet' is not supported"):
@@ -170,3 +182,158 @@ def test_load_errors_say_what_is_wrong(tmp_path):
         load_nam(_write(tmp_path / "w.nam", {k: v for k, v in good.items() if k != "weights"}))
     no_rate = {k: v for k, v in good.items() if k != "sample_rate"}
     assert load_nam(_write(tmp_path / "r.nam", no_rate))[1]["sample_rate"] == 48000.0
+
+
+# --- format 0.7.0, NAM's loudness metadata and the SlimmableContainer ------------------------------------
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+REFERENCE = DATA / "nam-reference" / "models"
+
+
+def _nam013_network() -> WaveNet:
+    """The network of tests/data/nam-0.13-export/README.md: a gated tanh array and a Hardtanh array."""
+    torch.manual_seed(11)
+    return WaveNet(WaveNetConfig(arrays=(
+        LayerArrayConfig(input_size=1, channels=4, head_size=2, dilations=(1, 2), kernel_size=3, gated=True),
+        LayerArrayConfig(input_size=4, channels=2, head_size=1, dilations=(4,), kernel_size=2,
+                         activation="Hardtanh", head_bias=True),
+    ), head_scale=0.02)).eval()
+
+
+def test_a_070_wavenet_has_the_config_nam_013_writes_and_the_weights_of_054(tmp_path):
+    model = _nam013_network()
+    new = export_nam(model, tmp_path / "new.nam", 48000, nam_version="0.7.0")
+    old = export_nam(model, tmp_path / "old.nam", 48000)
+    written = json.loads((tmp_path / "new.nam").read_text())
+    assert written["version"] == "0.7.0" and written["architecture"] == "WaveNet"
+    assert written["config"] == json.loads((DATA / "nam-0.13-export" / "wavenet_config.json").read_text())
+    assert len(written["weights"]) == 306  # as many as NAM 0.13 wrote for this network
+    assert new["weights"] == old["weights"]  # NAM 0.13 keeps 0.5.x's weight order for this layout
+    assert written["metadata"]["earshot"]["nam_format"] == "0.7.0"
+
+
+def test_an_lstm_file_differs_between_versions_only_in_its_version(tmp_path):
+    torch.manual_seed(0)
+    model = NamLSTM(NamLSTMConfig(hidden_size=3, num_layers=2)).eval()
+    old = export_nam(model, tmp_path / "a.nam", 48000)
+    new = export_nam(model, tmp_path / "b.nam", 48000, nam_version="0.7.0")
+    assert (old["version"], new["version"]) == ("0.5.4", "0.7.0")
+    assert old["config"] == new["config"] == {"input_size": 1, "hidden_size": 3, "num_layers": 2}
+    assert old["weights"] == new["weights"]
+    with pytest.raises(ConfigError, match=r"nam_version: expected one of \['0.5.4', '0.7.0'\], found '0.6.0'"):
+        export_nam(model, tmp_path / "c.nam", 48000, nam_version="0.6.0")
+    assert not (tmp_path / "c.nam").exists()
+
+
+def test_the_loudness_signal_is_nams():
+    # sha256 of nam/models/_resources/loudness_input.wav in neural-amp-modeler 0.12.3 and 0.13.0; the
+    # samples and RMS are what NAM's own reader (nam.data.wav_to_np) gives for it.
+    wav = Path(nam_loudness.LOUDNESS_INPUT)
+    assert hashlib.sha256(wav.read_bytes()).hexdigest() == \
+        "84f3c44ddb228909d7ed7bbfeb4c12d0bb761cfd24c2b1925a96071df9392be5"
+    x = nam_loudness.loudness_input()
+    assert x.shape == (48000,) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:5], [0.05720448, 0.01484132, 0.08147311, 0.06109118, 0.14942849], atol=5e-9)
+    assert float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) == pytest.approx(0.1784837687870774, abs=1e-9)
+
+
+def test_gain_is_nams_measure_of_compression():
+    # By hand from NAM's definition, with max = 11·r(1) and min = max/2: an output RMS growing linearly
+    # with the input level sums to min → 0; silent at level 0 and r at the 10 others: (10r − 5.5r)/5.5r
+    # = 9/11; as loud at every level (an output that does not depend on the input) → 1.
+    linear = nam_loudness.GAIN_LEVELS * 0.3
+    assert nam_loudness.gain_from_rms(linear) == pytest.approx(0.0, abs=1e-12)
+    assert nam_loudness.gain_from_rms(np.r_[0.0, np.full(10, 0.3)]) == pytest.approx(9 / 11)
+    assert nam_loudness.gain_from_rms(np.full(11, 0.3)) == pytest.approx(1.0)
+    assert nam_loudness.gain_from_rms(np.r_[np.full(10, 0.6), 0.3]) == 1.0  # louder than "square": clipped
+    assert nam_loudness.loudness_db(0.1) == pytest.approx(-20.0)
+    assert math.isnan(nam_loudness.gain_from_rms(np.zeros(11)))
+
+
+@pytest.mark.parametrize("name, loudness, gain", [
+    # NAM 0.12.3's own measure (init_from_nam, then _metadata_loudness() and _metadata_gain()) of NAM's example
+    # files, run on this machine. For wavenet.nam it equals the file's metadata (-20.020729064941406, gain
+    # 0.19575619747898518); lstm.nam's metadata (-37.84) was measured at training time from another start state
+    # than the one the file stores, so NAM itself measures the file's network at -38.07.
+    ("wavenet", -20.020729064941406, 0.19575620410929595),
+    ("lstm", -38.071746826171875, 0.03839747434927837),
+])
+def test_loudness_and_gain_equal_nams_on_its_example_files(name, loudness, gain):
+    model, _ = load_nam(REFERENCE / f"{name}.nam")
+    levels = nam_loudness.level_metadata(model.eval())
+    assert levels["loudness"] == pytest.approx(loudness, abs=1e-5)
+    assert levels["gain"] == pytest.approx(gain, abs=1e-6)
+
+
+def test_exports_carry_the_loudness_of_the_network_they_hold(tmp_path):
+    torch.manual_seed(0)
+    model = NamLSTM(NamLSTMConfig(hidden_size=4, num_layers=1)).eval()
+    with torch.no_grad():
+        model.lstm.bias_ih_l0.add_(0.7)
+    metadata = export_nam(model, tmp_path / "l.nam", 48000, metadata={"name": "x"})["metadata"]
+    # The file starts from the settled state, not from the module's zero buffers: its loudness is that of
+    # the network read back from the file.
+    loaded, _ = load_nam(tmp_path / "l.nam")
+    expected = nam_loudness.level_metadata(loaded.eval())
+    assert metadata["loudness"] == pytest.approx(expected["loudness"], abs=1e-6)
+    assert metadata["gain"] == pytest.approx(expected["gain"], abs=1e-7)
+    assert metadata["name"] == "x" and set(metadata) >= {"date", "loudness", "gain", "earshot"}
+
+
+def _engine_pick(submodels, v):
+    """NeuralAmpModelerCore's ContainerModel::_get_index_for_slimmable_size: the first submodel with
+    v < max_value, else the last (NAM/container.cpp)."""
+    for i, submodel in enumerate(submodels):
+        if v < submodel["max_value"]:
+            return i
+    return len(submodels) - 1
+
+
+def test_container_thresholds_pick_the_smallest_width_at_or_above_the_slim_value():
+    widths = [0.25, 0.5, 0.75, 1.0]
+    submodels = [{"max_value": m} for m in container_thresholds(widths)]
+    assert [s["max_value"] for s in submodels][-1] == 1.0
+    for v, expected in [(0.0, 0.25), (0.1, 0.25), (0.25, 0.25), (0.2500001, 0.5), (0.5, 0.5), (0.74, 0.75),
+                        (0.75, 0.75), (0.76, 1.0), (1.0, 1.0), (1.5, 1.0)]:
+        assert widths[_engine_pick(submodels, v)] == expected, v
+    halves = [{"max_value": m} for m in container_thresholds([0.5, 1.0])]
+    assert [[0.5, 1.0][_engine_pick(halves, v)] for v in (0.0, 0.5, 0.51)] == [0.5, 0.5, 1.0]
+    for bad in ([], [0.5, 0.25], [0.0, 1.0], [0.5, 1.5], [0.5, 0.5]):
+        with pytest.raises(ConfigError, match="container widths"):
+            container_thresholds(bad)
+
+
+def test_a_slimmable_wavenet_container_holds_one_070_wavenet_per_width(tmp_path):
+    torch.manual_seed(4)
+    model = WaveNet(WaveNetConfig(arrays=(  # nano's channels, few layers: a quick loudness measure
+        LayerArrayConfig(input_size=1, channels=4, head_size=2, dilations=(1, 2)),
+        LayerArrayConfig(input_size=4, channels=2, head_size=1, dilations=(1,), head_bias=True)))).eval()
+    document = export_nam_container(model, tmp_path / "c.nam", 48000, [0.5, 0.25, 1.0, 0.75],
+                                    metadata={"name": "nano"})
+    written = json.loads((tmp_path / "c.nam").read_text())
+    assert written == json.loads(json.dumps(document))
+    assert (written["version"], written["architecture"], written["weights"]) == ("0.7.0", "SlimmableContainer", [])
+    assert written["sample_rate"] == 48000.0 and written["metadata"]["name"] == "nano"
+    submodels = written["config"]["submodels"]
+    assert [s["max_value"] for s in submodels] == [math.nextafter(w, 2.0) for w in (0.25, 0.5, 0.75)] + [1.0]
+    # 4 and 2 channels; a width keeps round-half-up of each, at least one.
+    assert [[a["channels"] for a in s["model"]["config"]["layers"]] for s in submodels] == [[1, 1], [2, 1], [3, 2], [4, 2]]
+    for width, submodel in zip((0.25, 0.5, 0.75, 1.0), submodels, strict=True):
+        cut = slim(model, width).eval()
+        assert submodel["model"]["version"] == "0.7.0" and submodel["model"]["architecture"] == "WaveNet"
+        assert submodel["model"]["weights"] == pytest.approx(wavenet_weights(cut), abs=0)
+        assert submodel["model"]["config"] == wavenet_nam_config_07(cut.config)
+        assert submodel["model"]["metadata"]["loudness"] == pytest.approx(
+            nam_loudness.level_metadata(cut)["loudness"], abs=1e-9)
+    # The plug-in starts with the widest: the container's level is the full network's.
+    assert written["metadata"]["loudness"] == submodels[-1]["model"]["metadata"]["loudness"]
+    assert written["metadata"]["earshot"]["widths"] == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_a_container_refuses_what_it_cannot_hold(tmp_path):
+    torch.manual_seed(0)
+    with pytest.raises(ConfigError, match="widths of a slimmable WaveNet; found NamLSTM"):
+        export_nam_container(NamLSTM(NamLSTMConfig()), tmp_path / "l.nam", 48000, [0.5, 1.0])
+    with pytest.raises(ConfigError, match="0.25 and 0.3 cut WN-nano to the same channels"):
+        export_nam_container(build_wavenet(from_preset("nano")), tmp_path / "n.nam", 48000, [0.25, 0.3, 1.0])
+    assert not list(tmp_path.iterdir())
