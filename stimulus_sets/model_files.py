@@ -32,7 +32,7 @@ from torch import nn
 from common.stimulus_set import MODEL_FACTS
 from models.errors import ModelsError
 from models.export.bundle import load_export
-from models.export.nam_read import load_nam
+from models.export.nam_read import load_nam_at
 from models.nets.architectures import find, fp32_bytes, parameter_count
 from models.nets.quantize import quantize_model
 from models.nets.slimmable import slim
@@ -117,13 +117,10 @@ def _load_nam(spec: ModelFileSpec, path: Path, where: str) -> LoadedModel:
     except OSError as exc:
         raise StimulusConfigError(f"{where}: nam: {path} cannot be read ({exc.strerror or exc})") from None
     try:
-        # NAM's slim value: a SlimmableContainer's submodel or a slimmable WaveNet's channels; the
-        # reader refuses it for a file without such levels.
-        model, info = load_nam(path, **({} if spec.slim is None else {"slim": spec.slim}))
+        # slim: NAM's slim value; width: the fraction of channels kept (see load_nam_at).
+        model, info = load_nam_at(path, slim=spec.slim, width=spec.width)
     except ModelsError as exc:
         raise StimulusConfigError(f"{where}: nam: {exc}") from None
-    if spec.width is not None:
-        model = _cut(model, spec.width, where)
     rate = float(info["sample_rate"])
     if not rate.is_integer():
         raise StimulusConfigError(f"{where}: nam: {path} runs at {rate} Hz; expected a whole number of Hz")

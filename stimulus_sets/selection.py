@@ -30,6 +30,9 @@ array fill the same runs.csv column."""
 CAPTURE_KEY = "teacher_nam"
 """The key of a run's dataset settings (config.json) naming the ``.nam`` capture whose output the
 dataset's targets are: the default reference of a set built from that study."""
+CAPTURE_LEVEL_KEYS = ("slim", "width")
+"""The dataset keys choosing the capture's level (:func:`models.export.nam_read.load_nam_at`): the
+reference plays the capture at the level the students learnt from."""
 TEACHER_NONE = "none"  # the selector value for runs distilled from no teacher (runs.csv: empty)
 COLUMN_SELECTORS = ("recipe", "variant", "bits", "width")
 """SystemSpec fields that select the runs.csv column of the same name, value for value."""
@@ -187,7 +190,7 @@ def select_runs(config: StimulusConfig) -> Selection:
     # A set of model files alone still takes its reference from the study's dataset.
     run_dirs = {run.run_id: run.run_dir for run in runs} or {rows[0]["run_id"]: study.run_dir(rows[0]["run_id"])}
     settings = {run_id: run_dataset(run_dir) for run_id, run_dir in run_dirs.items()}
-    for key in ("device", CAPTURE_KEY):
+    for key in ("device", CAPTURE_KEY, *CAPTURE_LEVEL_KEYS):
         values = {run_id: dataset_settings.get(key) for run_id, dataset_settings in settings.items()}
         if len(set(values.values())) > 1:
             raise StimulusError(f"{study.root}: the selected runs of dataset {dataset!r} were trained on different "
@@ -195,4 +198,5 @@ def select_runs(config: StimulusConfig) -> Selection:
     first = next(iter(settings.values()))
     capture = first.get(CAPTURE_KEY)
     return Selection(study, dataset, first.get("device"), groups,
-                     ModelFileSpec(NAM, str(capture)) if capture else None)
+                     ModelFileSpec(NAM, str(capture), *(first.get(key) for key in CAPTURE_LEVEL_KEYS))
+                     if capture else None)

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from models.data.latency import LatencyEstimate
 from models.errors import ConfigError, DatasetError
 from models.resources import memory_bytes, memory_shortfall
 
@@ -57,7 +58,12 @@ class Segment:
 
 @dataclasses.dataclass(frozen=True)
 class AudioDataset:
-    """Train / validation / test segments of one device or recording set at one sample rate."""
+    """Train / validation / test segments of one device or recording set at one sample rate.
+
+    ``latency_samples``: the wet signal's latency removed from (or, without compensation, left
+    in) the targets; ``latency``: where that number comes from and its confidence (None for a
+    dataset aligned by construction that measured nothing).
+    """
 
     name: str
     sample_rate: int
@@ -65,6 +71,7 @@ class AudioDataset:
     splits: Mapping[str, tuple[Segment, ...]]
     latency_samples: int
     description: str
+    latency: LatencyEstimate | None = None
 
     def __post_init__(self) -> None:
         if tuple(sorted(self.splits)) != tuple(sorted(SPLITS)):
@@ -92,19 +99,29 @@ class AudioDataset:
 
 @dataclasses.dataclass(frozen=True)
 class DatasetConfig:
-    """One dataset of a study: a built-in ``device`` preset or a ``path`` to the user's recordings.
+    """One dataset of a study: a built-in ``device`` preset, a ``path`` to the user's recordings,
+    or a ``teacher_nam`` capture to distill.
 
     ``sample_rate`` and ``duration_s`` (the whole programme, split over the knob values of a
-    conditioned device) apply to built-in devices; for recordings ``sample_rate`` is the rate
-    files are resampled to when ``resample`` is true. ``split_fractions`` are contiguous
+    conditioned device) apply to built-in devices and captures; for recordings ``sample_rate`` is
+    the rate files are resampled to when ``resample`` is true. ``split_fractions`` are contiguous
     train / validation / test fractions. ``channel`` picks one channel of multichannel files
     (``None`` refuses them). Latency up to ``max_latency_ms`` is estimated and, if
-    ``compensate_latency``, removed.
+    ``compensate_latency``, removed; ``latency_samples`` (recordings only) sets it instead of the
+    estimate.
+
+    ``teacher_nam`` (see :mod:`models.data.capture`): a ``.nam`` file whose render of the dry
+    signal is the target; ``slim`` picks a level of a ``SlimmableContainer`` file, ``width`` the
+    width of a slimmable NAM WaveNet; ``dry`` is the user's dry audio (a WAV file, a folder of WAV
+    files, or a list of either; default the built-in programme of ``duration_s`` and ``seed``),
+    resampled to the capture's rate when ``resample`` is true. Relative paths are relative to the
+    working directory, as ``path`` is.
     """
 
     name: str
     device: str | None = None
     path: str | None = None
+    teacher_nam: str | None = None
     layout: Literal["auto", "nam", "wright", "conditioned"] = "auto"
     sample_rate: int = 48000
     duration_s: float = 180.0
@@ -116,19 +133,51 @@ class DatasetConfig:
     channel: int | None = None
     max_latency_ms: float = 50.0
     compensate_latency: bool = True
+    latency_samples: int | None = None
+    slim: float | None = None
+    width: float | None = None
+    dry: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         where = f"dataset {self.name!r}"
         if not self.name:
             raise ConfigError("dataset: name must be a non-empty string")
-        if (self.device is None) == (self.path is None):
+        sources = [key for key in ("device", "path", "teacher_nam") if getattr(self, key) is not None]
+        if len(sources) != 1:
+            found = {0: "neither", 2: "both {} and {}", 3: "all three"}[len(sources)].format(*map(repr, sources))
             raise ConfigError(
-                f"{where}: expected exactly one of 'device' (a built-in preset) or 'path' (a folder of "
-                f"recordings), found {'both' if self.device is not None else 'neither'}"
+                f"{where}: expected exactly one of 'device' (a built-in preset), 'path' (a folder of "
+                f"recordings) or 'teacher_nam' (a .nam capture to distill), found {found}"
             )
         if self.device is not None and self.layout != "auto":
             raise ConfigError(
                 f"{where}: 'layout' applies to recordings only, found layout {self.layout!r} with a device"
+            )
+        if self.teacher_nam is not None and self.layout != "auto":
+            raise ConfigError(
+                f"{where}: 'layout' applies to recordings only, found layout {self.layout!r} with teacher_nam"
+            )
+        for key in ("slim", "width", "dry"):
+            if getattr(self, key) is not None and self.teacher_nam is None:
+                raise ConfigError(
+                    f"{where}: {key!r} applies to a teacher_nam dataset only, found it with "
+                    f"{'a device' if self.device is not None else 'recordings (path)'}"
+                )
+        if self.slim is not None and self.width is not None:
+            raise ConfigError(
+                f"{where}: expected at most one of 'slim' (a SlimmableContainer's level) and 'width' (a "
+                "slimmable WaveNet's width), found both"
+            )
+        for key in ("slim", "width"):
+            value = getattr(self, key)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{where}: {key} must lie in [0, 1], found {value}")
+        if isinstance(self.dry, tuple) and not self.dry:
+            raise ConfigError(f"{where}: dry must name at least one WAV file or folder, found an empty list")
+        if self.latency_samples is not None and self.path is None:
+            raise ConfigError(
+                f"{where}: 'latency_samples' sets the latency of recordings (path) only; found it with "
+                f"{'a device' if self.device is not None else 'teacher_nam (its render is sample-aligned)'}"
             )
         if self.sample_rate <= 0:
             raise ConfigError(
@@ -138,7 +187,7 @@ class DatasetConfig:
             raise ConfigError(
                 f"{where}: duration_s must be a positive number, found {self.duration_s}"
             )
-        if self.device is not None:
+        if self.device is not None or (self.teacher_nam is not None and self.dry is None):
             needed = self.duration_s * self.sample_rate * DEVICE_BYTES_PER_SAMPLE
             shortfall = memory_shortfall(needed)
             if shortfall is not None:

@@ -32,9 +32,11 @@ differ (resampled to ``sample_rate`` instead when ``resample`` is true), dry and
 lengths, multichannel files (one channel is picked with ``channel``, otherwise refused), NaN or
 infinite samples (with the first sample index), silence (peak below −60 dBFS), and splits that
 come out silent. Clipping (runs of three or more samples at full scale, or float samples beyond
-it) is a logged warning. The wet file's latency against the dry one is estimated by
-cross-correlation (:func:`estimate_latency`), removed (``compensate_latency``), logged and
-recorded in :attr:`AudioDataset.latency_samples`.
+it) is a logged warning. The wet file's latency against the dry one is estimated with its
+confidence (:func:`models.data.latency.measure_latency`: the largest delay that loses none of the
+wet signal's dependence on the dry one), or set by the user (``latency_samples``), removed
+(``compensate_latency``), logged and recorded in :attr:`AudioDataset.latency_samples` and
+:attr:`AudioDataset.latency`.
 """
 
 from __future__ import annotations
@@ -46,11 +48,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
 import scipy.signal
 import soundfile as sf
 
 from models.data.datasets import SPLITS, AudioDataset, DatasetConfig, Segment, split_pair
+from models.data.latency import LatencyEstimate, compensate, estimate_latency, measure_latency
 from models.errors import ConfigError, DatasetError
 
 logger = logging.getLogger(__name__)
@@ -61,10 +63,6 @@ SILENCE_DBFS = -60.0
 # 0 dBFS is a normalised peak, not clipping.
 CLIP_LEVEL = 0.999
 CLIP_RUN_SAMPLES = 3
-# Cross-correlating more than this many samples (about 87 s at 48 kHz) buys no precision.
-_LATENCY_WINDOW = 1 << 22
-# Below this peak-to-RMS ratio the latency peak is indistinguishable from chance.
-_WEAK_PEAK = 15.0
 _WRIGHT_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
 
@@ -78,99 +76,10 @@ class _Pair:
     knobs: tuple[float, ...] = ()
 
 
-# --------------------------------------------------------------------------- latency
-
-
-def estimate_latency(
-    dry: np.ndarray,
-    wet: np.ndarray,
-    sample_rate: int,
-    max_latency_ms: float,
-    *,
-    where: str = "the wet signal",
-) -> int:
-    """Samples by which ``wet`` lags ``dry`` (negative when it leads), by FFT cross-correlation.
-
-    ``dry``, ``wet``: ``(time,)`` of equal length. The cross-correlation is computed through FFTs
-    with the cross-spectrum phase-transformed (GCC-PHAT: every frequency weighted equally),
-    because the plain correlation of a heavily clipped, mid-scooped output (a fuzz) with its
-    input peaks tens of samples away from the true delay, while the phase transform keeps a sharp
-    peak. The lag of the largest absolute value (a polarity inversion still aligns) within
-    ±``max_latency_ms`` is returned; a device without latency still shows its filters' group
-    delay (one or two samples). Long recordings are measured on their loudest stretch of about
-    87 s at 48 kHz. Raises DatasetError when a clear peak lies beyond ``max_latency_ms``; a weak
-    peak (unrelated files) is a logged warning. ``where`` names the wet signal in both.
-    """
-    dry = np.asarray(dry, dtype=np.float64)
-    wet = np.asarray(wet, dtype=np.float64)
-    if dry.ndim != 1 or wet.ndim != 1 or dry.size != wet.size:
-        raise DatasetError(
-            "estimate_latency: expected two (time,) signals of equal length, "
-            f"found shapes {dry.shape} and {wet.shape}"
-        )
-    max_lag = min(int(round(max_latency_ms * sample_rate / 1000.0)), dry.size - 1)
-    start, stop = _loudest_window(dry, _LATENCY_WINDOW)
-    d, w = dry[start:stop], wet[start:stop]
-    size = scipy.fft.next_fast_len(2 * d.size, real=True)
-    cross = scipy.fft.rfft(w, size) * np.conj(scipy.fft.rfft(d, size))
-    magnitude = np.abs(cross)
-    # The floor keeps empty bins (band-limited material, digital silence) from dividing by zero.
-    cross /= magnitude + 1e-9 * max(float(magnitude.max()), 1e-300)
-    correlation = scipy.fft.irfft(cross, size)
-    # Index k of the circular correlation is lag k for k < d.size and lag k - size above.
-    all_lags = np.concatenate([np.arange(0, d.size), np.arange(d.size - size, 0)])
-    all_values = np.concatenate([correlation[: d.size], correlation[d.size :]])
-    # Peak-to-RMS of the phase-transformed correlation: about 4-6 for unrelated signals (the
-    # largest of many Gaussian values), tens to hundreds for a recording of the input.
-    rms = float(np.sqrt(np.mean(all_values**2))) + 1e-300
-    overall = int(np.argmax(np.abs(all_values)))
-    if abs(all_lags[overall]) > max_lag and abs(all_values[overall]) / rms >= _WEAK_PEAK:
-        lag = int(all_lags[overall])
-        raise DatasetError(
-            f"{where}: lags the dry one by {lag} samples ({1000.0 * lag / sample_rate:.1f} ms); "
-            f"expected at most ±{max_latency_ms:g} ms. Raise max_latency_ms if that latency is real, "
-            "or check that the files belong together"
-        )
-    inside = np.abs(all_lags) <= max_lag
-    values, lags = all_values[inside], all_lags[inside]
-    best = int(np.argmax(np.abs(values)))
-    lag = int(lags[best])
-    sharpness = abs(float(values[best])) / rms
-    logger.debug("latency estimate %d samples, correlation peak %.1f times its RMS", lag, sharpness)
-    if sharpness < _WEAK_PEAK:
-        logger.warning(
-            "%s: barely correlates with the dry signal (peak only %.1f times the RMS at a lag of "
-            "%d samples); check that it is a recording of the dry one",
-            where,
-            sharpness,
-            lag,
-        )
-    return lag
-
-
-def _loudest_window(x: np.ndarray, window: int) -> tuple[int, int]:
-    if x.size <= window:
-        return 0, x.size
-    hop = window // 4
-    energy = np.concatenate([[0.0], np.cumsum(x * x)])
-    starts = np.arange(0, x.size - window + 1, hop)
-    best = int(starts[np.argmax(energy[starts + window] - energy[starts])])
-    return best, best + window
-
-
-def compensate(dry: np.ndarray, wet: np.ndarray, latency: int) -> tuple[np.ndarray, np.ndarray]:
-    """Drop ``latency`` samples so that ``wet[n]`` answers ``dry[n]`` (both shortened equally)."""
-    if latency > 0:
-        return dry[: dry.size - latency], wet[latency:]
-    if latency < 0:
-        return dry[-latency:], wet[: wet.size + latency]
-    return dry, wet
-
-
 # --------------------------------------------------------------------------- files
 
 
-def _read(path: Path, channel: int | None) -> tuple[np.ndarray, int]:
+def read_mono(path: Path, channel: int | None) -> tuple[np.ndarray, int]:
     """A mono float64 ``(time,)`` signal and its sample rate, after the per-file checks."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such file; expected a WAV recording here")
@@ -211,7 +120,7 @@ def _peak_dbfs(x: np.ndarray) -> float:
     return 20.0 * math.log10(peak) if peak > 0 else -math.inf
 
 
-def _check_not_silent(x: np.ndarray, where: str) -> None:
+def check_not_silent(x: np.ndarray, where: str) -> None:
     level = _peak_dbfs(x)
     if level < SILENCE_DBFS:
         found = "all zeros" if level == -math.inf else f"peak {level:.1f} dBFS"
@@ -246,7 +155,7 @@ def _warn_if_clipped(x: np.ndarray, path: Path, sample_rate: int) -> None:
         )
 
 
-def _resample(x: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+def resample(x: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
     if source_rate == target_rate:
         return x
     divisor = math.gcd(source_rate, target_rate)
@@ -268,22 +177,42 @@ def _rates(pairs: list[_Pair]) -> dict[Path, int]:
     return rates
 
 
+def _latency(
+    dry: np.ndarray, wet: np.ndarray, sample_rate: int, config: DatasetConfig, where: str
+) -> LatencyEstimate:
+    """The measured latency, or the dataset's ``latency_samples`` where the user set it (the
+    estimate is still logged next to it, when it can be made, for comparison)."""
+    if config.latency_samples is None:
+        return measure_latency(dry, wet, sample_rate, config.max_latency_ms, where=where)
+    try:
+        measured = measure_latency(dry, wet, sample_rate, config.max_latency_ms, where=where)
+        logger.info(
+            "%s: latency_samples %d set by the user; the estimate would be %s",
+            where,
+            config.latency_samples,
+            measured.describe(sample_rate),
+        )
+    except DatasetError as exc:
+        logger.info("%s: latency_samples %d set by the user; no estimate (%s)", where, config.latency_samples, exc)
+    return LatencyEstimate(config.latency_samples, None, "set by the user")
+
+
 def _load_pair(
     pair: _Pair, config: DatasetConfig, target_rate: int
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, LatencyEstimate]:
     """Validated, resampled and latency-compensated ``(dry, wet, latency)`` of one pair."""
-    dry, dry_rate = _read(pair.dry, config.channel)
-    wet, wet_rate = _read(pair.wet, config.channel)
+    dry, dry_rate = read_mono(pair.dry, config.channel)
+    wet, wet_rate = read_mono(pair.wet, config.channel)
     if dry_rate == wet_rate and dry.size != wet.size:
         raise DatasetError(
             f"{pair.wet}: has {wet.size} samples ({wet.size / wet_rate:.3f} s) but {pair.dry} has "
             f"{dry.size} ({dry.size / dry_rate:.3f} s); expected dry and wet of the same length"
         )
     for signal, path, rate in ((dry, pair.dry, dry_rate), (wet, pair.wet, wet_rate)):
-        _check_not_silent(signal, str(path))
+        check_not_silent(signal, str(path))
         _warn_if_clipped(signal, path, rate)
-    dry = _resample(dry, dry_rate, target_rate)
-    wet = _resample(wet, wet_rate, target_rate)
+    dry = resample(dry, dry_rate, target_rate)
+    wet = resample(wet, wet_rate, target_rate)
     if dry.size != wet.size:
         # Different source rates: equal durations may differ by a sample after resampling.
         if abs(dry.size - wet.size) > 1:
@@ -293,16 +222,19 @@ def _load_pair(
             )
         size = min(dry.size, wet.size)
         dry, wet = dry[:size], wet[:size]
-    latency = estimate_latency(
-        dry, wet, target_rate, config.max_latency_ms, where=f"{pair.wet} (against {pair.dry.name})"
-    )
+    where = f"{pair.wet} (against {pair.dry.name})"
+    latency = _latency(dry, wet, target_rate, config, where)
+    if abs(latency.samples) >= dry.size:
+        raise DatasetError(
+            f"{where}: a latency of {latency.samples} samples leaves nothing of {dry.size} samples; "
+            "expected latency_samples shorter than the recording"
+        )
     if config.compensate_latency:
-        dry, wet = compensate(dry, wet, latency)
+        dry, wet = compensate(dry, wet, latency.samples)
     logger.info(
-        "%s: latency %d samples (%.2f ms) against %s%s",
+        "%s: latency %s against %s%s",
         pair.wet.name,
-        latency,
-        1000.0 * latency / target_rate,
+        latency.describe(target_rate),
         pair.dry.name,
         ", compensated" if config.compensate_latency else ", not compensated",
     )
@@ -439,8 +371,9 @@ def load_recordings(config: DatasetConfig) -> AudioDataset:
     """Load, validate, align and split the user's recordings described by ``config``.
 
     Returns an :class:`AudioDataset` at the recordings' sample rate (or ``config.sample_rate``
-    when ``resample`` is true) whose ``latency_samples`` is the measured latency (the first
-    pair's when several pairs were measured; all are logged).
+    when ``resample`` is true) whose ``latency_samples`` is the measured latency, or the
+    dataset's ``latency_samples`` where the user set it (the first pair's when several pairs were
+    measured; all are logged), and ``latency`` that estimate with its confidence.
     """
     if config.path is None:
         raise ConfigError(f"dataset {config.name!r}: load_recordings needs 'path', found none")
@@ -507,24 +440,28 @@ def load_recordings(config: DatasetConfig) -> AudioDataset:
                         "Change split_fractions or trim the silence"
                     )
             splits[split].append(segment)
-    if len(set(latencies)) > 1:
+    samples = [latency.samples for latency in latencies]
+    if len(set(samples)) > 1:
         logger.warning(
             "dataset %s: the pairs have different latencies %s samples; each was compensated on its own",
             config.name,
-            latencies,
+            samples,
         )
     compensated = "compensated" if config.compensate_latency else "not compensated"
-    latency_text = (
-        f"latency {latencies[0]} samples ({1000.0 * latencies[0] / target_rate:.2f} ms)"
-        if len(set(latencies)) == 1
-        else f"latencies {latencies} samples"
-    )
+    measured = [latency.confidence for latency in latencies if latency.confidence is not None]
+    if len(set(samples)) == 1:
+        # The least confident pair speaks for all.
+        latency_text = "latency " + min(latencies, key=lambda x: x.confidence or 0.0).describe(target_rate)
+    else:
+        spread = f", confidence {min(measured):.2f} to {max(measured):.2f}" if measured else ""
+        latency_text = f"latencies {samples} samples ({latencies[0].basis}{spread})"
     dataset = AudioDataset(
         name=config.name,
         sample_rate=target_rate,
         knob_names=knob_names,
         splits={split: tuple(segments) for split, segments in splits.items()},
-        latency_samples=latencies[0],
+        latency_samples=latencies[0].samples,
+        latency=latencies[0],
         description=(
             f"recordings in {folder} ({layout} layout, {len(pairs)} pair{'s' if len(pairs) != 1 else ''}) "
             f"at {target_rate} Hz{' (resampled)' if resampled else ''}; {latency_text}, {compensated}"
@@ -539,3 +476,7 @@ def load_recordings(config: DatasetConfig) -> AudioDataset:
         dataset.duration_s("test"),
     )
     return dataset
+
+
+__all__ = ["LatencyEstimate", "compensate", "detect_layout", "estimate_latency", "load_recordings", "measure_latency", "read_mono",
+           "resample", "check_not_silent"]

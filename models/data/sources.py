@@ -1,6 +1,7 @@
 """Where a dataset comes from: :func:`load_dataset` renders the synthesised programme of
-:mod:`models.dsp.signals` through a built-in device (:func:`build_device_dataset`), or loads the
-user's recordings through :mod:`models.data.recordings`.
+:mod:`models.dsp.signals` through a built-in device (:func:`build_device_dataset`) or a ``.nam``
+capture (:mod:`models.data.capture`), or loads the user's recordings through
+:mod:`models.data.recordings`.
 
 Apart from :mod:`models.data.datasets` (the dataset types and splits) so that the recordings
 loader can use those types without an import cycle.
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from models.config import from_dict
+from models.data.capture import build_capture_dataset
 from models.data.datasets import SPLITS, AudioDataset, DatasetConfig, Segment, split_pair
 from models.data.recordings import load_recordings
 from models.dsp import signals
@@ -93,7 +95,8 @@ def build_device_dataset(config: DatasetConfig) -> AudioDataset:
 
 
 def load_dataset(config: DatasetConfig | Mapping[str, Any]) -> AudioDataset:
-    """A dataset from its config: a built-in device, or recordings (layout detected when ``auto``).
+    """A dataset from its config: a built-in device, recordings (layout detected when ``auto``), or
+    a capture's render (``teacher_nam``, :mod:`models.data.capture`).
 
     A plain mapping (a parsed YAML entry) is converted with :func:`models.config.from_dict`.
     """
@@ -101,4 +104,6 @@ def load_dataset(config: DatasetConfig | Mapping[str, Any]) -> AudioDataset:
         config = from_dict(DatasetConfig, config, "dataset")
     if config.device is not None:
         return build_device_dataset(config)
+    if config.teacher_nam is not None:
+        return build_capture_dataset(config)
     return load_recordings(config)

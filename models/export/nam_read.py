@@ -359,3 +359,41 @@ def load_nam(path: str | Path, slim: float | None = None) -> tuple[nn.Module, di
     info["path"] = str(path)
     log.debug("read %s: %s %s, slim %s", path, info["architecture"], info["version"], info["slim"])
     return model, info
+
+
+def load_nam_at(path: str | Path, slim: float | None = None, width: float | None = None
+                ) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`load_nam` at a level, the one rule every tool (render, datasets, stimulus sets) uses.
+
+    ``slim`` is NAM's slim value (0 to 1): a ``SlimmableContainer``'s submodel, or a slimmable 0.7
+    WaveNet's channels, exactly as the plug-in's slim control. ``width`` is the fraction of
+    channels kept: for a slimmable 0.7 WaveNet it is that same slim value; for a network the zoo
+    trains (a 0.5.x WaveNet such as an exported slimmable WaveNet, a NAM LSTM) it cuts the first
+    channels or units of every weight as ``export --width`` does; a container takes ``slim`` only.
+    At most one of them. ``info["width"]`` records the cut (None without one).
+    """
+    if slim is not None and width is not None:
+        raise CheckpointError(f"{path}: expected one of slim (NAM's slim value) or width (the fraction of "
+                              f"channels kept), found both")
+    model, info = load_nam(path, slim=slim)
+    info["width"] = None
+    if width is None:
+        return model, info
+    if info["architecture"] == "SlimmableContainer":
+        raise CheckpointError(f"{path}: is a SlimmableContainer; its levels are chosen with slim, found width {width:g}")
+    if info.get("levels"):
+        model, info = load_nam(path, slim=width)
+    elif isinstance(width, bool) or not 0.0 < float(width) <= 1.0:
+        raise CheckpointError(f"{path}: width: expected a fraction in (0, 1], found {width!r}")
+    elif architectures.find(getattr(getattr(model, "config", None), "arch", None)) is not None:
+        from models.nets.slimmable import slim as cut
+
+        try:
+            model = cut(model, float(width)).eval()
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: width {width:g}: {exc}") from None
+    else:
+        raise CheckpointError(f"{path}: width {width:g}: this {info['architecture']} (format {info['version']}) "
+                              f"has no slimmable layer arrays, and the zoo cannot cut it")
+    info["width"] = float(width)
+    return model, info

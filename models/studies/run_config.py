@@ -8,9 +8,11 @@ the built-in recipes are registered once :mod:`models.studies.recipes.builtin` i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from models.config import to_dict
@@ -73,5 +75,24 @@ def identity(config: Any) -> Any:
             if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
                 continue
             out[f.name] = identity(value)
+        if isinstance(config, DatasetConfig) and config.teacher_nam is not None:
+            digest = _file_digest(config.teacher_nam)
+            if digest is not None:
+                out["teacher_nam_sha256"] = digest
         return out
     return to_dict(config)
+
+
+def _file_digest(path: str) -> str | None:
+    """sha256 of a capture file, so that a .nam replaced at the same path makes new runs (None
+    while the file is missing: the dataset refuses it with its own error)."""
+    try:
+        stat = Path(path).expanduser().stat()
+    except OSError:
+        return None
+    return _digest_of(str(Path(path).expanduser().resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -282,7 +282,7 @@ def test_a_study_whose_dataset_is_a_capture_takes_the_capture_as_reference(files
     ({"groups": [{"name": "g", "systems": [{"id": "x", "export": "exports/od_S-8-4_ptq8.pt", "width": 0.5}]}]},
      r"system 'x': width: expected one of the widths the export od_S-8-4_ptq8.pt allows \[1.0\], found 0.5"),
     ({"groups": [{"name": "g", "systems": [{"id": "x", "nam": str(NAM_REFERENCE / "models/A2.nam"), "width": 0.5}]}]},
-     r"system 'x': width: cuts a network of the zoo's architectures .* found a NamWaveNet; .* use 'slim'"),
+     r"system 'x': nam: .*A2.nam: is a SlimmableContainer; its levels are chosen with slim, found width 0.5"),
     ({"groups": [{"name": "g", "systems": [{"id": "x", "nam": "capture_48k.nam"}]}], "sample_rate": RATE},
      r"condition 'x' \(model nam:capture_48k.nam\): the model runs at 48000 Hz .* but the set is at 22050 Hz"),
     ({"reference": {"nam": "capture_48k.nam"}},
