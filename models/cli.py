@@ -83,18 +83,33 @@ def _parser() -> argparse.ArgumentParser:
                    "the CPU. " + _DEVICE_NOTE)
 
     p = verbs.add_parser("dataset", help="build or validate a dataset and print what it holds",
-                         description="Build a dataset from a built-in device or load the user's recordings "
-                         "(NAM, Wright or conditioned layout), validate it and print its splits, knobs and "
-                         "measured latency.")
+                         description="Build a dataset from a built-in device, load the user's recordings "
+                         "(NAM, Wright or conditioned layout) or render a .nam capture, validate it and print its "
+                         "splits, knobs and latency: for recordings the estimate (the largest delay that loses none "
+                         "of the wet signal's dependence on the dry one) and its confidence.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--device", help="built-in device preset (see `python -m models devices`)")
     src.add_argument("--path", type=Path, help="folder with dry/wet recordings")
+    src.add_argument("--teacher-nam", type=Path, metavar="FILE",
+                     help=".nam capture whose render of the built-in programme (or --dry) is the target")
+    p.add_argument("--latency-samples", type=int, default=None, metavar="N",
+                   help="recordings: the wet files' latency, instead of the estimate (which is still logged)")
+    p.add_argument("--slim", type=float, default=None, metavar="V",
+                   help="--teacher-nam: NAM's slim value (0 to 1): a SlimmableContainer's level or a slimmable "
+                   "0.7 WaveNet's channels, as the plug-in's slim control")
+    p.add_argument("--width", type=float, default=None, metavar="W",
+                   help="--teacher-nam: the fraction of channels kept: a slimmable 0.7 WaveNet's slim value, or "
+                   "the zoo's cut of a 0.5.x WaveNet or NAM LSTM (as export --width)")
+    p.add_argument("--dry", action="append", default=None, metavar="WAV_OR_FOLDER",
+                   help="--teacher-nam: the user's dry audio instead of the programme (repeatable)")
     p.add_argument("--layout", choices=["auto", "nam", "wright", "conditioned"], default="auto",
                    help="recordings layout (default: detect)")
-    p.add_argument("--sample-rate", type=int, default=48000, help="built-in devices: sample rate in Hz")
-    p.add_argument("--duration-s", type=float, default=180.0, help="built-in devices: programme length in s")
-    p.add_argument("--seed", type=int, default=0, help="built-in devices: seed of the source material")
-    p.add_argument("--resample", action="store_true", help="recordings: resample a mismatched rate instead of refusing")
+    p.add_argument("--sample-rate", type=int, default=48000, help="built-in devices and captures: sample rate in Hz")
+    p.add_argument("--duration-s", type=float, default=180.0,
+                   help="built-in devices and captures: programme length in s")
+    p.add_argument("--seed", type=int, default=0, help="built-in devices and captures: seed of the source material")
+    p.add_argument("--resample", action="store_true",
+                   help="recordings and --dry files: resample a mismatched rate instead of refusing")
     p.add_argument("--channel", type=int, default=None, help="recordings: channel to use from multichannel files")
     p.add_argument("--write", type=Path, default=None,
                    help="write each split's input/target WAVs into this new folder (a folder this command wrote "
@@ -103,12 +118,25 @@ def _parser() -> argparse.ArgumentParser:
     verbs.add_parser("devices", help="list the built-in device presets",
                      description="List the built-in virtual analog devices and their knobs.")
 
-    p = verbs.add_parser("render", help="process a WAV file with a trained run",
-                         description="Render INPUT through the best checkpoint of RUN (offline, chunked) "
-                         "and write OUTPUT as 24-bit WAV at the model's sample rate.")
-    p.add_argument("run", type=Path, help="run folder (holding checkpoint.pt)")
+    p = verbs.add_parser("render", help="process a WAV file with a trained run, a .nam file or an export",
+                         description="Render INPUT through MODEL (offline, chunked) and write OUTPUT as 24-bit WAV "
+                         "(--float: 32-bit float) at the model's sample rate. MODEL is a run folder (its best "
+                         "checkpoint), a Neural Amp Modeler .nam file (rendered as NAM's engine renders it) or an "
+                         "Earshot export (<name>.pt or its <name>.json manifest, see `export`).")
+    p.add_argument("model", type=Path, metavar="MODEL",
+                   help="run folder (holding checkpoint.pt), .nam file, or export (<name>.pt / <name>.json)")
     p.add_argument("input", type=Path, help="dry mono WAV at the model's sample rate")
     p.add_argument("output", type=Path, help="where to write the processed WAV")
+    p.add_argument("--slim", type=float, default=None, metavar="V",
+                   help="a .nam with slim levels: NAM's slim value (0 to 1) as the plug-in's slim control, "
+                   "choosing a SlimmableContainer's submodel or a slimmable 0.7 WaveNet's channels (default: "
+                   "the largest, as NAM plays it)")
+    p.add_argument("--width", type=float, default=None, metavar="W",
+                   help="the fraction of channels kept: a slimmable 0.7 WaveNet's slim value; a 0.5.x WaveNet "
+                   ".nam or NAM LSTM cut as export --width cuts (the first channels of every weight); a slimmable "
+                   "export: one of its manifest's widths.allowed; default full width")
+    p.add_argument("--float", action="store_true", dest="float_wav",
+                   help="write 32-bit float WAV, keeping samples beyond full scale (24-bit clips them)")
     p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="knob value for conditioned models, e.g. --knob drive=0.7 (repeatable)")
     p.add_argument("--device", default="cpu", metavar="auto|cpu|cuda",
@@ -149,7 +177,15 @@ def _parser() -> argparse.ArgumentParser:
                          "--nam-container adds a slimmable "
                          "WaveNet's widths as one SlimmableContainer file. Files are written under temporary names "
                          "and renamed when complete.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder (holding checkpoint.pt)")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                   help="trained run folder (holding checkpoint.pt), or a study folder (holding runs.csv) with "
+                   "--select or --all")
+    p.add_argument("--select", default=None, metavar="COLUMN=VALUE[,...]",
+                   help="with a study folder: the one run whose runs.csv row has these values, e.g. "
+                   "recipe=slimmable,width=1 or model=NAM-LSTM-1x16,recipe=ptq,bits=8 (numbers compare as numbers)")
+    p.add_argument("--all", action="store_true", dest="every",
+                   help="with a study folder: export every run (those --select matches, if given), each named by "
+                   "its run id; a run the format cannot hold is listed, not fatal")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="folder to write the files into (created if missing; files of the same name are replaced)")
     p.add_argument("--format", choices=["pt", "nam", "both"], default="pt", dest="format",
@@ -352,15 +388,23 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
         check_output_folder(args.write, DATASET_AUDIO, OutputError)
     if args.device:
         config = DatasetConfig(name=args.device, device=args.device, sample_rate=args.sample_rate,
-                               duration_s=args.duration_s, seed=args.seed)
+                               duration_s=args.duration_s, seed=args.seed, latency_samples=args.latency_samples,
+                               slim=args.slim, width=args.width, dry=None if args.dry is None else tuple(args.dry))
+    elif args.teacher_nam:
+        config = DatasetConfig(name=args.teacher_nam.stem, teacher_nam=str(args.teacher_nam),
+                               sample_rate=args.sample_rate, duration_s=args.duration_s, seed=args.seed,
+                               resample=args.resample, channel=args.channel, latency_samples=args.latency_samples,
+                               slim=args.slim, width=args.width, dry=None if args.dry is None else tuple(args.dry))
     else:
         config = DatasetConfig(name=args.path.name, path=str(args.path), layout=args.layout,
-                               resample=args.resample, channel=args.channel)
+                               resample=args.resample, channel=args.channel, latency_samples=args.latency_samples,
+                               slim=args.slim, width=args.width, dry=None if args.dry is None else tuple(args.dry))
     dataset = load_dataset(config)
     print(f"dataset {dataset.name}: {dataset.description}")
+    latency = (f"{dataset.latency_samples} samples ({1000 * dataset.latency_samples / dataset.sample_rate:.2f} ms)"
+               if dataset.latency is None else dataset.latency.describe(dataset.sample_rate))
     print(f"sample rate {dataset.sample_rate} Hz, knobs {list(dataset.knob_names) or 'none'}, "
-          f"latency compensated {dataset.latency_samples} samples "
-          f"({1000 * dataset.latency_samples / dataset.sample_rate:.2f} ms)")
+          f"latency {latency}, {'compensated' if config.compensate_latency else 'not compensated'}")
     for split, segments in dataset.splits.items():
         knobs = sorted({s.knobs for s in segments})
         print(f"  {split:<10} {dataset.duration_s(split):8.2f} s in {len(segments)} segment(s)"
@@ -388,6 +432,73 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render_source(args: argparse.Namespace):
+    """``(model, sample_rate, knob_names, what)`` for the render command's MODEL: a run folder, a
+    .nam file (with --slim/--width where it has levels) or an export (with --width where it keeps
+    several widths)."""
+    from models.errors import ConfigError
+
+    path = args.model
+    if args.slim is not None and args.width is not None:
+        raise ConfigError("--slim and --width: expected one of them (--slim for a SlimmableContainer .nam file, "
+                          "--width for a slimmable WaveNet or export), found both")
+    if path.is_dir():
+        from models.training.checkpoints import load_model
+
+        if args.slim is not None or args.width is not None:
+            raise ConfigError(f"{path}: --{'slim' if args.slim is not None else 'width'} applies to a .nam file or "
+                              "an export, found a run folder (export it at a width with `export --width`)")
+        model, payload = load_model(path)
+        return model, payload.get("sample_rate"), list(payload.get("knob_names", [])), f"run {path.name}"
+    suffix = path.suffix.lower()
+    if suffix == ".nam":
+        return _render_nam(path, args.slim, args.width)
+    if suffix in (".pt", ".json"):
+        return _render_export(path, args.slim, args.width)
+    found = "no such file or folder" if not path.exists() else f"a {suffix or 'suffix-less'} file"
+    raise ConfigError(f"{path}: expected a run folder, a .nam file or an export (<name>.pt / <name>.json), "
+                      f"found {found}")
+
+
+def _render_nam(path: Path, slim: float | None, width: float | None):
+    from models.errors import ConfigError
+    from models.export.nam_read import load_nam_at
+
+    if slim is not None and not 0.0 <= slim <= 1.0:
+        raise ConfigError(f"--slim: expected NAM's slim value in [0, 1], found {slim:g}")
+    model, info = load_nam_at(path, slim=slim, width=width)
+    rate = float(info["sample_rate"])
+    if rate != int(rate):
+        raise ConfigError(f"{path}: sample_rate {rate:g} Hz; expected a whole number of hertz")
+    what = f"{path.name} (NAM format {info.get('version')}, {info.get('architecture')}"
+    what += ")" if slim is None and width is None else f", {'slim' if slim is not None else 'width'} " \
+        f"{slim if slim is not None else width:g})"
+    return model.eval(), int(rate), [], what
+
+
+def _render_export(path: Path, slim: float | None, width: float | None):
+    from models.errors import ConfigError
+    from models.export.bundle import load_export
+
+    if slim is not None:
+        raise ConfigError(f"{path}: --slim applies to a SlimmableContainer .nam file; an export takes --width")
+    model, manifest = load_export(path)
+    what = f"export {manifest.get('name')} ({manifest['architecture'].get('label')}, {manifest.get('bits')}-bit"
+    if width is not None:
+        from models.nets.slimmable import slim as cut
+
+        allowed = (manifest.get("widths") or {}).get("allowed") or [1.0]
+        if len(allowed) < 2:
+            raise ConfigError(f"{path}: keeps one width (its manifest's widths.allowed is {allowed}); --width applies "
+                              "to a slimmable export")
+        if not min(allowed) - 1e-9 <= width <= 1.0:
+            raise ConfigError(f"--width: expected a fraction of the channels from {min(allowed):g} to 1 "
+                              f"(the export's widths.allowed), found {width:g}")
+        model = cut(model, width).eval()
+        what += f", width {width:g}"
+    return model, int(manifest["sample_rate"]), list(manifest["architecture"].get("knob_names") or []), what + ")"
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
@@ -396,21 +507,19 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from models.errors import ConfigError, DatasetError, OutputError
     from models.inference.rendering import render
     from models.resources import unwritable_reason
-    from models.training.checkpoints import load_model
     from models.training.compute import resolve_device
 
     device = resolve_device(args.device)
-    model, payload = load_model(args.run)
+    model, model_rate, names, what = _render_source(args)
     try:
         audio, rate = sf.read(args.input, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise DatasetError(f"{args.input}: cannot read as audio ({exc})") from None
     if audio.shape[1] != 1:
         raise DatasetError(f"{args.input}: expected mono audio, found {audio.shape[1]} channels")
-    if rate != payload.get("sample_rate"):
-        raise DatasetError(f"{args.input}: sample rate {rate} Hz, but the model was trained at "
-                           f"{payload.get('sample_rate')} Hz")
-    names = payload.get("knob_names", [])
+    if rate != model_rate:
+        runs_at = "the model was trained at" if args.model.is_dir() else f"{what} runs at"
+        raise DatasetError(f"{args.input}: sample rate {rate} Hz, but {runs_at} {model_rate} Hz")
     given = {}
     for item in args.knob:
         name, _, value = item.partition("=")
@@ -426,9 +535,16 @@ def _cmd_render(args: argparse.Namespace) -> int:
                           f"{'a folder' if reason is None else 'that ' + reason}")
     y = render(model, audio[:, 0], [given[n] for n in names] if names else None, device=device)
     encoded = io.BytesIO()
-    sf.write(encoded, np.clip(y, -1.0, 1.0), rate, subtype="PCM_24", format="WAV")
+    if args.float_wav:
+        sf.write(encoded, y, rate, subtype="FLOAT", format="WAV")
+    else:
+        beyond = int(np.count_nonzero(np.abs(y) > 1.0))
+        if beyond:
+            print(f"warning: {beyond} samples beyond full scale (peak {float(np.max(np.abs(y))):.3g}) were clipped "
+                  "in the 24-bit WAV; --float keeps them")
+        sf.write(encoded, np.clip(y, -1.0, 1.0), rate, subtype="PCM_24", format="WAV")
     write_file_atomic(args.output, encoded.getvalue(), OutputError)
-    print(f"wrote {args.output} ({len(y) / rate:.2f} s)")
+    print(f"wrote {args.output} ({len(y) / rate:.2f} s) with {what}")
     return 0
 
 
@@ -440,10 +556,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from models.errors import ConfigError
     from models.export.bundle import export_run
+    from models.export.study_export import export_study, is_study_folder
 
-    result = export_run(args.run_dir, args.out, fmt=args.format, width=args.width, name=args.name,
-                        nam_version=args.nam_version, nam_container=args.nam_container)
+    options = dict(fmt=args.format, width=args.width, name=args.name, nam_version=args.nam_version,
+                   nam_container=args.nam_container)
+    if is_study_folder(args.run_dir):
+        for run_dir, result, reason in export_study(args.run_dir, args.out, args.select, args.every, **options):
+            if result is None:
+                print(f"not exported: {run_dir.name} — {reason}")
+            else:
+                _print_export(result)
+        return 0
+    if args.select is not None or args.every:
+        raise ConfigError(f"--select/--all pick runs of a study folder (holding runs.csv and runs/); "
+                          f"{args.run_dir} is not one")
+    _print_export(export_run(args.run_dir, args.out, **options))
+    return 0
+
+
+def _print_export(result: dict) -> None:
     for path in result["paths"].values():
         print(f"wrote {path} ({path.stat().st_size} bytes)")
     for kind, reason in result["not_written"].items():
@@ -456,7 +589,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
               f"{manifest['size']['bytes']} bytes, {manifest['sample_rate']} Hz, output loudness "
               f"{'silent' if loudness is None else f'{loudness:.1f} LUFS'} on the test signal; "
               f"sha256 {manifest['provenance']['weights_sha256'][:16]}…")
-    return 0
 
 
 COMMANDS = {"study": _cmd_study, "measure": _cmd_measure, "train": _cmd_train, "dataset": _cmd_dataset, "devices": _cmd_devices,

@@ -5,6 +5,7 @@ refused clearly (library errors and the CLI's exit code 2)."""
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 
@@ -365,3 +366,44 @@ def test_cli_refuses_a_container_where_there_is_none_in_one_line_with_exit_code_
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def _study_folder(runs, tmp_path):
+    """A study folder as `python -m models study` leaves it: runs/<run_id>/ and runs.csv."""
+    study = tmp_path / "study"
+    rows = [("tiny_S-8-4_film", "baseline", "1.0"), ("tiny_S-8-4_q4", "ptq", "1.0"),
+            ("tiny_WN-slimmable", "slimmable", "1.0")]
+    for run_id, _, _ in rows:
+        shutil.copytree(runs["lstm"].parent / run_id, study / "runs" / run_id)
+    (study / "runs.csv").write_text("run_id,recipe,width\n" + "".join(f"{r},{c},{w}\n" for r, c, w in rows))
+    return study
+
+
+def test_export_picks_a_run_of_a_study_folder_by_its_runs_csv_columns(runs, tmp_path, capsys):
+    study = _study_folder(runs, tmp_path)
+    out = tmp_path / "out"
+    assert main(["-q", "export", str(study), "--select", "recipe=slimmable,width=1", "--format", "nam",
+                 "--name", "capture", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["capture.nam"]
+    assert json.loads((out / "capture.nam").read_text())["architecture"] == "WaveNet"
+    # Every run: the two LSTM stacks cannot be .nam files; that is said, and the WaveNet still written.
+    assert main(["-q", "export", str(study), "--all", "--format", "nam", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["capture.nam", "tiny_WN-slimmable.nam"]
+    assert text.count("not exported: tiny_S-8-4_") == 2 and "cannot export S-8-4 as a .nam LSTM" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--select", "recipe=kd"], "--select recipe=kd: expected exactly one run of .*runs.csv to match, found 0"),
+    (["--select", "width=1"], "expected exactly one run .* found 3: tiny_S-8-4_film, tiny_S-8-4_q4, tiny_WN-slimmable"),
+    (["--select", "colour=red"], "--select: .*runs.csv has no column 'colour' \\(columns: recipe, run_id, width\\)"),
+    (["--select", "recipe"], "--select: expected COLUMN=VALUE\\[,COLUMN=VALUE...\\], found 'recipe'"),
+    ([], "is a study folder: pick a run with --select"),
+    (["--all", "--name", "x"], "--name names one export; with --all every run keeps its run id"),
+])
+def test_export_from_a_study_folder_refuses_an_ambiguous_choice_in_one_line(args, message, runs, tmp_path, capsys):
+    study = _study_folder(runs, tmp_path)
+    assert main(["export", str(study), "--out", str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert not (tmp_path / "out").exists()
