@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve-demo test venv bench lint clean-venv nam-venvs nam-check
+.PHONY: demo serve-demo test venv bench lint clean-venv nam-venvs nam-check capture serve-capture
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -35,6 +35,30 @@ serve-demo: $(STAMP)
 stimuli/demo/manifest.json: results/zoo/demo/runs.csv stimulus_sets/sets/demo.yaml
 	$(PY) -m stimulus_sets build stimulus_sets/sets/demo.yaml --out stimuli/demo --force
 	$(PY) -m stimulus_sets check stimuli/demo
+
+# Distill a capture (README, "From a .nam capture to smaller .nam students"): the demo's trained WaveNet,
+# exported as a .nam, stands in for a downloaded capture; capture.yaml trains NAM-shaped students of it,
+# every student is exported as a .nam (format 0.7.0, NAM 0.13 and current plug-ins), a MUSHRA set with
+# the capture as reference is built and checked, and a simulated panel's report is written.
+CAPTURE_NAM := results/exports/capture/demo-wavenet.nam
+
+results/zoo/demo/runs.csv: models/studies/demo.yaml
+	$(PY) -m models study models/studies/demo.yaml --jobs 2
+
+$(CAPTURE_NAM): results/zoo/demo/runs.csv
+	$(PY) -m models export results/zoo/demo --select recipe=slimmable,width=1 --format nam --nam-version 0.7.0 \
+		--out $(dir $(CAPTURE_NAM)) --name demo-wavenet
+
+capture: $(STAMP) $(CAPTURE_NAM)
+	$(PY) -m models study models/studies/capture.yaml --jobs 2
+	$(PY) -m models export results/zoo/capture --all --format nam --nam-version 0.7.0 --out results/exports/capture/students
+	$(PY) -m stimulus_sets build stimulus_sets/sets/capture.yaml --out stimuli/capture --force
+	$(PY) -m stimulus_sets check stimuli/capture
+	$(PY) -m evaluation simulate --stimuli stimuli/capture --out results/capture-simulated.csv
+	$(PY) -m evaluation report --ratings results/capture-simulated.csv --stimuli stimuli/capture --out results/reports/capture
+
+serve-capture: $(STAMP)
+	$(PY) -m webapp serve stimuli/capture
 
 test: $(STAMP)
 	$(PY) -m pytest -q

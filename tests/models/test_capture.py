@@ -161,3 +161,26 @@ def test_a_capture_replaced_at_the_same_path_gets_new_run_ids(tmp_path):
         ids.append(RunConfig(dataset=dataset, model=net).run_id)
     assert ids[0] != ids[1]
     assert ids[1] == RunConfig(dataset=dataset, model=net).run_id
+
+
+def test_the_shipped_capture_study_trains_what_the_readme_says():
+    """models/studies/capture.yaml (README, "From a .nam capture to smaller .nam students"): three
+    students on the capture's response, two 8-bit ptq, one 4-bit qat with its fp32 fine-tuning
+    control, a slimmable 16-unit LSTM cut to 8 units whose control is the 8-unit baseline (same
+    budget: reused, not trained twice) — nine runs."""
+    from models.studies.study import expansion, load_study
+
+    root = Path(__file__).parents[2]
+    study = load_study(root / "models" / "studies" / "capture.yaml")
+    assert [d.teacher_nam for d in study.datasets] == ["results/exports/capture/demo-wavenet.nam"]
+    runs, controls = expansion(study)
+    made = sorted((r.run_id.split("_")[1], r.variant, r.bits, r.width) for r in runs)
+    assert made == [
+        ("NAM-LSTM-1x16", "baseline", 32, 1.0), ("NAM-LSTM-1x16", "finetune", 32, 1.0),
+        ("NAM-LSTM-1x16", "ptq8", 8, 1.0), ("NAM-LSTM-1x16", "qat4", 4, 1.0),
+        ("NAM-LSTM-1x16", "slimmable", 32, 1.0), ("NAM-LSTM-1x16", "slimmable50", 32, 0.5),
+        ("NAM-LSTM-1x8", "baseline", 32, 1.0), ("NAM-LSTM-1x8", "ptq8", 8, 1.0), ("WN-nano", "baseline", 32, 1.0),
+    ]
+    by_id = {r.run_id: r for r in runs}
+    pairs = {(by_id[row.run_id].variant, by_id[row.control_run].variant) for row in controls.itertuples()}
+    assert ("slimmable50", "baseline") in pairs and ("qat4", "finetune") in pairs and ("ptq8", "baseline") in pairs
