@@ -4,6 +4,7 @@ benchmark headers, so that a number can be traced to the code and machine that p
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
 from importlib import metadata
@@ -19,6 +20,16 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def file_sha256(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes (read in 1 MiB blocks): how exports, captures and run ids
+    name the exact file they were made from."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def software_versions(distributions: tuple[str, ...]) -> dict[str, str]:

@@ -25,13 +25,13 @@ first 12 hex digits of its sha256.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
+from common.provenance import file_sha256
 from models.data.datasets import SPLITS, AudioDataset, DatasetConfig, Segment, split_pair
 from models.data.latency import LatencyEstimate
 from models.data.recordings import check_not_silent, read_mono, resample
@@ -47,13 +47,7 @@ RENDER_MAX_BATCH = 16
 SHA_DIGITS = 12
 
 
-def sha256_of(path: Path) -> str:
-    """The hex sha256 of the file at ``path``."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = file_sha256
 
 
 def load_capture(config: DatasetConfig):
@@ -154,13 +148,5 @@ def build_capture_dataset(config: DatasetConfig) -> AudioDataset:
             "sample-aligned)"
         ),
     )
-    logger.info(
-        "dataset %s: %s; train %.1f s, validation %.1f s, test %.1f s (rendered in %.1f s)",
-        config.name,
-        dataset.description,
-        dataset.duration_s("train"),
-        dataset.duration_s("validation"),
-        dataset.duration_s("test"),
-        time.perf_counter() - started,
-    )
+    dataset.log_made(f"rendered in {time.perf_counter() - started:.1f} s")
     return dataset

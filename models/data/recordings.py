@@ -467,14 +467,7 @@ def load_recordings(config: DatasetConfig) -> AudioDataset:
             f"at {target_rate} Hz{' (resampled)' if resampled else ''}; {latency_text}, {compensated}"
         ),
     )
-    logger.info(
-        "dataset %s: %s; train %.1f s, validation %.1f s, test %.1f s",
-        config.name,
-        dataset.description,
-        dataset.duration_s("train"),
-        dataset.duration_s("validation"),
-        dataset.duration_s("test"),
-    )
+    dataset.log_made()
     return dataset
 
 

@@ -82,15 +82,7 @@ def build_device_dataset(config: DatasetConfig) -> AudioDataset:
         latency_samples=0,
         description=f"built-in device {config.device!r} at {fs} Hz: {detail}",
     )
-    logger.info(
-        "dataset %s: %s; train %.1f s, validation %.1f s, test %.1f s (built in %.1f s)",
-        config.name,
-        dataset.description,
-        dataset.duration_s("train"),
-        dataset.duration_s("validation"),
-        dataset.duration_s("test"),
-        time.perf_counter() - started,
-    )
+    dataset.log_made(f"built in {time.perf_counter() - started:.1f} s")
     return dataset
 
 

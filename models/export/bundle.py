@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from common.outputs import write_file_atomic
-from common.provenance import git_commit
+from common.provenance import file_sha256, git_commit
 from models.dsp.loudness import integrated_loudness
 from models.errors import CheckpointError, ConfigError, ModelsError, OutputError
 from models.inference.rendering import render, torch_threads
@@ -293,12 +293,7 @@ def _latency(source: RunSource, model: nn.Module, sample_rate: int) -> dict[str,
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_sha256 = file_sha256
 
 
 # ---------------------------------------------------------------------------------------------

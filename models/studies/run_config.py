@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.provenance import file_sha256
 from models.config import to_dict
 from models.data.datasets import DatasetConfig
 from models.errors import ConfigError
@@ -95,4 +96,4 @@ def _file_digest(path: str) -> str | None:
 
 @functools.lru_cache(maxsize=64)
 def _digest_of(path: str, size: int, mtime_ns: int) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)
