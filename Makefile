@@ -42,7 +42,7 @@ stimuli/demo/manifest.json: results/zoo/demo/runs.csv stimulus_sets/sets/demo.ya
 # the capture as reference is built and checked, and a simulated panel's report is written.
 CAPTURE_NAM := results/exports/capture/demo-wavenet.nam
 
-results/zoo/demo/runs.csv: models/studies/demo.yaml
+results/zoo/demo/runs.csv: models/studies/demo.yaml | $(STAMP)
 	$(PY) -m models study models/studies/demo.yaml --jobs 2
 
 $(CAPTURE_NAM): results/zoo/demo/runs.csv
