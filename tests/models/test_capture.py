@@ -145,6 +145,7 @@ def test_width_cuts_a_zoo_network_read_from_a_nam_file(nano):
     assert "WaveNet, width 0.5, sha256" in dataset.description
 
 
+@pytest.mark.slow
 def test_a_capture_replaced_at_the_same_path_gets_new_run_ids(tmp_path):
     """The run id hashes the capture's bytes, not only its path: a new .nam at the same path must
     not reuse runs trained on the old one."""

@@ -182,6 +182,7 @@ def test_quantized_export_at_a_width_cuts_integers_and_scales_with_the_weights(r
     assert torch.equal(cut.integers["lstms.1.weight_ih_l0"], original.integers["lstms.1.weight_ih_l0"][rows1][:, :4])
 
 
+@pytest.mark.slow
 def test_slimmable_wavenet_exports_pt_and_nam_at_a_width(runs, audio, tmp_path):
     run_dir = runs["wavenet"]
     result = export_run(run_dir, tmp_path, fmt="both", width=0.5)
@@ -242,6 +243,7 @@ def test_an_interrupted_export_leaves_the_previous_export_and_no_temporary_files
     load_export(tmp_path / "m")
 
 
+@pytest.mark.slow
 def test_cli_exports_a_run_and_explains_its_options(runs, tmp_path, capsys):
     assert main(["-q", "export", str(runs["wavenet"]), "--out", str(tmp_path), "--format", "both",
                  "--name", "wn"]) == 0
@@ -294,6 +296,7 @@ def test_cli_refuses_bad_input_with_a_message_and_exit_code_2(case, runs, tmp_pa
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_exported_files_are_ordinary_files_others_can_read(runs, tmp_path):
     # mkstemp creates 0600 files: an export is meant to be copied, served and loaded by others.
     old = os.umask(0o022)
@@ -340,6 +343,7 @@ def test_cli_writes_a_070_nam_and_a_slimmable_container_and_the_manifest_says_so
         (out / "wn_slimmable.nam").read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_the_default_nam_version_is_054_and_the_manifest_records_it(runs, tmp_path):
     manifest = export_run(runs["wavenet"], tmp_path, fmt="both", width=0.25, name="q")["manifest"]
     assert manifest["nam"] == {"version": "0.5.4", "container": None}
@@ -379,6 +383,7 @@ def _study_folder(runs, tmp_path):
     return study
 
 
+@pytest.mark.slow
 def test_export_picks_a_run_of_a_study_folder_by_its_runs_csv_columns(runs, tmp_path, capsys):
     study = _study_folder(runs, tmp_path)
     out = tmp_path / "out"

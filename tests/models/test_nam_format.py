@@ -111,7 +111,8 @@ def test_lstm_weights_follow_nams_documented_order(tmp_path):
     assert abs(h0) > 0.05  # the settled state is not the zero state
 
 
-@pytest.mark.parametrize("preset, width", [("standard", None), ("standard", 0.5), ("nano", None),
+@pytest.mark.parametrize("preset, width", [pytest.param("standard", None, marks=pytest.mark.slow),
+                                           pytest.param("standard", 0.5, marks=pytest.mark.slow), ("nano", None),
                                            ("slimmable", 0.25)])
 def test_wavenet_round_trip_renders_identically(tmp_path, audio, preset, width):
     torch.manual_seed(0)

@@ -383,6 +383,7 @@ def _capture_folder(folder, model, delay=0, seconds=8.0, seed=2):
     return folder
 
 
+@pytest.mark.slow
 def test_a_zero_latency_wavenet_exported_to_nam_is_not_shifted(tmp_path, caplog):
     """A causal network renders sample-aligned: 0 samples, whatever its linear response looks like."""
     torch.manual_seed(0)
@@ -399,6 +400,7 @@ def test_a_zero_latency_wavenet_exported_to_nam_is_not_shifted(tmp_path, caplog)
     assert delayed.latency_samples == 12
 
 
+@pytest.mark.slow
 def test_the_dataset_command_prints_the_estimate_and_its_confidence_or_the_users_number(tmp_path, capsys):
     torch.manual_seed(0)
     folder = _capture_folder(tmp_path, WaveNet(from_preset("nano")).eval(), delay=12)

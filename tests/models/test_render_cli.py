@@ -64,6 +64,7 @@ def test_nams_wavenet_renders_as_nams_engine_did(tmp_path):
     np.testing.assert_allclose(sf.read(tmp_path / "wet.wav", dtype="float64")[0], reference, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slim_value", ["0.0", "1.0"])
 def test_a_slimmable_container_renders_the_level_asked_for(tmp_path, slim_value):
     nam, dry = _reference("models", "A2.nam"), _reference("input.wav")
@@ -102,6 +103,7 @@ def _run(root, preset="slimmable", recipe="slimmable"):
     return root / name
 
 
+@pytest.mark.slow
 def test_an_export_renders_as_its_loaded_model_at_any_width_it_keeps(tmp_path, dry, capsys):
     path, x = dry
     run_dir = _run(tmp_path / "runs")

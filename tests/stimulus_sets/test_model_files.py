@@ -150,6 +150,7 @@ def dry_of(manifest, item):
     return excerpt(manifest["items"][item]["kind"], (RATE + 2 * MARGIN) / RATE, RATE, seed)
 
 
+@pytest.mark.slow
 def test_model_files_render_like_the_models_themselves_against_the_capture(files, built):
     out, manifest = built
     assert manifest["study"] is None and manifest["bs1534_enforced"] is False
