@@ -33,7 +33,7 @@ from models.nets.architectures import find
 from models.nets.lstm import LSTMStack
 from models.nets.wavenet import WaveNet
 
-Engine = Literal["auto", "torch", "numpy"]
+Engine = Literal["auto", "torch", "numpy", "compiled"]
 
 def _sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     out = np.negative(z, out=out)
@@ -127,7 +127,7 @@ class WaveNetStreamer:
                 "rechannel": np.ascontiguousarray(plan.rechannel.numpy().T),
                 "layers": layers,
                 "head": np.ascontiguousarray(plan.head.numpy().T),
-                "head_bias": None if plan.head_bias is None else plan.head_bias.numpy()[:, None].copy(),
+                "head_bias": None if plan.head_bias is None else plan.head_bias.detach().numpy()[:, None].copy(),
             })
         self._room = 0  # ring columns after the longest span; 0 until the first block sizes them
         self._position = 0
@@ -280,16 +280,25 @@ def stream(
 
     The last block may be shorter. ``engine``: ``auto`` (NumPy for a WaveNet, :class:`LSTMStreamer`
     for an LSTM stack, ``model.forward`` otherwise), ``torch`` (``model(block, knobs, state)``
-    under ``torch.inference_mode``) or ``numpy`` (WaveNets only).
+    under ``torch.inference_mode``), ``numpy`` (WaveNets only) or ``compiled`` (the numba kernels of
+    :mod:`models.inference.kernels`: LSTM stacks, NAM LSTMs and WaveNets at any width).
     """
     if isinstance(block_samples, bool) or not isinstance(block_samples, int) or block_samples < 1:
         raise ConfigError(f"block_samples: expected an integer >= 1, found {block_samples!r}")
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ConfigError(f"streaming: expected mono audio of shape (time,), found shape {audio.shape}")
-    if engine not in ("auto", "torch", "numpy"):
-        raise ConfigError(f"streaming engine: expected 'auto', 'torch' or 'numpy', found {engine!r}")
+    if engine not in ("auto", "torch", "numpy", "compiled"):
+        raise ConfigError(f"streaming engine: expected 'auto', 'torch', 'numpy' or 'compiled', found {engine!r}")
     out = np.empty_like(audio)
+    if engine == "compiled":
+        from models.inference.kernels import kernel_streamer
+
+        streamer = kernel_streamer(model, knobs)
+        for begin in range(0, audio.shape[0], block_samples):
+            block = audio[begin : begin + block_samples]
+            out[begin : begin + block.shape[0]] = streamer.process(block)
+        return out
     native = _native_engine(model)
     if engine == "numpy" or (engine == "auto" and native == "numpy"):
         if native != "numpy":

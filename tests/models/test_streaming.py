@@ -152,3 +152,36 @@ def test_a_network_read_from_a_newer_nam_file_streams_like_nams_engine():
     n = 4800
     y = stream(model, x[:n], 64)
     assert np.abs(y - expected[:n]).max() < 1e-5
+
+
+@pytest.mark.parametrize("net", ["S-16-8", "NAM-LSTM-2x8", "WN-standard"])
+def test_the_compiled_engine_streams_like_the_whole_file(net, wavenet, audio):
+    from models.nets.nam_lstm import NamLSTM, NamLSTMConfig
+
+    torch.manual_seed(5)
+    model = {"S-16-8": lambda: build_model(LSTMConfig(layers=(16, 8))),
+             "NAM-LSTM-2x8": lambda: NamLSTM(NamLSTMConfig(hidden_size=8, num_layers=2)),
+             "WN-standard": lambda: wavenet}[net]().eval()
+    for block in (64, 333):
+        np.testing.assert_allclose(stream(model, audio, block, engine="compiled"), render_whole(model, audio),
+                                   atol=1e-5, rtol=0)
+
+
+def test_the_compiled_engine_names_the_networks_it_runs():
+    from models.export.nam_read import load_nam
+
+    model, _ = load_nam(Path(__file__).parents[1] / "data" / "nam-reference" / "models" / "A2.nam")
+    with pytest.raises(ConfigError, match=r"streaming engine 'compiled': expected one of LSTMStack, NamLSTM, "
+                                          r"WaveNet, found NamWaveNet"):
+        stream(model, np.zeros(64, np.float32), 64, engine="compiled")
+
+
+@pytest.mark.parametrize("engine", ["numpy", "compiled"])
+def test_a_head_bias_on_an_inner_array_streams(audio, engine):
+    """NAM's configs may give any array a head bias; the NumPy streamer once failed on an inner one
+    ("Can't call numpy() on Tensor that requires grad")."""
+    arrays = (LayerArrayConfig(input_size=1, channels=4, head_size=3, dilations=(1, 2), head_bias=True),
+              LayerArrayConfig(input_size=4, channels=3, head_size=1, dilations=(1, 4), head_bias=True))
+    torch.manual_seed(2)
+    model = build_wavenet(WaveNetConfig(arrays=arrays, head_scale=0.5)).eval()
+    np.testing.assert_allclose(stream(model, audio, 64, engine=engine), render_whole(model, audio), atol=1e-5, rtol=0)
