@@ -150,6 +150,7 @@ def test_log_spectral_distance_of_a_gain_is_the_gain_in_db():
     assert metrics.log_spectral_distance_db(2 * x, x) == pytest.approx(20 * math.log10(2), rel=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_mrstft_agrees_with_auraloss(seed):
     torch = pytest.importorskip("torch")

@@ -69,6 +69,7 @@ def test_device_cpu_trains_bit_identically_to_the_default(windows, tmp_path):  #
     assert (tmp_path / "cpu" / CHECKPOINT).read_bytes() == (tmp_path / "default" / CHECKPOINT).read_bytes()
 
 
+@pytest.mark.slow
 def test_checkpoints_hold_cpu_tensors_only(windows, tmp_path):  # noqa: F811
     device = "cuda" if torch.cuda.is_available() else "cpu"
     _fit(windows, tmp_path, "run", device=device)

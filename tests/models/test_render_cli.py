@@ -43,6 +43,7 @@ def dry(tmp_path):
     return tmp_path / "dry.wav", x
 
 
+@pytest.mark.slow
 def test_a_nam_file_renders_as_its_loaded_network(tmp_path, dry, capsys):
     path, x = dry
     torch.manual_seed(2)

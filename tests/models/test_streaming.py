@@ -87,6 +87,7 @@ def test_slimmed_stream_equals_sliced_whole_file(wavenet, audio):
         np.testing.assert_allclose(stream(slim(wavenet, 0.25), audio, 64, engine=engine), sliced, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [1.0, 0.5])
 def test_wavenet_block_work_is_proportional_to_block_length(wavenet, width):
     """torch's flop counter over a stateful block: exactly 2·T·MACs, no receptive field recomputed."""
