@@ -174,7 +174,9 @@ def _state_from_row(template: Any, row: torch.Tensor, at: int = 0) -> tuple[Any,
 
 class _Chunks:
     """How a batch of chunks runs: outputs, and for a recurrent network each chunk's state after the
-    warm-up and at its end (one row per chunk), and a chunk run again from a given state."""
+    warm-up and at its end (one row per chunk). The recurrent subclasses also ``rerun`` a chunk
+    (kept (time,) from a state row → outputs (time,) and the final state's row); a network without
+    state returns no states, so none of its chunks is ever run again."""
 
     def __init__(self, model: torch.nn.Module, knobs: Sequence[float] | None):
         self.model = model
@@ -186,10 +188,6 @@ class _Chunks:
         with torch.inference_mode():
             y, _ = self.model(frames[:, :, None], k)
         return y[:, :, 0].cpu().numpy(), None, None
-
-    def rerun(self, kept: torch.Tensor, row: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
-        """kept (time,) from the state ``row`` → outputs (time,) and the final state's row."""
-        raise NotImplementedError(f"{type(self.model).__name__} carries no state between chunks")
 
 
 class _LSTMStackChunks(_Chunks):
@@ -340,7 +338,7 @@ def render(
     return out[:total].copy()
 
 
-def _rerun_unsettled(chunks: _Chunks, frames, warmup, ys, warm_states, final_states, tolerance) -> None:
+def _rerun_unsettled(chunks: _LSTMStackChunks | _RecurrentChunks, frames, warmup, ys, warm_states, final_states, tolerance) -> None:
     """Run again, in order, every chunk whose post-warm-up state differs from its predecessor's final one."""
     gaps = (torch.stack(warm_states[1:]) - torch.stack(final_states[:-1])).abs().amax(dim=1)
     rerun = 0

@@ -18,16 +18,9 @@ from models.errors import ConfigError, DatasetError
 from models.export.nam_format import export_nam
 from models.inference.rendering import render_whole
 from models.nets.wavenet import WaveNet, from_preset
+from tests.support.nam_reference import reference_file
 
-NAM_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "nam-reference"
 SPLITS = ("train", "validation", "test")
-
-
-def _reference(*parts):
-    path = NAM_REFERENCE.joinpath(*parts)
-    if not path.is_file():
-        pytest.skip(f"{path} is not there yet (NAM's reference files, tests/data/nam-reference)")
-    return path
 
 
 def _joined(dataset, role):
@@ -64,8 +57,8 @@ def test_the_targets_are_the_capture_rendering_the_programme(nano):
 
 def test_the_users_dry_files_through_nams_wavenet_give_nams_own_render(tmp_path):
     """NAM's C++ engine rendered input.wav through wavenet.nam: the targets are that render."""
-    nam, dry_file = _reference("models", "wavenet.nam"), _reference("input.wav")
-    reference, rate = sf.read(_reference("renders", "wavenet.wav"), dtype="float32")
+    nam, dry_file = reference_file("models", "wavenet.nam"), reference_file("input.wav")
+    reference, rate = sf.read(reference_file("renders", "wavenet.wav"), dtype="float32")
     dataset = load_dataset({"name": "wn", "teacher_nam": str(nam), "dry": str(dry_file)})
     np.testing.assert_allclose(_joined(dataset, "target"), reference, rtol=0, atol=1e-5)
     assert rate == dataset.sample_rate == 48000
@@ -91,8 +84,8 @@ def test_the_users_dry_files_through_nams_wavenet_give_nams_own_render(tmp_path)
 
 @pytest.mark.parametrize("slim", [0.0, 1.0])
 def test_a_slimmable_container_plays_the_level_asked_for(slim):
-    nam, dry_file = _reference("models", "A2.nam"), _reference("input.wav")
-    reference, _ = sf.read(_reference("renders", f"A2_slim{slim}.wav"), dtype="float32")
+    nam, dry_file = reference_file("models", "A2.nam"), reference_file("input.wav")
+    reference, _ = sf.read(reference_file("renders", f"A2_slim{slim}.wav"), dtype="float32")
     dataset = load_dataset({"name": "a2", "teacher_nam": str(nam), "slim": slim, "dry": str(dry_file)})
     np.testing.assert_allclose(_joined(dataset, "target"), reference, rtol=0, atol=1e-5)
     assert f"SlimmableContainer, slim {slim:g}, sha256" in dataset.description

@@ -415,8 +415,6 @@ def test_nams_own_wavenet_is_not_shifted(tmp_path):
     """NAM's example wavenet.nam explains 49 % of its linear energy at lag 17 and 0.04 % at lag 0:
     the fit alone would place it at 16 samples; the programme's onsets show it answers at once."""
     file = NAM_REFERENCE / "models" / "wavenet.nam"
-    if not file.is_file():
-        pytest.skip(f"{file} is not there yet (NAM's reference files, tests/data/nam-reference)")
     model, _ = load_nam(file)
     dataset = load_dataset({"name": "wavenet", "path": str(_capture_folder(tmp_path, model))})
     assert dataset.latency_samples == 0

@@ -1,6 +1,5 @@
 """`python -m models render` takes a run folder, a .nam file or an export, with --slim/--width."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,16 +16,9 @@ from models.nets.architectures import build_model
 from models.nets.slimmable import slim
 from models.nets.wavenet import WaveNet, WaveNetPresetConfig, from_preset
 from models.training.checkpoints import save_atomic, write_json_atomic
+from tests.support.nam_reference import reference_file
 
-NAM_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "nam-reference"
 LSB_24 = 2.0**-23
-
-
-def _reference(*parts):
-    path = NAM_REFERENCE.joinpath(*parts)
-    if not path.is_file():
-        pytest.skip(f"{path} is not there yet (NAM's reference files, tests/data/nam-reference)")
-    return path
 
 
 def _one_line_error(capsys, code):
@@ -59,8 +51,8 @@ def test_a_nam_file_renders_as_its_loaded_network(tmp_path, dry, capsys):
 
 
 def test_nams_wavenet_renders_as_nams_engine_did(tmp_path):
-    nam, dry = _reference("models", "wavenet.nam"), _reference("input.wav")
-    reference, _ = sf.read(_reference("renders", "wavenet.wav"), dtype="float64")
+    nam, dry = reference_file("models", "wavenet.nam"), reference_file("input.wav")
+    reference, _ = sf.read(reference_file("renders", "wavenet.wav"), dtype="float64")
     assert main(["render", str(nam), str(dry), str(tmp_path / "wet.wav")]) == 0
     np.testing.assert_allclose(sf.read(tmp_path / "wet.wav", dtype="float64")[0], reference, rtol=0, atol=1e-5)
 
@@ -68,20 +60,20 @@ def test_nams_wavenet_renders_as_nams_engine_did(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("slim_value", ["0.0", "1.0"])
 def test_a_slimmable_container_renders_the_level_asked_for(tmp_path, slim_value):
-    nam, dry = _reference("models", "A2.nam"), _reference("input.wav")
-    reference, _ = sf.read(_reference("renders", f"A2_slim{slim_value}.wav"), dtype="float64")
+    nam, dry = reference_file("models", "A2.nam"), reference_file("input.wav")
+    reference, _ = sf.read(reference_file("renders", f"A2_slim{slim_value}.wav"), dtype="float64")
     assert main(["render", str(nam), str(dry), str(tmp_path / "wet.wav"), "--slim", slim_value, "--float"]) == 0
     np.testing.assert_allclose(sf.read(tmp_path / "wet.wav", dtype="float64")[0], reference, rtol=0, atol=1e-5)
 
 
 def test_levels_given_to_a_file_without_them_are_one_line_and_exit_2(tmp_path, capsys):
-    nam, dry = _reference("models", "wavenet.nam"), _reference("input.wav")
+    nam, dry = reference_file("models", "wavenet.nam"), reference_file("input.wav")
     out = str(tmp_path / "wet.wav")
     line = _one_line_error(capsys, main(["render", str(nam), str(dry), out, "--slim", "0.5"]))
     assert "wavenet.nam" in line
     line = _one_line_error(capsys, main(["render", str(nam), str(dry), out, "--slim", "0.5", "--width", "0.5"]))
     assert "--slim and --width: expected one of them" in line
-    container = _reference("models", "A2.nam")
+    container = reference_file("models", "A2.nam")
     line = _one_line_error(capsys, main(["render", str(container), str(dry), out, "--width", "0.5"]))
     assert "A2.nam: is a SlimmableContainer; its levels are chosen with slim, found width 0.5" in line
     line = _one_line_error(capsys, main(["render", str(tmp_path / "model.onnx"), str(dry), out]))
